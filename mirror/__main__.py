@@ -1,0 +1,3 @@
+from mirror.daemon.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Credential providers: who we are at each registry. They never talk to a token realm."""

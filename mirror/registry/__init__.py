@@ -1,0 +1,1 @@
+"""Stores behind one protocol: OCI distribution registries, OCI layout directories, S3."""

@@ -1,0 +1,1 @@
+"""HTTP transport: auth challenges and tokens, retries, limits, error mapping. Knows no images."""

@@ -1,0 +1,1 @@
+"""Pure value types: references, digests, descriptors, manifests, errors. No IO."""

@@ -1,0 +1,50 @@
+"""Content digests (``algorithm:hex``) and streaming hashers."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from mirror.types.errors import InvalidReference
+
+# Algorithms mirror can verify, with the exact hex length each one produces.
+ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
+_HEX = re.compile(r"^[a-f0-9]+$")
+
+
+@dataclass(frozen=True, order=True)
+class Digest:
+    algorithm: str
+    hex: str
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        algorithm, sep, hexpart = text.partition(":")
+        if not sep:
+            raise InvalidReference(f"digest {text!r} has no algorithm: expected sha256:<64 hex>")
+        if algorithm not in ALGORITHMS:
+            raise InvalidReference(
+                f"digest {text!r} uses unsupported algorithm {algorithm!r}: "
+                f"use one of {', '.join(sorted(ALGORITHMS))}"
+            )
+        want = ALGORITHMS[algorithm]
+        if len(hexpart) != want or not _HEX.match(hexpart):
+            raise InvalidReference(
+                f"digest {text!r} is not valid: {algorithm} needs exactly {want} lowercase hex digits"
+            )
+        return cls(algorithm, hexpart)
+
+    @classmethod
+    def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:
+        return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
+
+    def hasher(self) -> hashlib._Hash:
+        return hashlib.new(self.algorithm)
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+    @property
+    def short(self) -> str:
+        return f"{self.algorithm}:{self.hex[:12]}"

@@ -1,0 +1,64 @@
+"""Events: every layer reports what it did through one sink; metrics, reports and logs listen.
+
+The layers that emit events import nothing of the listeners.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# Event kinds (a closed list keeps metric labels bounded).
+REQUEST = "request"  # an HTTP request sent (status filled in)
+RETRY = "retry"  # a temporary failure, retried after a delay
+THROTTLED = "throttled"  # a 429 answer
+TOKEN_FETCH = "token_fetch"  # a registry token obtained from a realm
+CREDENTIAL_REFRESH = "credential_refresh"  # a provider credential refreshed
+BLOB_READ = "blob_read"  # bytes read from a source (size = bytes)
+BLOB_PUSHED = "blob_pushed"
+BLOB_MOUNTED = "blob_mounted"
+BLOB_SKIPPED = "blob_skipped"  # already present at the destination
+BLOB_FAILED = "blob_failed"
+BLOB_PROGRESS = "blob_progress"  # bytes streamed so far (size = delta)
+MANIFEST_PUSHED = "manifest_pushed"
+IMAGE_COPIED = "image_copied"
+IMAGE_SKIPPED = "image_skipped"
+IMAGE_FAILED = "image_failed"
+TAG_CONFLICT = "tag_conflict"
+TRANSFER_STARTED = "transfer_started"
+TRANSFER_FINISHED = "transfer_finished"
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    host: str = ""
+    repository: str = ""
+    digest: str = ""
+    size: int = 0
+    status: int = 0
+    detail: str = ""  # never a secret: error kinds, methods, reasons
+
+
+EventSink = Callable[[Event], None]
+
+
+def discard(_: Event) -> None:
+    return None
+
+
+class Fanout:
+    """An EventSink that forwards to several listeners; a failing listener never breaks a copy."""
+
+    def __init__(self, *sinks: EventSink) -> None:
+        self.sinks = list(sinks)
+
+    def add(self, sink: EventSink) -> None:
+        self.sinks.append(sink)
+
+    def __call__(self, event: Event) -> None:
+        for sink in self.sinks:
+            try:
+                sink(event)
+            except Exception:
+                pass

@@ -1,0 +1,202 @@
+"""Descriptors, image manifests and indexes: parsed from bytes, never re-serialised.
+
+Bytes are kept as received so digests are preserved; parsing only extracts what the copy
+needs (children, platforms) and validates it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from mirror.types import mediatypes as mt
+from mirror.types.digest import Digest
+from mirror.types.errors import InvalidReference, ManifestError
+
+MAX_INDEX_ENTRIES = 10_000
+MAX_LAYERS = 10_000
+
+
+@dataclass(frozen=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        parts = text.split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise InvalidReference(
+                f"platform {text!r} is not valid: expected os/arch[/variant], e.g. linux/arm64/v8"
+            )
+        return cls(*parts)
+
+    def matches(self, other: Platform) -> bool:
+        """Whether ``other`` (an index entry) satisfies this wanted platform."""
+        if (self.os, self.architecture) != (other.os, other.architecture):
+            return False
+        return not self.variant or self.variant == other.variant
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: Digest
+    size: int
+    platform: Platform | None = None
+    annotations: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_manifest(self) -> bool:
+        return mt.is_manifest(self.media_type)
+
+
+def _descriptor(raw: Any, where: str) -> Descriptor:
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{where}: descriptor is not an object")
+    media_type = raw.get("mediaType", "")
+    digest_text = raw.get("digest")
+    size = raw.get("size")
+    if not isinstance(media_type, str):
+        raise ManifestError(f"{where}: mediaType is not a string")
+    if not isinstance(digest_text, str):
+        raise ManifestError(f"{where}: digest is missing")
+    try:
+        digest = Digest.parse(digest_text)
+    except InvalidReference as exc:
+        raise ManifestError(f"{where}: {exc.message}") from None
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ManifestError(f"{where}: size must be a non-negative integer, got {size!r}")
+    platform = None
+    plat = raw.get("platform")
+    if plat is not None:
+        if not isinstance(plat, dict):
+            raise ManifestError(f"{where}: platform is not an object")
+        os_, arch = plat.get("os", ""), plat.get("architecture", "")
+        variant = plat.get("variant", "")
+        if not all(isinstance(v, str) for v in (os_, arch, variant)):
+            raise ManifestError(f"{where}: platform fields must be strings")
+        platform = Platform(os_, arch, variant)
+    annotations: tuple[tuple[str, str], ...] = ()
+    ann = raw.get("annotations")
+    if isinstance(ann, dict):
+        annotations = tuple(sorted((str(k), str(v)) for k, v in ann.items()))
+    return Descriptor(media_type, digest, size, platform, annotations)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A parsed manifest or index, with the exact bytes it came from."""
+
+    media_type: str
+    raw: bytes
+    digest: Digest
+    config: Descriptor | None = None
+    layers: tuple[Descriptor, ...] = ()
+    manifests: tuple[Descriptor, ...] = ()
+    subject: Descriptor | None = None
+    annotations: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def is_index(self) -> bool:
+        return mt.is_index(self.media_type)
+
+    @property
+    def blobs(self) -> tuple[Descriptor, ...]:
+        """Config then layers: every blob an image manifest needs."""
+        return ((self.config,) if self.config else ()) + self.layers
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.media_type, self.digest, len(self.raw))
+
+
+def parse_manifest(raw: bytes, media_type: str = "", *, digest: Digest | None = None) -> Manifest:
+    """Parse manifest bytes. ``media_type`` is the Content-Type, used when the body has none."""
+    if len(raw) > mt.MAX_MANIFEST_BYTES:
+        raise ManifestError(f"manifest is {len(raw)} bytes: over the {mt.MAX_MANIFEST_BYTES} limit")
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"manifest is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ManifestError("manifest is not a JSON object")
+    body_type = doc.get("mediaType")
+    header_type = media_type.split(";")[0].strip()
+    if body_type is not None and not isinstance(body_type, str):
+        raise ManifestError("manifest mediaType is not a string")
+    if body_type and header_type and mt.is_manifest(header_type) and body_type != header_type:
+        raise ManifestError(
+            f"manifest body says {body_type!r} but it was served as {header_type!r}"
+        )
+    kind = body_type or header_type
+    if not kind:
+        # OCI allows omitting mediaType; infer from the shape.
+        kind = mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST
+    if not mt.is_manifest(kind):
+        if doc.get("schemaVersion") == 1:
+            raise ManifestError(
+                "Docker schema 1 manifests are deprecated and not supported: push the image "
+                "again with a current client"
+            )
+        raise ManifestError(f"unsupported manifest media type {kind!r}")
+    if doc.get("schemaVersion") != 2:
+        raise ManifestError(f"manifest schemaVersion must be 2, got {doc.get('schemaVersion')!r}")
+    computed = Digest.of(raw, digest.algorithm if digest else "sha256")
+    if digest is not None and computed != digest:
+        raise ManifestError(f"manifest digest mismatch: expected {digest}, got {computed}")
+    subject = _descriptor(doc["subject"], "subject") if "subject" in doc else None
+    annotations = doc.get("annotations") if isinstance(doc.get("annotations"), dict) else {}
+    ann = {str(k): str(v) for k, v in (annotations or {}).items()}
+    if mt.is_index(kind):
+        entries = doc.get("manifests")
+        if not isinstance(entries, list):
+            raise ManifestError("index has no 'manifests' list")
+        if len(entries) > MAX_INDEX_ENTRIES:
+            raise ManifestError(f"index lists {len(entries)} manifests: over {MAX_INDEX_ENTRIES}")
+        children = tuple(_descriptor(e, f"manifests[{i}]") for i, e in enumerate(entries))
+        for i, child in enumerate(children):
+            if child.digest == computed:
+                raise ManifestError(f"manifests[{i}]: index refers to itself")
+        return Manifest(kind, raw, computed, manifests=children, subject=subject, annotations=ann)
+    layers = doc.get("layers")
+    if not isinstance(layers, list):
+        raise ManifestError("image manifest has no 'layers' list")
+    if len(layers) > MAX_LAYERS:
+        raise ManifestError(f"image manifest lists {len(layers)} layers: over {MAX_LAYERS}")
+    if "config" not in doc:
+        raise ManifestError("image manifest has no 'config'")
+    config = _descriptor(doc["config"], "config")
+    parsed = tuple(_descriptor(layer, f"layers[{i}]") for i, layer in enumerate(layers))
+    return Manifest(
+        kind, raw, computed, config=config, layers=parsed, subject=subject, annotations=ann
+    )
+
+
+def filter_index(index: Manifest, wanted: list[Platform]) -> Manifest:
+    """A new index holding only the children whose platform matches one of ``wanted``.
+
+    The result has new bytes and therefore a new digest; everything else in the document
+    (annotations, order, descriptor fields) is kept.
+    """
+    doc = json.loads(index.raw)
+    kept = []
+    for raw_entry, desc in zip(doc["manifests"], index.manifests, strict=True):
+        if desc.platform is not None and any(w.matches(desc.platform) for w in wanted):
+            kept.append(raw_entry)
+    if not kept:
+        available = ", ".join(str(d.platform) for d in index.manifests if d.platform) or "none"
+        raise ManifestError(
+            f"no manifest in the index matches {', '.join(map(str, wanted))}; available: {available}"
+        )
+    doc["manifests"] = kept
+    raw = json.dumps(doc, separators=(",", ":")).encode()
+    return parse_manifest(raw, index.media_type)
