@@ -196,6 +196,7 @@ def test_helpers() -> None:
     ]  # fmt: skip
     assert error_kind("Transport") == "transport"
     assert error_kind("whatever") == "other"
+    assert error_kind("internal") == "internal"
     assert {"transport", "auth", "registry", "not_found", "other"} <= ERROR_KINDS
     assert ev.BLOB_PUSHED in EVENT_KINDS and len(EVENT_KINDS) == 18
 
@@ -237,3 +238,39 @@ def test_render_negotiates_format(accept: str) -> None:
     body, content_type = Metrics().render(accept)
     assert content_type.split(";")[0] == accept.split(";")[0]
     assert b"mirror_errors" in body
+
+
+def test_registry_label_from_repository_when_no_host() -> None:
+    m = Metrics()
+    m(Event(ev.BLOB_PUSHED, repository="gcr.io/project/app", size=7))
+    m(Event(ev.BLOB_SKIPPED, repository="oci:/var/lib/mirror/layout"))
+    m(Event(ev.BLOB_SKIPPED, repository="s3://bucket/prefix/app"))
+    m(Event(ev.IMAGE_COPIED, host="ghcr.io", repository="gcr.io/project/app"))
+    m(Event(ev.MANIFEST_PUSHED))
+    s = scrape(m)
+    assert value(s, "mirror_destination_bytes_total", registry="gcr.io") == 7
+    assert value(s, "mirror_blobs_total", registry="oci", outcome="skipped") == 1
+    assert value(s, "mirror_blobs_total", registry="s3", outcome="skipped") == 1
+    assert value(s, "mirror_images_total", registry="ghcr.io", outcome="copied") == 1
+    assert value(s, "mirror_manifests_pushed_total", registry="none") == 1
+    body = m.render()[0].decode()
+    assert "project" not in body and "bucket" not in body and "/var/lib" not in body
+
+
+def test_transfer_finish_matches_its_start_by_digest() -> None:
+    m = Metrics()
+    m(Event(ev.TRANSFER_STARTED, repository="gcr.io/p/a", digest="sha256:1"))
+    m(Event(ev.TRANSFER_STARTED, repository="quay.io/p/b", digest="sha256:2"))
+    m(Event(ev.TRANSFER_STARTED, repository="quay.io/p/b", digest="sha256:2"))
+    s = scrape(m)
+    assert value(s, "mirror_transfers_in_flight", registry="gcr.io") == 1
+    assert value(s, "mirror_transfers_in_flight", registry="quay.io") == 2
+    m(Event(ev.TRANSFER_FINISHED, digest="sha256:1"))
+    m(Event(ev.TRANSFER_FINISHED, digest="sha256:2"))
+    s = scrape(m)
+    assert value(s, "mirror_transfers_in_flight", registry="gcr.io") == 0
+    assert value(s, "mirror_transfers_in_flight", registry="quay.io") == 1
+    m(Event(ev.TRANSFER_FINISHED, digest="sha256:2"))
+    m(Event(ev.TRANSFER_FINISHED, digest="sha256:2"))
+    assert value(scrape(m), "mirror_transfers_in_flight", registry="quay.io") == 0
+    assert value(scrape(m), "mirror_transfers_in_flight", registry="none") == 0

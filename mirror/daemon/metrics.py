@@ -5,7 +5,8 @@ A :class:`Metrics` owns its own ``CollectorRegistry`` (several may coexist, one 
 calls :meth:`Metrics.job_started` and :meth:`Metrics.job_finished` around every run.
 
 Labels are bounded and carry no secrets. ``registry`` is a host name (``host[:port]``) taken from
-events, normalised, and capped: after ``max_hosts`` distinct hosts further ones count under
+an event's host, or else from the first part of its repository (``oci`` and ``s3`` for those
+stores), normalised, and capped: after ``max_hosts`` distinct hosts further ones count under
 ``other``; a value that does not look like a host counts under ``invalid``, an empty one under
 ``none``. ``job`` is a job name from the config. ``kind``, ``outcome``, ``method``, ``code`` and
 ``result`` come from closed sets. URLs, repositories, tags, digests and error messages never
@@ -87,8 +88,9 @@ ERROR_KINDS: frozenset[str] = frozenset(
         for obj in vars(errors).values()
         if isinstance(obj, type) and issubclass(obj, errors.MirrorError)
     }
-    | {"other"}
+    | {"internal", "other"}
 )
+"""Error kinds counted by name; ``internal`` is what the copy engine reports for a bug."""
 
 # Every event kind declared in mirror.types.events.
 EVENT_KINDS: frozenset[str] = frozenset(
@@ -181,6 +183,17 @@ def error_kind(text: str) -> str:
     return kind if kind in ERROR_KINDS else "other"
 
 
+def store_host(repository: str) -> str:
+    """The host part of a repository display name (``host/path``, ``oci:DIR``, ``s3://b/p``)."""
+    text = repository.strip()
+    scheme, sep, _ = text.partition("://")
+    if sep and scheme.isalnum():
+        return scheme.lower()
+    if text.lower().startswith("oci:"):
+        return "oci"
+    return text.split("/", 1)[0]
+
+
 def normalise_host(host: str) -> str:
     """``host[:port]`` in lower case, or ``none``/``invalid``; strips a scheme, user info and path."""
     text = host.strip().lower()
@@ -211,6 +224,7 @@ class Metrics:
         self.max_hosts = max(0, max_hosts)
         self._hosts: set[str] = set()
         self._in_flight: dict[str, int] = {}
+        self._transfer_hosts: dict[str, list[str]] = {}  # digest -> labels of running transfers
         self._running: dict[str, int] = {}
         r = self.registry
 
@@ -325,6 +339,16 @@ class Metrics:
         self._hosts.add(label)
         return label
 
+    def registry_label(self, event: Event) -> str:
+        """The ``registry`` label of an event: its host, else the store named by its repository.
+
+        A repository ``host/path`` gives ``host``; ``oci:DIR`` gives ``oci``; ``s3://bucket/..``
+        gives ``s3``. Paths, buckets and repository names themselves never become labels.
+        """
+        if event.host or not event.repository:
+            return self.host_label(event.host)
+        return self.host_label(store_host(event.repository))
+
     # -- events -------------------------------------------------------------------------------
 
     def __call__(self, event: Event) -> None:
@@ -338,76 +362,86 @@ class Metrics:
     def _request(self, event: Event) -> None:
         method = event.detail.strip().upper()
         self.requests.labels(
-            registry=self.host_label(event.host),
+            registry=self.registry_label(event),
             method=method if method in HTTP_METHODS else "other",
             code=status_class(event.status),
         ).inc()
 
     def _retry(self, event: Event) -> None:
-        self.retries.labels(registry=self.host_label(event.host), kind=error_kind(event.detail)).inc()
+        self.retries.labels(registry=self.registry_label(event), kind=error_kind(event.detail)).inc()
 
     def _throttled(self, event: Event) -> None:
-        self.throttled.labels(registry=self.host_label(event.host)).inc()
+        self.throttled.labels(registry=self.registry_label(event)).inc()
 
     def _token_fetch(self, event: Event) -> None:
-        self.token_fetches.labels(registry=self.host_label(event.host)).inc()
+        self.token_fetches.labels(registry=self.registry_label(event)).inc()
 
     def _credential_refresh(self, event: Event) -> None:
-        self.credential_refreshes.labels(registry=self.host_label(event.host)).inc()
+        self.credential_refreshes.labels(registry=self.registry_label(event)).inc()
 
     def _blob_read(self, event: Event) -> None:
-        child = self.source_bytes.labels(registry=self.host_label(event.host))
+        child = self.source_bytes.labels(registry=self.registry_label(event))
         if event.size > 0:
             child.inc(event.size)
 
     def _blob_progress(self, event: Event) -> None:
-        child = self.progress_bytes.labels(registry=self.host_label(event.host))
+        child = self.progress_bytes.labels(registry=self.registry_label(event))
         if event.size > 0:
             child.inc(event.size)
 
     def _blob_pushed(self, event: Event) -> None:
-        host = self.host_label(event.host)
+        host = self.registry_label(event)
         self.blobs.labels(registry=host, outcome="copied").inc()
         child = self.destination_bytes.labels(registry=host)
         if event.size > 0:
             child.inc(event.size)
 
     def _blob_mounted(self, event: Event) -> None:
-        self.blobs.labels(registry=self.host_label(event.host), outcome="mounted").inc()
+        self.blobs.labels(registry=self.registry_label(event), outcome="mounted").inc()
 
     def _blob_skipped(self, event: Event) -> None:
-        self.blobs.labels(registry=self.host_label(event.host), outcome="skipped").inc()
+        self.blobs.labels(registry=self.registry_label(event), outcome="skipped").inc()
 
     def _blob_failed(self, event: Event) -> None:
-        self.blobs.labels(registry=self.host_label(event.host), outcome="failed").inc()
+        self.blobs.labels(registry=self.registry_label(event), outcome="failed").inc()
         self.errors.labels(kind=error_kind(event.detail), scope="blob").inc()
 
     def _manifest_pushed(self, event: Event) -> None:
-        self.manifests_pushed.labels(registry=self.host_label(event.host)).inc()
+        self.manifests_pushed.labels(registry=self.registry_label(event)).inc()
 
     def _image_copied(self, event: Event) -> None:
-        self.images.labels(registry=self.host_label(event.host), outcome="copied").inc()
+        self.images.labels(registry=self.registry_label(event), outcome="copied").inc()
 
     def _image_skipped(self, event: Event) -> None:
-        self.images.labels(registry=self.host_label(event.host), outcome="skipped").inc()
+        self.images.labels(registry=self.registry_label(event), outcome="skipped").inc()
 
     def _image_failed(self, event: Event) -> None:
-        self.images.labels(registry=self.host_label(event.host), outcome="failed").inc()
+        self.images.labels(registry=self.registry_label(event), outcome="failed").inc()
         self.errors.labels(kind=error_kind(event.detail), scope="image").inc()
 
     def _tag_conflict(self, event: Event) -> None:
-        self.tag_conflicts.labels(registry=self.host_label(event.host)).inc()
+        self.tag_conflicts.labels(registry=self.registry_label(event)).inc()
 
     def _transfer_started(self, event: Event) -> None:
-        host = self.host_label(event.host)
-        count = self._in_flight.get(host, 0) + 1
-        self._in_flight[host] = count
-        self.transfers_in_flight.labels(registry=host).set(count)
+        host = self.registry_label(event)
+        self._transfer_hosts.setdefault(event.digest, []).append(host)
+        self._set_in_flight(host, +1)
 
     def _transfer_finished(self, event: Event) -> None:
-        host = self.host_label(event.host)
+        # The finish is counted against the registry its start was counted against (matched by
+        # digest), so the gauge balances even when the finish names no host or repository.
+        started = self._transfer_hosts.get(event.digest)
+        if started:
+            host = started.pop()
+            if not started:
+                del self._transfer_hosts[event.digest]
+        else:
+            host = self.registry_label(event)
+        self._set_in_flight(host, -1)
+
+    def _set_in_flight(self, host: str, delta: int) -> None:
         # A finish without a start (a listener attached mid-transfer) never drives the gauge negative.
-        count = max(0, self._in_flight.get(host, 0) - 1)
+        count = max(0, self._in_flight.get(host, 0) + delta)
         self._in_flight[host] = count
         self.transfers_in_flight.labels(registry=host).set(count)
 
