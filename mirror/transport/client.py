@@ -228,7 +228,7 @@ class Transport:
                     if len(schemes) > 1 and scheme == "https":
                         break  # try plain http on loopback
                     if self.retry.should_retry(last, attempt):
-                        await self._backoff(host, attempt, last)
+                        await self.backoff(host, attempt, last)
                         continue
                     raise last from None
                 if resp.status == 401:
@@ -237,7 +237,7 @@ class Transport:
                 elif resp.status >= 500 or resp.status == 429:
                     last = registry_error("GET", str(url), resp.status, body)
                     if self.retry.should_retry(last, attempt):
-                        await self._backoff(host, attempt, last)
+                        await self.backoff(host, attempt, last)
                         continue
                     raise last
                 elif resp.status == 404:
@@ -378,7 +378,7 @@ class Transport:
         if status == 429:
             self._emit(ev.THROTTLED, host=host, status=status)
 
-    async def _backoff(self, host: str, attempt: int, error: MirrorError) -> None:
+    async def backoff(self, host: str, attempt: int, error: MirrorError) -> None:
         retry_after = getattr(error, "retry_after", None)
         delay = self.retry.delay(attempt, retry_after)
         self._emit(ev.RETRY, host=host, detail=error.kind, status=getattr(error, "status", 0))
@@ -460,16 +460,16 @@ class Transport:
                     error.temporary = False
                 raise error
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                error = from_exception(exc, method, redact_url(str(url)))
-                if not retry or not self.retry.should_retry(error, attempt):
-                    raise error from None
-                await self._backoff(host, attempt, error)
+                failure = from_exception(exc, method, redact_url(str(url)))
+                if not retry or not self.retry.should_retry(failure, attempt):
+                    raise failure from None
+                await self.backoff(host, attempt, failure)
             except MirrorError as error:
                 if isinstance(error, InputError | UnsafeRequest | AuthError):
                     raise
                 if not retry or not self.retry.should_retry(error, attempt):
                     raise
-                await self._backoff(host, attempt, error)
+                await self.backoff(host, attempt, error)
         try:
             yield resp
         finally:
@@ -495,7 +495,8 @@ class Transport:
         rechallenged = False
         while True:
             hdrs = CIMultiDict(headers or {})
-            auth = await self._authorization(host, scopes, expected, size)
+            # Credentials only ever go to the registry host itself.
+            auth = await self._authorization(host, scopes, expected, size) if host_of(url) == host else None
             if auth:
                 hdrs["Authorization"] = auth
             if content_length is not None:

@@ -20,9 +20,9 @@ class RetryPolicy:
         """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 1)."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.retry_after_cap)
-        ceiling = min(self.cap, self.base * (2 ** (attempt - 1)))
+        ceiling = min(self.cap, self.base * (2.0 ** (attempt - 1)))
         r = random.random() if rand is None else rand
-        return ceiling * (0.5 + r / 2)  # "equal jitter": never zero, never over the ceiling
+        return float(ceiling * (0.5 + r / 2))  # "equal jitter": never zero, never over the ceiling
 
     def should_retry(self, error: BaseException, attempt: int) -> bool:
         return attempt < self.attempts and isinstance(error, MirrorError) and error.temporary

@@ -5,6 +5,7 @@ The layers that emit events import nothing of the listeners.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,7 +59,5 @@ class Fanout:
 
     def __call__(self, event: Event) -> None:
         for sink in self.sinks:
-            try:
+            with contextlib.suppress(Exception):  # a listener must not break the data path
                 sink(event)
-            except Exception:
-                pass

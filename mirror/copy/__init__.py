@@ -1,0 +1,1 @@
+"""The copy engine: plan, single-flight, streaming tee with verification, fan-out."""

@@ -1,0 +1,75 @@
+"""What a copy did, per image and destination: the data behind reports and exit codes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+COPIED = "copied"
+SKIPPED = "skipped"  # destination already had this digest
+CONFLICT = "conflict"  # destination tag names another digest; left untouched
+FAILED = "failed"
+PLANNED = "planned"  # dry run: would be copied
+
+
+@dataclass
+class DestinationResult:
+    destination: str
+    status: str
+    digest: str = ""
+    error: str = ""
+    error_kind: str = ""
+    blobs_pushed: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+    bytes_written: int = 0
+    manifests_pushed: int = 0
+
+
+@dataclass
+class ImageResult:
+    source: str
+    digest: str = ""  # what the destinations receive (a filtered index has its own digest)
+    source_digest: str = ""  # the source's digest, when it differs from ``digest``
+    job: str = ""
+    note: str = ""
+    error: str = ""  # a failure before any destination was considered (source unreadable)
+    error_kind: str = ""
+    destinations: list[DestinationResult] = field(default_factory=list)
+    blobs: int = 0
+    bytes_total: int = 0  # bytes of all blobs the image references
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and all(d.status in (COPIED, SKIPPED, PLANNED) for d in self.destinations)
+
+    @property
+    def status(self) -> str:
+        if self.error:
+            return FAILED
+        statuses = {d.status for d in self.destinations}
+        for status in (FAILED, CONFLICT, PLANNED, COPIED):
+            if status in statuses:
+                return status
+        return SKIPPED
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["status"] = self.status
+        return doc
+
+
+@dataclass
+class RunStats:
+    """Totals for one run, across images."""
+
+    bytes_read: int = 0  # from sources
+    bytes_written: int = 0  # to destinations (a blob sent to two places counts twice)
+    blobs_read: int = 0
+    blobs_pushed: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+    manifests_pushed: int = 0
+    requests: int = 0
+    duration_seconds: float = 0.0
+    unique_blob_bytes: int = 0  # sum of sizes of distinct blobs that had to move

@@ -1,0 +1,38 @@
+"""Single-flight: concurrent callers for one key share one running task; failures are evicted."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class SingleFlight(Generic[T]):
+    def __init__(self) -> None:
+        self._tasks: dict[Hashable, asyncio.Task[T]] = {}
+
+    def run(self, key: Hashable, start: Callable[[], Awaitable[T]]) -> asyncio.Task[T]:
+        """The task for ``key``: the running or finished one, or a new one from ``start``."""
+        task = self._tasks.get(key)
+        if task is not None and not (task.done() and (task.cancelled() or task.exception())):
+            return task
+
+        async def wrapped() -> T:
+            return await start()
+
+        task = asyncio.ensure_future(wrapped())
+        self._tasks[key] = task
+        task.add_done_callback(lambda t: self._evict_failed(key, t))
+        return task
+
+    def _evict_failed(self, key: Hashable, task: asyncio.Task[T]) -> None:
+        if (task.cancelled() or task.exception() is not None) and self._tasks.get(key) is task:
+            del self._tasks[key]
+
+    async def cancel_all(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

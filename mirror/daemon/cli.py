@@ -1,0 +1,55 @@
+"""The ``mirror`` command line. Exit codes: 0 success, 1 a copy failed, 2 usage or input error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from mirror import __version__
+from mirror.daemon import copycmd
+from mirror.daemon.runtime import run
+from mirror.types.errors import InputError, MirrorError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"mirror: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mirror", description="Container image mirroring and replication.")
+    parser.add_argument("--version", action="version", version=f"mirror {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    copy = sub.add_parser("copy", help="copy one image (all platforms) between registries/layouts")
+    copycmd.add_arguments(copy)
+    demo = sub.add_parser("demo", help="make a small image in an OCI layout, copy it, list it")
+    demo.add_argument("--dir", default="demo-out", help="working directory (replaced)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "copy":
+            opts = copycmd.options_from(args)
+            code, results, stats = run(copycmd.run_copy(opts))
+            return copycmd.finish(opts, code, results, stats)
+        if args.command == "demo":
+            from mirror.daemon.democmd import run_demo
+
+            return run(run_demo(args.dir))
+    except InputError as exc:
+        print(f"mirror: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except MirrorError as exc:
+        print(f"mirror: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("mirror: interrupted", file=sys.stderr)
+        return 130
+    return EXIT_USAGE

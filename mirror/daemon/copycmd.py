@@ -1,0 +1,127 @@
+"""``mirror copy SRC DST``: one image, every platform unless filtered, byte for byte."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from mirror.auth.credentials import Credential, CredentialProvider, StaticProvider
+from mirror.copy.engine import CopyEngine, CopyTask, Destination
+from mirror.copy.results import ImageResult, RunStats
+from mirror.daemon.progress import Progress
+from mirror.daemon.report import build_report, summary_lines, write_report
+from mirror.daemon.stores import open_repository
+from mirror.transport.client import HostOptions, Transport
+from mirror.types.errors import InputError
+from mirror.types.events import Fanout
+from mirror.types.manifest import Platform
+from mirror.types.reference import ImageRef, parse_reference, validate_host
+
+
+def parse_creds(text: str, flag: str) -> Credential:
+    user, sep, password = text.partition(":")
+    if not sep or not user:
+        raise InputError(f"{flag} must be USER:PASSWORD (the password may contain ':')")
+    return Credential(username=user, password=password, provider=flag)
+
+
+@dataclass
+class CopyOptions:
+    source: str
+    destination: str
+    src_creds: str | None = None
+    dest_creds: str | None = None
+    platforms: list[str] = field(default_factory=list)
+    plain_http: list[str] = field(default_factory=list)
+    overwrite: bool = False
+    report: str | None = None
+    quiet: bool = False
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="HOST/PATH[:TAG|@DIGEST], oci:DIR[:TAG] or s3://BUCKET/PREFIX[:TAG]")
+    p.add_argument("destination", help="same forms as SOURCE; no tag means latest")
+    p.add_argument("--src-creds", metavar="USER:PASS",
+                   help="credentials for the source registry (or $MIRROR_SRC_CREDS)")
+    p.add_argument("--dest-creds", metavar="USER:PASS",
+                   help="credentials for the destination registry (or $MIRROR_DEST_CREDS)")
+    p.add_argument("--platform", action="append", default=[], dest="platforms", metavar="OS/ARCH[/VARIANT]",
+                   help="copy only these platforms of an index (repeatable); the index pushed then "
+                   "has a new digest")
+    p.add_argument("--plain-http", action="append", default=[], metavar="HOST",
+                   help="talk plain HTTP to HOST (repeatable); loopback hosts may without it")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow moving a destination tag that names another digest")
+    p.add_argument("--report", metavar="FILE", help="write a JSON report of the copy")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress line, no summary")
+
+
+def options_from(ns: argparse.Namespace) -> CopyOptions:
+    return CopyOptions(
+        source=ns.source,
+        destination=ns.destination,
+        src_creds=ns.src_creds or os.environ.get("MIRROR_SRC_CREDS"),
+        dest_creds=ns.dest_creds or os.environ.get("MIRROR_DEST_CREDS"),
+        platforms=ns.platforms,
+        plain_http=ns.plain_http,
+        overwrite=ns.overwrite,
+        report=ns.report,
+        quiet=ns.quiet,
+    )
+
+
+def build_provider(static: StaticProvider) -> CredentialProvider:
+    """Explicit credentials first, then docker config and cloud defaults when available."""
+    try:
+        from mirror.auth.chain import default_chain  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return static
+    return default_chain(static)  # type: ignore[no-any-return,unused-ignore]
+
+
+async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]:
+    src = parse_reference(opts.source)
+    dst = parse_reference(opts.destination)
+    platforms = tuple(Platform.parse(p) for p in opts.platforms)
+    static = StaticProvider()
+    hosts: dict[str, HostOptions] = {}
+    for host in opts.plain_http:
+        hosts[validate_host(host)] = HostOptions(plain_http=True)
+    if opts.src_creds and isinstance(src, ImageRef):
+        static.add(src.api_host, parse_creds(opts.src_creds, "--src-creds"))
+    if opts.dest_creds and isinstance(dst, ImageRef):
+        static.add(dst.api_host, parse_creds(opts.dest_creds, "--dest-creds"))
+    progress = Progress()
+    sink = Fanout()
+    if not opts.quiet:
+        sink.add(progress)
+    started = time.monotonic()
+    async with Transport(build_provider(static), options=hosts, events=sink) as transport:
+        source = open_repository(src, transport)
+        dest = open_repository(dst, transport, create=True)
+        engine = CopyEngine(events=sink)
+        task = CopyTask(source, src.reference, [Destination(dest, dst.reference)], platforms, opts.overwrite)
+        if not opts.quiet:
+            progress.start()
+        try:
+            results = await engine.run([task])
+        finally:
+            await progress.stop()
+            await engine.aclose()
+        stats = engine.stats
+        stats.requests = transport.request_count
+        stats.duration_seconds = time.monotonic() - started
+    code = 0 if all(r.ok for r in results) else 1
+    return code, results, stats
+
+
+def finish(opts: CopyOptions, code: int, results: list[ImageResult], stats: RunStats) -> int:
+    if opts.report:
+        write_report(opts.report, build_report("copy", results, stats))
+    if not opts.quiet or code:
+        for line in summary_lines(results, stats):
+            print(line, file=sys.stderr)
+    return code

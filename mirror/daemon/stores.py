@@ -1,0 +1,45 @@
+"""Opening a repository of any store from a parsed reference."""
+
+from __future__ import annotations
+
+from mirror.registry.base import Repository
+from mirror.registry.distribution import RegistryRepository
+from mirror.registry.ocilayout import OciLayout
+from mirror.transport.client import Transport
+from mirror.types.errors import InputError
+from mirror.types.reference import ImageRef, LayoutRef, Ref
+
+# Known per-registry limits, by host suffix: Artifact Registry accepts blobs up to 5 TB.
+KNOWN_MAX_BLOB = (
+    ("-docker.pkg.dev", 5 * 10**12),
+    ("-docker.s3nsregistry.fr", 5 * 10**12),
+)
+
+
+def known_max_blob_size(host: str) -> int | None:
+    for suffix, limit in KNOWN_MAX_BLOB:
+        if host.split(":")[0].endswith(suffix):
+            return limit
+    return None
+
+
+def open_repository(
+    ref: Ref,
+    transport: Transport,
+    *,
+    create: bool = False,
+    max_blob_size: int | None = None,
+) -> Repository:
+    """A Repository for ``ref``; ``create`` lets a layout destination be made on first write."""
+    if isinstance(ref, ImageRef):
+        limit = max_blob_size if max_blob_size is not None else known_max_blob_size(ref.host)
+        return RegistryRepository(transport, ref.api_host, ref.repository, max_blob_size=limit)
+    if isinstance(ref, LayoutRef) and ref.scheme == "oci":
+        return OciLayout(ref.location, create=create)
+    if isinstance(ref, LayoutRef) and ref.scheme == "s3":
+        try:
+            from mirror.registry.s3 import S3Layout  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:  # pragma: no cover - depends on optional pieces
+            raise InputError(f"s3:// stores are not available: {exc}") from None
+        return S3Layout.from_location(ref.location, create=create)  # type: ignore[no-any-return,unused-ignore]
+    raise InputError(f"unsupported reference {ref}")

@@ -1,0 +1,281 @@
+"""A repository of an OCI distribution registry, over the shared Transport.
+
+Uploads are monolithic: an empty POST opens a session, ONE PUT carries the whole blob with an
+explicit Content-Length (never chunked, never PATCH). Artifact Registry rejects chunked uploads.
+This layer does not authenticate or retry single requests itself; the only retry here is of a
+whole upload session (POST + PUT), whose inner requests are sent with retries off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from yarl import URL
+
+from mirror.registry.base import BlobReader, ChunkSource, FetchedManifest, ManifestInfo
+from mirror.transport.client import READ_CHUNK, Transport
+from mirror.transport.urls import next_link, resolve_location, with_digest
+from mirror.types import mediatypes as mt
+from mirror.types.digest import Digest
+from mirror.types.errors import (
+    InvalidReference,
+    ManifestError,
+    MirrorError,
+    NotFound,
+    RegistryError,
+)
+from mirror.types.manifest import Descriptor
+
+TAGS_PAGE = 1000
+MAX_LIST_BODY = 8 * 1024 * 1024
+
+
+def _pull(repo: str) -> tuple[str, ...]:
+    return (f"repository:{repo}:pull",)
+
+
+def _push(repo: str) -> tuple[str, ...]:
+    return (f"repository:{repo}:pull,push",)
+
+
+class HttpBlobReader:
+    """A blob GET being streamed; close() releases the connection."""
+
+    def __init__(self, stack: contextlib.AsyncExitStack, response: Any) -> None:
+        self._stack = stack
+        self._response = response
+        length = response.headers.get("Content-Length")
+        self.size: int | None = int(length) if length and length.isdigit() else None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        while True:
+            chunk = await content.read(READ_CHUNK)
+            if not chunk:
+                return
+            yield chunk
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+
+class RegistryRepository:
+    """``host/repository`` on a registry speaking the OCI distribution API."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        host: str,
+        repository: str,
+        *,
+        max_blob_size: int | None = None,
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.repository = repository
+        self._max_blob_size = max_blob_size
+        # An upload session left open by a mount answered 202, reused by the next upload.
+        self._open_sessions: dict[Digest, URL] = {}
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}/{self.repository}"
+
+    @property
+    def registry(self) -> str:
+        return self.host
+
+    @property
+    def max_blob_size(self) -> int | None:
+        return self._max_blob_size
+
+    def _path(self, *parts: str) -> str:
+        return "/v2/" + self.repository + "/" + "/".join(parts)
+
+    # -- manifests ---------------------------------------------------------------------------
+
+    async def head_manifest(self, reference: str) -> ManifestInfo | None:
+        reply = await self.transport.request(
+            "HEAD", self.host, self._path("manifests", reference),
+            scopes=_pull(self.repository), headers={"Accept": mt.ACCEPT}, ok=(200, 404),
+        )
+        if reply.status == 404:
+            return None
+        digest_text = reply.headers.get("Docker-Content-Digest")
+        media_type = (reply.headers.get("Content-Type") or "").split(";")[0].strip()
+        length = reply.headers.get("Content-Length", "")
+        if not digest_text or not mt.is_manifest(media_type):
+            # Some registries omit the digest on HEAD: fall back to reading the manifest.
+            fetched = await self.get_manifest(reference)
+            return ManifestInfo(fetched.digest, fetched.media_type, len(fetched.raw))
+        try:
+            digest = Digest.parse(digest_text)
+        except InvalidReference as exc:
+            raise ManifestError(f"{self.name}:{reference}: bad Docker-Content-Digest: {exc}") from None
+        return ManifestInfo(digest, media_type, int(length) if length.isdigit() else -1)
+
+    async def get_manifest(self, reference: str) -> FetchedManifest:
+        reply = await self.transport.request(
+            "GET", self.host, self._path("manifests", reference),
+            scopes=_pull(self.repository), headers={"Accept": mt.ACCEPT},
+            max_body=mt.MAX_MANIFEST_BYTES,
+        )
+        media_type = (reply.headers.get("Content-Type") or "").split(";")[0].strip()
+        expected: Digest | None = None
+        if ":" in reference:
+            expected = Digest.parse(reference)
+        computed = Digest.of(reply.body, expected.algorithm if expected else "sha256")
+        if expected is not None and computed != expected:
+            raise ManifestError(
+                f"{self.name}@{expected}: the registry served a manifest whose digest is {computed}"
+            )
+        header = reply.headers.get("Docker-Content-Digest", "")
+        if expected is None and header.startswith("sha256:") and header != str(computed):
+            raise ManifestError(
+                f"{self.name}:{reference}: Docker-Content-Digest says {header} but the bytes "
+                f"hash to {computed}"
+            )
+        return FetchedManifest(reply.body, media_type, computed)
+
+    async def put_manifest(self, reference: str, raw: bytes, media_type: str) -> None:
+        try:
+            await self.transport.request(
+                "PUT", self.host, self._path("manifests", reference),
+                scopes=_push(self.repository), headers={"Content-Type": media_type},
+                body=raw, content_length=len(raw), ok=(200, 201, 202, 204),
+            )
+        except RegistryError as exc:
+            if exc.is_immutability_refusal:
+                exc.temporary = False
+                exc.kind = "tag_conflict"
+            raise
+
+    async def delete_manifest(self, reference: str) -> None:
+        await self.transport.request(
+            "DELETE", self.host, self._path("manifests", reference),
+            scopes=(f"repository:{self.repository}:delete", *_push(self.repository)),
+            ok=(200, 202, 204),
+        )
+
+    # -- blobs -------------------------------------------------------------------------------
+
+    async def has_blob(self, digest: Digest) -> bool:
+        reply = await self.transport.request(
+            "HEAD", self.host, self._path("blobs", str(digest)),
+            scopes=_pull(self.repository), ok=(200, 404),
+        )
+        return reply.status == 200
+
+    async def open_blob(self, desc: Descriptor) -> BlobReader:
+        stack = contextlib.AsyncExitStack()
+        try:
+            response = await stack.enter_async_context(
+                self.transport.stream(
+                    "GET", self.host, self._path("blobs", str(desc.digest)),
+                    scopes=_pull(self.repository), transfer_size=desc.size,
+                )
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        return HttpBlobReader(stack, response)
+
+    async def _open_session(self) -> URL:
+        reply = await self.transport.request(
+            "POST", self.host, self._path("blobs", "uploads/"),
+            scopes=_push(self.repository), body=b"", content_length=0, ok=(202,), retry=False,
+        )
+        return self._location(reply.url, reply.headers.get("Location"))
+
+    def _location(self, base: URL, location: str | None) -> URL:
+        if not location:
+            raise RegistryError(f"{self.name}: upload session answered without a Location")
+        return resolve_location(base, location)
+
+    async def put_blob(self, desc: Descriptor, source: ChunkSource, *, replayable: bool) -> None:
+        policy = self.transport.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                location = self._open_sessions.pop(desc.digest, None) or await self._open_session()
+                await self.transport.request(
+                    "PUT", self.host, with_digest(location, str(desc.digest)),
+                    scopes=_push(self.repository),
+                    headers={"Content-Type": "application/octet-stream"},
+                    body=source, content_length=desc.size, ok=(201, 204), retry=False,
+                    transfer_size=desc.size,
+                )
+                return
+            except MirrorError as exc:
+                if not replayable or not policy.should_retry(exc, attempt):
+                    raise
+                await self.transport.backoff(self.host, attempt, exc)
+
+    async def mount_blob(self, digest: Digest, from_repository: str) -> bool:
+        reply = await self.transport.request(
+            "POST", self.host,
+            URL(self._path("blobs", "uploads/"), encoded=False).with_query(
+                {"mount": str(digest), "from": from_repository}
+            ).raw_path_qs,
+            scopes=(*_push(self.repository), *_pull(from_repository)),
+            body=b"", content_length=0, ok=(201, 202),
+        )
+        if reply.status == 201:
+            return True
+        location = reply.headers.get("Location")
+        if location:
+            self._open_sessions[digest] = self._location(reply.url, location)
+        return False
+
+    # -- listing -----------------------------------------------------------------------------
+
+    async def list_tags(self) -> list[str]:
+        tags: list[str] = []
+        path: str | URL = f"{self._path('tags', 'list')}?n={TAGS_PAGE}"
+        for _ in range(100_000):
+            reply = await self.transport.request(
+                "GET", self.host, path, scopes=_pull(self.repository), max_body=MAX_LIST_BODY,
+                ok=(200, 404),
+            )
+            if reply.status == 404:
+                raise NotFound(f"repository {self.name} does not exist", status=404)
+            tags.extend(_json_list(reply.body, "tags", self.name))
+            link = next_link(reply.url, reply.headers.get("Link"))
+            if link is None:
+                break
+            path = link
+        return tags
+
+
+async def list_catalog(transport: Transport, host: str) -> list[str]:
+    """Every repository of a registry, through ``_catalog`` with Link pagination."""
+    names: list[str] = []
+    path: str | URL = f"/v2/_catalog?n={TAGS_PAGE}"
+    for _ in range(100_000):
+        reply = await transport.request(
+            "GET", host, path, scopes=("registry:catalog:*",), max_body=MAX_LIST_BODY
+        )
+        names.extend(_json_list(reply.body, "repositories", host))
+        link = next_link(reply.url, reply.headers.get("Link"))
+        if link is None:
+            break
+        path = link
+    return names
+
+
+def _json_list(body: bytes, key: str, where: str) -> list[str]:
+    import json
+
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise RegistryError(f"{where}: {key} listing is not JSON") from None
+    values = doc.get(key) if isinstance(doc, dict) else None
+    if values is None:
+        return []
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise RegistryError(f"{where}: {key} listing is malformed")
+    return values

@@ -1,0 +1,283 @@
+"""An OCI image layout directory as a repository (``oci:DIR[:TAG]``).
+
+Layout: ``oci-layout``, ``index.json`` (tagged manifests carry the
+``org.opencontainers.image.ref.name`` annotation), ``blobs/<alg>/<hex>``. Blobs are written to a
+temporary file while hashed, and renamed into place only when size and digest match, so a
+reader never sees a partial or unverified blob. ``index.json`` is replaced atomically. Paths are
+built from parsed digests only, so a hostile ``index.json`` cannot point outside the layout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from mirror.registry.base import BlobReader, ChunkSource, FetchedManifest, ManifestInfo
+from mirror.types import mediatypes as mt
+from mirror.types.digest import Digest
+from mirror.types.errors import (
+    DigestMismatch,
+    InvalidReference,
+    ManifestError,
+    MirrorError,
+    NotFound,
+    SizeMismatch,
+)
+from mirror.types.manifest import Descriptor, parse_manifest
+from mirror.types.reference import validate_tag
+
+REF_NAME = "org.opencontainers.image.ref.name"
+READ_CHUNK = 1024 * 1024
+MAX_INDEX_BYTES = 64 * 1024 * 1024
+
+
+class FileBlobReader:
+    def __init__(self, path: Path, size: int) -> None:
+        self._path = path
+        self.size: int | None = size
+        self._file: Any = None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        self._file = await asyncio.to_thread(open, self._path, "rb")
+        while True:
+            chunk = await asyncio.to_thread(self._file.read, READ_CHUNK)
+            if not chunk:
+                return
+            yield chunk
+
+    async def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class OciLayout:
+    """One OCI image layout directory; every tag in it is a tag of this repository."""
+
+    def __init__(self, path: str | Path, *, create: bool = False) -> None:
+        self.path = Path(path)
+        self._create = create
+        self._index_lock = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        return f"oci:{self.path}"
+
+    @property
+    def registry(self) -> str:
+        return self.name
+
+    @property
+    def max_blob_size(self) -> int | None:
+        return None
+
+    # -- layout files ------------------------------------------------------------------------
+
+    def _blob_path(self, digest: Digest) -> Path:
+        return self.path / "blobs" / digest.algorithm / digest.hex
+
+    def _ensure_layout(self) -> None:
+        if (self.path / "oci-layout").exists():
+            return
+        if not self._create:
+            raise NotFound(f"{self.name} is not an OCI image layout (no oci-layout file)", status=404)
+        (self.path / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        layout = json.dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}).encode()
+        _atomic_write(self.path / "oci-layout", layout)
+        if not (self.path / "index.json").exists():
+            _atomic_write(self.path / "index.json", _index_bytes([]))
+
+    def _read_index(self) -> list[dict[str, Any]]:
+        path = self.path / "index.json"
+        if not path.exists():
+            if self._create:
+                return []
+            raise NotFound(f"{self.name} has no index.json", status=404)
+        with path.open("rb") as f:
+            raw = f.read(MAX_INDEX_BYTES + 1)
+        if len(raw) > MAX_INDEX_BYTES:
+            raise ManifestError(f"{self.name}/index.json is larger than {MAX_INDEX_BYTES} bytes")
+        try:
+            doc = json.loads(raw)
+        except ValueError as exc:
+            raise ManifestError(f"{self.name}/index.json is not valid JSON: {exc}") from None
+        entries = doc.get("manifests") if isinstance(doc, dict) else None
+        if not isinstance(entries, list):
+            raise ManifestError(f"{self.name}/index.json has no 'manifests' list")
+        for i, entry in enumerate(entries):
+            where = f"{self.name}/index.json manifests[{i}]"
+            if not isinstance(entry, dict):
+                raise ManifestError(f"{where} is not an object")
+            try:
+                Digest.parse(str(entry.get("digest", "")))
+            except InvalidReference as exc:
+                raise ManifestError(f"{where}: {exc.message}") from None
+            name = (entry.get("annotations") or {}).get(REF_NAME)
+            if name is not None:
+                try:
+                    validate_tag(str(name))
+                except InvalidReference as exc:
+                    raise ManifestError(f"{where}: {exc.message}") from None
+        return entries
+
+    def _lookup(self, reference: str) -> Descriptor | None:
+        if ":" in reference:
+            digest = Digest.parse(reference)
+            path = self._blob_path(digest)
+            if not path.exists():
+                return None
+            media_type = ""
+            for entry in self._read_index():
+                if entry.get("digest") == reference:
+                    media_type = str(entry.get("mediaType", ""))
+            if not media_type:
+                media_type = _sniff_media_type(path)
+            return Descriptor(media_type, digest, path.stat().st_size)
+        validate_tag(reference)
+        for entry in reversed(self._read_index()):
+            if (entry.get("annotations") or {}).get(REF_NAME) == reference:
+                digest = Digest.parse(str(entry["digest"]))
+                return Descriptor(str(entry.get("mediaType", "")), digest, int(entry.get("size", 0)))
+        return None
+
+    # -- manifests ---------------------------------------------------------------------------
+
+    async def head_manifest(self, reference: str) -> ManifestInfo | None:
+        desc = await asyncio.to_thread(self._lookup, reference)
+        if desc is None:
+            return None
+        return ManifestInfo(desc.digest, desc.media_type, desc.size)
+
+    async def get_manifest(self, reference: str) -> FetchedManifest:
+        desc = await asyncio.to_thread(self._lookup, reference)
+        if desc is None:
+            raise NotFound(f"{self.name}: no manifest {reference}", status=404)
+        path = self._blob_path(desc.digest)
+        raw = await asyncio.to_thread(_read_bounded, path, mt.MAX_MANIFEST_BYTES)
+        actual = Digest.of(raw, desc.digest.algorithm)
+        if actual != desc.digest:
+            raise DigestMismatch(str(desc.digest), str(actual), what=f"{self.name} manifest")
+        media_type = desc.media_type or parse_manifest(raw).media_type
+        return FetchedManifest(raw, media_type, actual)
+
+    async def put_manifest(self, reference: str, raw: bytes, media_type: str) -> None:
+        digest = Digest.of(raw)
+        await asyncio.to_thread(self._ensure_layout)
+        path = self._blob_path(digest)
+        if not path.exists():
+            await asyncio.to_thread(_atomic_write, path, raw)
+        if ":" in reference:
+            if Digest.parse(reference) != digest:
+                raise DigestMismatch(reference, str(digest), what="manifest")
+            return
+        tag = validate_tag(reference)
+        entry = {"mediaType": media_type, "digest": str(digest), "size": len(raw),
+                 "annotations": {REF_NAME: tag}}
+        async with self._index_lock:
+            await asyncio.to_thread(self._set_tag, tag, entry)
+
+    def _set_tag(self, tag: str, entry: dict[str, Any]) -> None:
+        entries = [e for e in self._read_index() if (e.get("annotations") or {}).get(REF_NAME) != tag]
+        entries.append(entry)
+        _atomic_write(self.path / "index.json", _index_bytes(entries))
+
+    async def delete_manifest(self, reference: str) -> None:
+        async with self._index_lock:
+            await asyncio.to_thread(self._untag, reference)
+
+    def _untag(self, reference: str) -> None:
+        entries = self._read_index()
+        if ":" in reference:
+            kept = [e for e in entries if e.get("digest") != reference]
+        else:
+            kept = [e for e in entries if (e.get("annotations") or {}).get(REF_NAME) != reference]
+        _atomic_write(self.path / "index.json", _index_bytes(kept))
+
+    # -- blobs -------------------------------------------------------------------------------
+
+    async def has_blob(self, digest: Digest) -> bool:
+        return await asyncio.to_thread(self._blob_path(digest).exists)
+
+    async def open_blob(self, desc: Descriptor) -> BlobReader:
+        path = self._blob_path(desc.digest)
+        try:
+            size = (await asyncio.to_thread(path.stat)).st_size
+        except FileNotFoundError:
+            raise NotFound(f"{self.name}: blob {desc.digest} not found", status=404) from None
+        return FileBlobReader(path, size)
+
+    async def put_blob(self, desc: Descriptor, source: ChunkSource, *, replayable: bool) -> None:
+        await asyncio.to_thread(self._ensure_layout)
+        final = self._blob_path(desc.digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".tmp-{desc.digest.hex[:16]}-{secrets.token_hex(6)}"
+        hasher = desc.digest.hasher()
+        written = 0
+        f = await asyncio.to_thread(open, tmp, "wb")
+        try:
+            async for chunk in source():
+                written += len(chunk)
+                if written > desc.size:
+                    raise SizeMismatch(desc.size, written, what=f"blob {desc.digest.short}")
+                hasher.update(chunk)
+                await asyncio.to_thread(f.write, chunk)
+            if written != desc.size:
+                raise SizeMismatch(desc.size, written, what=f"blob {desc.digest.short}")
+            actual = hasher.hexdigest()
+            if actual != desc.digest.hex:
+                raise DigestMismatch(str(desc.digest), f"{desc.digest.algorithm}:{actual}")
+            await asyncio.to_thread(_flush_and_sync, f)
+            f.close()
+            await asyncio.to_thread(os.replace, tmp, final)
+        except BaseException:
+            f.close()
+            tmp.unlink(missing_ok=True)
+            raise
+
+    async def mount_blob(self, digest: Digest, from_repository: str) -> bool:
+        return False
+
+    async def list_tags(self) -> list[str]:
+        entries = await asyncio.to_thread(self._read_index)
+        tags = [str((e.get("annotations") or {}).get(REF_NAME)) for e in entries]
+        return sorted({t for t in tags if t and t != "None"})
+
+
+def _flush_and_sync(f: Any) -> None:
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _read_bounded(path: Path, limit: int) -> bytes:
+    with path.open("rb") as f:
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise ManifestError(f"{path.name}: manifest larger than {limit} bytes")
+    return raw
+
+
+def _sniff_media_type(path: Path) -> str:
+    try:
+        return parse_manifest(_read_bounded(path, mt.MAX_MANIFEST_BYTES)).media_type
+    except MirrorError:
+        return ""
+
+
+def _index_bytes(entries: list[dict[str, Any]]) -> bytes:
+    doc = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}
+    return json.dumps(doc, indent=2).encode() + b"\n"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
