@@ -132,33 +132,33 @@ def test_jobs() -> None:
 
     m.job_started("hourly")
     s = scrape(m)
-    assert value(s, "mirror_job_running", job="hourly") == 1
-    assert ("mirror_job_runs_total", frozenset({("job", "hourly"), ("result", "failure")})) in s
+    assert value(s, "mirror_job_running", job_name="hourly") == 1
+    assert ("mirror_job_runs_total", frozenset({("job_name", "hourly"), ("result", "failure")})) in s
     m.job_finished("hourly", True, 12.5)
     now[0] += 100
     m.job_started(Job())
     m.job_finished(Job(), False, 3600.0)
     s = scrape(m)
-    assert value(s, "mirror_job_running", job="hourly") == 0
-    assert value(s, "mirror_job_runs_total", job="hourly", result="success") == 1
-    assert value(s, "mirror_job_run_duration_seconds_count", job="hourly") == 1
-    assert value(s, "mirror_job_run_duration_seconds_sum", job="hourly") == 12.5
-    assert value(s, "mirror_job_run_duration_seconds_bucket", job="hourly", le="15.0") == 1
-    assert value(s, "mirror_job_last_success_timestamp_seconds", job="hourly") == 1_700_000_000.0
-    assert value(s, "mirror_job_last_run_success", job="hourly") == 1
-    assert value(s, "mirror_job_last_run_success", job="nightly") == 0
-    assert value(s, "mirror_job_runs_total", job="nightly", result="failure") == 1
-    assert value(s, "mirror_job_last_run_timestamp_seconds", job="nightly") == 1_700_000_100.0
-    assert ("mirror_job_last_success_timestamp_seconds", frozenset({("job", "nightly")})) not in s
+    assert value(s, "mirror_job_running", job_name="hourly") == 0
+    assert value(s, "mirror_job_runs_total", job_name="hourly", result="success") == 1
+    assert value(s, "mirror_job_run_duration_seconds_count", job_name="hourly") == 1
+    assert value(s, "mirror_job_run_duration_seconds_sum", job_name="hourly") == 12.5
+    assert value(s, "mirror_job_run_duration_seconds_bucket", job_name="hourly", le="15.0") == 1
+    assert value(s, "mirror_job_last_success_timestamp_seconds", job_name="hourly") == 1_700_000_000.0
+    assert value(s, "mirror_job_last_run_success", job_name="hourly") == 1
+    assert value(s, "mirror_job_last_run_success", job_name="nightly") == 0
+    assert value(s, "mirror_job_runs_total", job_name="nightly", result="failure") == 1
+    assert value(s, "mirror_job_last_run_timestamp_seconds", job_name="nightly") == 1_700_000_100.0
+    assert ("mirror_job_last_success_timestamp_seconds", frozenset({("job_name", "nightly")})) not in s
     # A failure leaves the last success in place.
     m.job_started("hourly")
     m.job_finished("hourly", False, 1.0)
     s = scrape(m)
-    assert value(s, "mirror_job_last_success_timestamp_seconds", job="hourly") == 1_700_000_000.0
-    assert value(s, "mirror_job_last_run_success", job="hourly") == 0
+    assert value(s, "mirror_job_last_success_timestamp_seconds", job_name="hourly") == 1_700_000_000.0
+    assert value(s, "mirror_job_last_run_success", job_name="hourly") == 0
     m.forget_job("hourly")
     m.forget_job("never-ran")
-    assert not any(dict(labels).get("job") == "hourly" for _, labels in scrape(m))
+    assert not any(dict(labels).get("job_name") == "hourly" for _, labels in scrape(m))
 
 
 def test_host_labels_are_normalised_and_bounded() -> None:

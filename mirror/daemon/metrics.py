@@ -8,7 +8,8 @@ Labels are bounded and carry no secrets. ``registry`` is a host name (``host[:po
 an event's host, or else from the first part of its repository (``oci`` and ``s3`` for those
 stores), normalised, and capped: after ``max_hosts`` distinct hosts further ones count under
 ``other``; a value that does not look like a host counts under ``invalid``, an empty one under
-``none``. ``job`` is a job name from the config. ``kind``, ``outcome``, ``method``, ``code`` and
+``none``. ``job_name`` is a job name from the config (not ``job``, which Prometheus sets to the
+scrape job and would rename ours to ``exported_job``). ``kind``, ``outcome``, ``method``, ``code`` and
 ``result`` come from closed sets. URLs, repositories, tags, digests and error messages never
 become labels.
 
@@ -48,12 +49,12 @@ Errors and protocol
     mirror_events_total                         counter    kind: every event received, by event kind
 
 Jobs
-    mirror_job_running                          gauge      job: runs in progress
-    mirror_job_runs_total                       counter    job, result: finished runs, success/failure
-    mirror_job_run_duration_seconds             histogram  job: duration of each run
-    mirror_job_last_run_timestamp_seconds       gauge      job: unix time the last run finished
-    mirror_job_last_run_success                 gauge      job: 1 if the last run succeeded, else 0
-    mirror_job_last_success_timestamp_seconds   gauge      job: unix time the last successful run
+    mirror_job_running                          gauge      job_name: runs in progress
+    mirror_job_runs_total                       counter    job_name, result: finished runs, success/failure
+    mirror_job_run_duration_seconds             histogram  job_name: duration of each run
+    mirror_job_last_run_timestamp_seconds       gauge      job_name: unix time the last run finished
+    mirror_job_last_run_success                 gauge      job_name: 1 if the last run succeeded, else 0
+    mirror_job_last_success_timestamp_seconds   gauge      job_name: unix time the last successful run
                                                            finished
 """
 
@@ -290,33 +291,36 @@ class Metrics:
             "mirror_transfers_in_flight", "Blob transfers running now.", ["registry"], registry=r
         )
         self.events = Counter("mirror_events", "Events received, by event kind.", ["kind"], registry=r)
-        self.job_running = Gauge("mirror_job_running", "Runs of a job in progress.", ["job"], registry=r)
+        self.job_running = Gauge("mirror_job_running", "Runs of a job in progress.", ["job_name"], registry=r)
         self.job_runs = Counter(
-            "mirror_job_runs", "Finished runs by result: success or failure.", ["job", "result"], registry=r
+            "mirror_job_runs",
+            "Finished runs by result: success or failure.",
+            ["job_name", "result"],
+            registry=r,
         )
         self.job_duration = Histogram(
             "mirror_job_run_duration_seconds",
             "Duration of each run of a job.",
-            ["job"],
+            ["job_name"],
             buckets=DURATION_BUCKETS,
             registry=r,
         )
         self.job_last_run = Gauge(
             "mirror_job_last_run_timestamp_seconds",
             "Unix time when the last run of a job finished.",
-            ["job"],
+            ["job_name"],
             registry=r,
         )
         self.job_last_ok = Gauge(
             "mirror_job_last_run_success",
             "1 if the last run of a job succeeded, else 0.",
-            ["job"],
+            ["job_name"],
             registry=r,
         )
         self.job_last_success = Gauge(
             "mirror_job_last_success_timestamp_seconds",
             "Unix time when the last successful run of a job finished.",
-            ["job"],
+            ["job_name"],
             registry=r,
         )
 
@@ -472,24 +476,24 @@ class Metrics:
         """A run of ``job`` begins; also makes the job's series visible before its first run ends."""
         name = _job_name(job)
         self._running[name] = self._running.get(name, 0) + 1
-        self.job_running.labels(job=name).set(self._running[name])
+        self.job_running.labels(job_name=name).set(self._running[name])
         for result in ("success", "failure"):
-            self.job_runs.labels(job=name, result=result)
-        self.job_duration.labels(job=name)
+            self.job_runs.labels(job_name=name, result=result)
+        self.job_duration.labels(job_name=name)
 
     def job_finished(self, job: JobLike, ok: bool, duration: float) -> None:
         """A run of ``job`` ended after ``duration`` seconds; ``ok`` says whether it succeeded."""
         name = _job_name(job)
         running = max(0, self._running.get(name, 0) - 1)
         self._running[name] = running
-        self.job_running.labels(job=name).set(running)
+        self.job_running.labels(job_name=name).set(running)
         now = self.clock()
-        self.job_runs.labels(job=name, result="success" if ok else "failure").inc()
-        self.job_duration.labels(job=name).observe(max(0.0, duration))
-        self.job_last_run.labels(job=name).set(now)
-        self.job_last_ok.labels(job=name).set(1 if ok else 0)
+        self.job_runs.labels(job_name=name, result="success" if ok else "failure").inc()
+        self.job_duration.labels(job_name=name).observe(max(0.0, duration))
+        self.job_last_run.labels(job_name=name).set(now)
+        self.job_last_ok.labels(job_name=name).set(1 if ok else 0)
         if ok:
-            self.job_last_success.labels(job=name).set(now)
+            self.job_last_success.labels(job_name=name).set(now)
 
     def forget_job(self, job: JobLike) -> None:
         """Drop every series of a job (after a config reload removed it)."""
