@@ -1,0 +1,1 @@
+"""Test infrastructure: real registries on loopback, a token server, a recording proxy, seeding helpers."""

@@ -1,0 +1,389 @@
+"""A recording, fault-injecting reverse proxy in front of a registry (aiohttp, own thread + loop).
+
+    proxy = RegistryProxy(registry).start()     # or proxy_factory.start(registry, reject_expired=True)
+    ... point the client at proxy.host / proxy.url ...
+    proxy.records                                # what the client sent, request by request
+    proxy.add_fault(ErrorBurst(503, times=2, path=r"/blobs/"))
+
+- Records each request as received: method, path, raw query, headers (names as sent, in order),
+  body bytes read, status returned, the fault that acted, whether it was rejected as expired.
+- Streams bodies both ways in 64 KiB pieces (no whole-blob buffering). A request with
+  Content-Length is forwarded with that Content-Length; a chunked one stays chunked.
+- Rewrites absolute `Location`/`Link` URLs that point at the upstream so the client keeps
+  talking to the proxy. `WWW-Authenticate` passes through unchanged (the realm is the token
+  server, which the client reaches directly).
+- `reject_expired=True`: a request whose Bearer JWT `exp` is in the past (no leeway) is answered
+  401 with the `WWW-Authenticate` the upstream gives the same request without credentials; its
+  body is drained first. Counted in `expired_rejections`.
+- Faults (see tests.support.faults) are tried in order; each may answer, reset, or wrap the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from tests.support import jwt
+from tests.support.faults import ABORT, AbortConnection, Fault, FaultContext
+
+CHUNK = 64 * 1024
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+}
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    query: str  # raw query string, as sent
+    headers: list[tuple[str, str]]  # as received, in order
+    started: float
+    body_bytes: int = 0
+    status: int | None = None  # status sent back to the client (None: connection dropped)
+    upstream_status: int | None = None
+    fault: str | None = None
+    rejected_expired: bool = False
+    token_exp: int | None = None
+    finished: float | None = field(default=None, repr=False)
+
+    def header(self, name: str) -> str | None:
+        lname = name.lower()
+        return next((v for k, v in self.headers if k.lower() == lname), None)
+
+    def has_header(self, name: str) -> bool:
+        return self.header(name) is not None
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.header("Content-Length")
+        return int(value) if value is not None else None
+
+    @property
+    def chunked(self) -> bool:
+        return "chunked" in (self.header("Transfer-Encoding") or "").lower()
+
+    @property
+    def auth_scheme(self) -> str | None:
+        """ "basic" / "bearer" / other lower-cased scheme of Authorization, None when absent."""
+        value = self.header("Authorization")
+        return value.split(" ", 1)[0].lower() if value else None
+
+    @property
+    def query_params(self) -> list[tuple[str, str]]:
+        import urllib.parse
+
+        return urllib.parse.parse_qsl(self.query, keep_blank_values=True)
+
+
+def _bearer_exp(authorization: str | None) -> int | None:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        return None
+    try:
+        _, claims = jwt.decode_unverified(authorization.split(" ", 1)[1].strip())
+    except ValueError:
+        return None
+    exp = claims.get("exp")
+    return int(exp) if isinstance(exp, int | float) else None
+
+
+def _reset(request: web.BaseRequest) -> None:
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+class RegistryProxy:
+    def __init__(self, upstream: Any, *, reject_expired: bool = False, clock: Any = time.time) -> None:
+        """`upstream`: a RegistryHandle (or anything with `.url`) or a base URL string."""
+        self.upstream = upstream
+        self.upstream_url = (upstream if isinstance(upstream, str) else upstream.url).rstrip("/")
+        self.reject_expired = reject_expired
+        self.clock = clock
+        self.expired_rejections = 0
+        self._faults: list[Fault] = []
+        self._records: list[RecordedRequest] = []
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.ServerRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.port = 0
+
+    # handle-like attributes, so seeding helpers and tests can use a proxy like a registry -----
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    @property
+    def auth(self) -> str:
+        return str(getattr(self.upstream, "auth", "none"))
+
+    @property
+    def creds(self) -> tuple[str, str] | None:
+        return getattr(self.upstream, "creds", None)
+
+    @property
+    def seed_creds(self) -> tuple[str, str] | None:
+        return getattr(self.upstream, "seed_creds", None)
+
+    @property
+    def token_server(self) -> Any:
+        return getattr(self.upstream, "token_server", None)
+
+    # records & faults -----------------------------------------------------------------------------
+    @property
+    def records(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._records)
+
+    def requests(self, method: str | None = None, path_contains: str | None = None) -> list[RecordedRequest]:
+        return [
+            r
+            for r in self.records
+            if (method is None or r.method == method.upper())
+            and (path_contains is None or path_contains in r.path)
+        ]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+            self.expired_rejections = 0
+
+    def add_fault(self, fault: Fault) -> Fault:
+        with self._lock:
+            self._faults = [*self._faults, fault]
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults = []
+
+    @property
+    def faults(self) -> list[Fault]:
+        with self._lock:
+            return list(self._faults)
+
+    # lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> RegistryProxy:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._astart())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(self._astop())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="registry-proxy", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise TimeoutError("proxy did not start")
+        if failure:
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and thread.is_alive():
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=15)
+        self._thread = None
+
+    def __enter__(self) -> RegistryProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def _astart(self) -> None:
+        self._session = aiohttp.ClientSession(
+            auto_decompress=False,
+            connector=aiohttp.TCPConnector(limit=0, force_close=False),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120),
+        )
+        server = web.Server(self._handle, access_log=None, max_line_size=65536, max_field_size=65536)
+        self._runner = web.ServerRunner(server, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, shutdown_timeout=2.0)
+        await site.start()
+        sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
+        self.port = int(sockets[0].getsockname()[1])
+
+    async def _astop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    # request handling -----------------------------------------------------------------------------
+    def _rewrite(self, value: str) -> str:
+        return value.replace(self.upstream_url, self.url)
+
+    async def _drain(self, request: web.BaseRequest, record: RecordedRequest) -> None:
+        while chunk := await request.content.read(CHUNK):
+            record.body_bytes += len(chunk)
+
+    async def _request_body(self, request: web.BaseRequest, record: RecordedRequest) -> AsyncIterator[bytes]:
+        while chunk := await request.content.read(CHUNK):
+            record.body_bytes += len(chunk)
+            yield chunk
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        record = RecordedRequest(
+            request.method,
+            request.path,
+            request.query_string,
+            [(k, v) for k, v in request.raw_headers_decoded()],
+            self.clock(),
+        )
+        with self._lock:
+            self._records.append(record)
+        try:
+            response = await self._dispatch(request, record)
+        finally:
+            record.finished = self.clock()
+        return response
+
+    async def _dispatch(self, request: web.BaseRequest, record: RecordedRequest) -> web.StreamResponse:
+        ctx = FaultContext(request, record)
+        active: list[Fault] = []
+        for fault in self.faults:
+            if not fault.claim(record):
+                continue
+            outcome = await fault.on_request(ctx)
+            if outcome is ABORT:
+                record.fault = fault.name
+                _reset(request)
+                return web.StreamResponse()
+            if outcome is not None:
+                record.fault = fault.name
+                await self._drain(request, record)
+                record.status = outcome.status
+                return outcome  # type: ignore[no-any-return]
+            active.append(fault)
+
+        record.token_exp = _bearer_exp(request.headers.get("Authorization"))
+        if self.reject_expired and record.token_exp is not None and self.clock() > record.token_exp:
+            return await self._reject_expired(request, record)
+        return await self._forward(request, record, ctx, active)
+
+    async def _reject_expired(self, request: web.BaseRequest, record: RecordedRequest) -> web.StreamResponse:
+        record.rejected_expired = True
+        with self._lock:
+            self.expired_rejections += 1
+        await self._drain(request, record)
+        assert self._session is not None
+        headers = {"Content-Length": "0"} if request.method in BODY_METHODS else {}
+        async with self._session.request(
+            request.method,
+            self.upstream_url + request.path_qs,
+            headers=headers,
+            data=b"" if headers else None,
+            allow_redirects=False,
+        ) as upstream:
+            challenge = upstream.headers.get("WWW-Authenticate")
+        out_headers = {"WWW-Authenticate": challenge} if challenge else {}
+        out_headers["Docker-Distribution-Api-Version"] = "registry/2.0"
+        record.status = 401
+        body = b'{"errors":[{"code":"UNAUTHORIZED","message":"token expired (test proxy)"}]}'
+        if request.method == "HEAD":
+            return web.Response(status=401, headers=out_headers, content_type="application/json")
+        return web.Response(status=401, body=body, headers=out_headers, content_type="application/json")
+
+    async def _forward(
+        self, request: web.BaseRequest, record: RecordedRequest, ctx: FaultContext, active: list[Fault]
+    ) -> web.StreamResponse:
+        assert self._session is not None
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        skip = {
+            h for h in ("Accept", "Accept-Encoding", "User-Agent", "Content-Type") if h not in request.headers
+        }
+        data: Any = None
+        length = request.headers.get("Content-Length")
+        if length is not None:
+            headers.append(("Content-Length", length))
+            data = self._request_body(request, record) if int(length) > 0 else b""
+        elif record.chunked:
+            data = self._request_body(request, record)
+        try:
+            upstream_cm = self._session.request(
+                request.method,
+                self.upstream_url + request.raw_path,
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                skip_auto_headers=skip,
+            )
+            upstream = await upstream_cm.__aenter__()
+        except aiohttp.ClientError as exc:
+            record.status = 502
+            return web.Response(status=502, text=f"test proxy: upstream failed: {exc}")
+        try:
+            record.upstream_status = ctx.upstream_status = upstream.status
+            ctx.upstream_headers = upstream.headers
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for k, v in upstream.headers.items():
+                if k.lower() in HOP_BY_HOP:
+                    continue
+                response.headers.add(k, self._rewrite(v) if k.lower() in ("location", "link") else v)
+            if upstream.headers.get("Content-Length") is not None:
+                response.content_length = int(upstream.headers["Content-Length"])
+            body: AsyncIterator[bytes] = upstream.content.iter_chunked(CHUNK)
+            for fault in active:
+                wrapped = fault.on_body(ctx, body)
+                if wrapped is not body:
+                    record.fault = fault.name
+                body = wrapped
+            await response.prepare(request)
+            record.status = upstream.status
+            try:
+                async for chunk in body:
+                    await response.write(chunk)
+            except AbortConnection:
+                _reset(request)
+                return response
+            await response.write_eof()
+            return response
+        finally:
+            await upstream_cm.__aexit__(None, None, None)
