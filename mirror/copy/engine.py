@@ -119,7 +119,12 @@ class CopyEngine:
         self._holders: dict[tuple[str, Digest], str] = {}  # (registry, digest) -> repository name
         self._no_mount: set[str] = set()  # registries that answered 202 to a mount we knew was valid
         self._pushed: set[tuple[str, str]] = set()
+        self._stopping = False
         self.stats = r.RunStats()
+
+    def stop(self) -> None:
+        """Shutting down: blob transfers not yet started fail; those moving finish."""
+        self._stopping = True
 
     def _emit(self, kind: str, **fields: object) -> None:
         self.events(Event(kind, **fields))  # type: ignore[arg-type]
@@ -356,6 +361,11 @@ class CopyEngine:
         attempt = 0
         async with self._transfers:
             while remaining:
+                if self._stopping:
+                    stopped = MirrorError("not copied: mirror is shutting down")
+                    stopped.kind = "shutdown"
+                    outcomes.update((repo.name, stopped) for repo in remaining)
+                    break
                 attempt += 1
                 self._emit(ev.TRANSFER_STARTED, repository=need.source.name, digest=str(desc.digest),
                            size=desc.size)

@@ -26,7 +26,7 @@ from mirror.types.errors import (
     NotFound,
     RegistryError,
 )
-from mirror.types.manifest import Descriptor
+from mirror.types.manifest import Descriptor, parse_manifest
 
 TAGS_PAGE = 1000
 MAX_LIST_BODY = 8 * 1024 * 1024
@@ -229,6 +229,23 @@ class RegistryRepository:
         if location:
             self._open_sessions[digest] = self._location(reply.url, location)
         return False
+
+    # -- referrers ---------------------------------------------------------------------------
+
+    async def referrers(self, digest: Digest) -> list[Descriptor] | None:
+        """Manifests whose ``subject`` is ``digest`` (OCI referrers API); None when unsupported."""
+        reply = await self.transport.request(
+            "GET", self.host, self._path("referrers", str(digest)),
+            scopes=_pull(self.repository), headers={"Accept": mt.OCI_INDEX},
+            max_body=mt.MAX_MANIFEST_BYTES, ok=(200, 404),
+        )
+        if reply.status == 404:
+            return None
+        try:
+            index = parse_manifest(reply.body, mt.OCI_INDEX)
+        except ManifestError as exc:
+            raise ManifestError(f"{self.name}: referrers of {digest}: {exc.message}") from None
+        return [d for d in index.manifests if d.is_manifest]
 
     # -- listing -----------------------------------------------------------------------------
 

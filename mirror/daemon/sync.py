@@ -1,0 +1,222 @@
+"""One sync run: expand jobs into image copies, run them through one engine, report.
+
+A run plans every job first (catalog, tag lists, filters, destination mapping), then hands all
+the copies to a single :class:`CopyEngine`, so a blob shared by many images, jobs or
+destinations is read from its source once. A job whose planning fails is reported and the other
+jobs go on; a failing image never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass, field
+
+from mirror.copy.engine import CopyEngine, CopyTask, Destination
+from mirror.copy.results import FAILED, ImageResult, RunStats
+from mirror.daemon.filters import TagFilter, select_tags
+from mirror.daemon.mapping import DestinationSpec, SourceKind, SourceSpec, map_repository
+from mirror.daemon.shard import Shard
+from mirror.daemon.stores import open_repository
+from mirror.registry.base import Repository
+from mirror.registry.distribution import RegistryRepository, list_catalog
+from mirror.transport.client import Transport
+from mirror.types.digest import Digest
+from mirror.types.errors import MirrorError
+from mirror.types.events import EventSink, discard
+from mirror.types.manifest import Platform
+from mirror.types.reference import ImageRef, Ref
+
+# Tags of the referrers fallback scheme: ``sha256-<hex>`` with an optional suffix (``.sig``, ...).
+FALLBACK_TAG = re.compile(r"^sha256-[a-f0-9]{64}(?:\.[A-Za-z0-9_.-]+)?$")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What one job asks for, already validated."""
+
+    name: str
+    source: SourceSpec
+    destinations: tuple[DestinationSpec, ...]
+    tag_filter: TagFilter = field(default_factory=TagFilter)
+    platforms: tuple[Platform, ...] = ()
+    referrers: bool = False
+    overwrite: bool = False
+    max_blob_sizes: tuple[tuple[str, int], ...] = ()  # (host, bytes) for destinations
+
+
+@dataclass
+class JobOutcome:
+    name: str
+    images: int = 0
+    failed: int = 0
+    error: str = ""
+    error_kind: str = ""
+    repositories: list[str] = field(default_factory=list)
+    duration_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.failed == 0
+
+
+@dataclass
+class SyncResult:
+    jobs: list[JobOutcome]
+    images: list[ImageResult]
+    stats: RunStats
+
+    @property
+    def ok(self) -> bool:
+        return all(j.ok for j in self.jobs)
+
+
+class SyncRun:
+    """Plans and runs jobs over one transport; repositories are shared for the whole run."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        events: EventSink = discard,
+        transfers: int = 8,
+        shard: Shard | None = None,
+        dry_run: bool = False,
+    ) -> None:
+        self.transport = transport
+        self.events = events
+        self.shard = shard
+        self.engine = CopyEngine(events=events, transfers=transfers, dry_run=dry_run)
+        self._repos: dict[str, Repository] = {}
+
+    def repository(self, ref: Ref, *, create: bool = False, max_blob_size: int | None = None) -> Repository:
+        key = str(ref)
+        repo = self._repos.get(key)
+        if repo is None:
+            repo = open_repository(ref, self.transport, create=create, max_blob_size=max_blob_size)
+            self._repos[key] = repo
+        return repo
+
+    # -- planning ----------------------------------------------------------------------------
+
+    async def _source_repositories(self, job: JobSpec) -> list[str]:
+        spec = job.source
+        if spec.kind is SourceKind.PREFIX:
+            catalog = await list_catalog(self.transport, ImageRef(spec.host, "x").api_host)
+            repos = spec.repositories(catalog)
+        else:
+            repos = [spec.path]
+        if self.shard is not None and self.shard.sharded:
+            repos = [r for r in repos if self.shard.owns(_shard_key(spec, r))]
+        return repos
+
+    async def plan_job(self, job: JobSpec, outcome: JobOutcome) -> list[CopyTask]:
+        spec = job.source
+        tasks: list[CopyTask] = []
+        limits = dict(job.max_blob_sizes)
+        for repo_path in await self._source_repositories(job):
+            outcome.repositories.append(repo_path)
+            if spec.kind is SourceKind.IMAGE:
+                ref = spec.image_ref()
+                source = self.repository(spec.repository_ref())
+                references = [ref.reference]
+            else:
+                source = self.repository(spec.repository_ref(repo_path if spec.kind is SourceKind.PREFIX
+                                                             else None))
+                all_tags = await source.list_tags()
+                references = select_tags(all_tags, job.tag_filter)
+                if job.referrers:
+                    extra = sorted(t for t in all_tags if FALLBACK_TAG.match(t) and t not in references)
+                    references.extend(extra)
+            dests: list[Repository] = []
+            for dest_spec in job.destinations:
+                dest_ref = map_repository(spec, repo_path, dest_spec)
+                dests.append(self.repository(dest_ref, create=True,
+                                             max_blob_size=limits.get(dest_spec.host)))
+            for reference in references:
+                tag_or_digest = reference
+                dest_reference = reference
+                if spec.kind is SourceKind.IMAGE and spec.tag is not None:
+                    dest_reference = spec.tag
+                tasks.append(CopyTask(
+                    source, tag_or_digest, [Destination(d, dest_reference) for d in dests],
+                    job.platforms, job.overwrite, job.name,
+                ))
+        return tasks
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def run(self, jobs: list[JobSpec]) -> SyncResult:
+        started = time.monotonic()
+        requests_before = self.transport.request_count
+        outcomes = [JobOutcome(j.name) for j in jobs]
+        planned = await asyncio.gather(
+            *(self.plan_job(j, o) for j, o in zip(jobs, outcomes, strict=True)), return_exceptions=True
+        )
+        tasks: list[CopyTask] = []
+        for outcome, plan in zip(outcomes, planned, strict=True):
+            if isinstance(plan, MirrorError):
+                outcome.error, outcome.error_kind = plan.message, plan.kind
+            elif isinstance(plan, BaseException):
+                raise plan
+            else:
+                tasks.extend(plan)
+        images = await self.engine.run(tasks)
+        referrer_tasks = await self._referrer_tasks({j.name: j for j in jobs}, tasks, images)
+        if referrer_tasks:
+            images.extend(await self.engine.run(referrer_tasks))
+        by_job = {o.name: o for o in outcomes}
+        for image in images:
+            outcome = by_job[image.job]
+            outcome.images += 1
+            if not image.ok:
+                outcome.failed += 1
+        stats = self.engine.stats
+        stats.requests = self.transport.request_count - requests_before
+        stats.duration_seconds = time.monotonic() - started
+        for outcome in outcomes:
+            outcome.duration_seconds = stats.duration_seconds
+        return SyncResult(outcomes, images, stats)
+
+    async def _referrer_tasks(
+        self, jobs: dict[str, JobSpec], tasks: list[CopyTask], images: list[ImageResult]
+    ) -> list[CopyTask]:
+        """Referrers (signatures, SBOMs, attestations) of what was copied, by the referrers API."""
+        found: list[CopyTask] = []
+        seen: set[tuple[str, str]] = set()
+        for task, image in zip(tasks, images, strict=True):
+            job = jobs.get(task.job)
+            if job is None or not job.referrers or image.status == FAILED or not image.digest:
+                continue
+            source = task.source
+            if not isinstance(source, RegistryRepository):
+                continue
+            try:
+                descs = await source.referrers(Digest.parse(image.source_digest or image.digest))
+            except MirrorError:
+                continue
+            for desc in descs or []:
+                key = (source.name, str(desc.digest))
+                if key in seen:
+                    continue
+                seen.add(key)
+                found.append(CopyTask(
+                    source, str(desc.digest),
+                    [Destination(d.repo, str(desc.digest)) for d in task.destinations],
+                    (), task.overwrite, task.job,
+                ))
+        return found
+
+    def stop(self) -> None:
+        """Start no new blob transfer; what is moving finishes (see CopyEngine.stop)."""
+        self.engine.stop()
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()
+
+
+def _shard_key(spec: SourceSpec, repository: str) -> str:
+    if spec.scheme:
+        return str(spec)
+    return f"{spec.host}/{repository}"
