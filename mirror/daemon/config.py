@@ -287,9 +287,21 @@ def _kind(value: object) -> str:
 def _as_value_error(fn: Any) -> Any:
     """Run a parser that raises ConfigError/InvalidReference so that pydantic records the location."""
 
-    def validator(value: Any, *args: Any) -> Any:
+    def validator(value: Any) -> Any:
         try:
-            return fn(value, *args)
+            return fn(value)
+        except (ConfigError, InvalidReference) as exc:
+            raise ValueError(exc.message) from None
+
+    return validator
+
+
+def _as_value_error_with_info(fn: Any) -> Any:
+    """:func:`_as_value_error` for a parser that also takes pydantic's ``ValidationInfo``."""
+
+    def validator(value: Any, info: ValidationInfo) -> Any:
+        try:
+            return fn(value, info)
         except (ConfigError, InvalidReference) as exc:
             raise ValueError(exc.message) from None
 
@@ -393,7 +405,7 @@ CronField = Annotated[str, PlainValidator(_as_value_error(_cron))]
 SizeField = Annotated[int, PlainValidator(_as_value_error(parse_size))]
 RegexField = Annotated[str, AfterValidator(_as_value_error(_regex))]
 SemverField = Annotated[str, AfterValidator(_as_value_error(_semver))]
-FileField = Annotated[str, AfterValidator(_as_value_error(_existing_file))]
+FileField = Annotated[str, AfterValidator(_as_value_error_with_info(_existing_file))]
 JobName = Annotated[str, AfterValidator(_as_value_error(_job_name))]
 AddressField = Annotated[str, AfterValidator(_as_value_error(_address))]
 
@@ -519,14 +531,16 @@ class JobSettings(_Model):
     create_repositories: bool = False
 
 
-class Job(JobSettings):
-    """One mirroring job: a source, its destinations, and the settings above."""
-
+class _JobTarget(_Model):
     name: JobName
     source: SourceField
     destinations: Annotated[tuple[DestinationField, ...], BeforeValidator(_one_or_more)] = Field(
         min_length=1
     )
+
+
+class Job(JobSettings, _JobTarget):
+    """One mirroring job: a name, a source, its destinations, and the :class:`JobSettings`."""
 
     @property
     def tag_filter(self) -> TagFilter:
@@ -673,11 +687,11 @@ def _unknown_key(root: type[BaseModel], loc: Loc) -> tuple[str, str | None]:
 
 
 def _got(value: object, loc: Loc) -> str:
-    kind = _kind(value)
-    if any(part in _SECRET_KEYS for part in loc) or isinstance(value, list | dict) or value is None:
-        return kind
+    """The offending value for a message: shown when short and not a secret, else its kind."""
+    if any(part in _SECRET_KEYS for part in loc) or not isinstance(value, str | int | float):
+        return _kind(value)
     text = repr(value)
-    return f"{kind} {text if len(text) <= 60 else text[:57] + '...'}"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _message(error: Any, root: type[BaseModel], loc: Loc) -> str:
@@ -698,7 +712,8 @@ def _message(error: Any, root: type[BaseModel], loc: Loc) -> str:
         limit = next(iter(ctx.values()), "?")
         return f"must be {_BOUNDS[kind]} {limit}, got {_got(value, loc)}"
     if kind == "too_short":
-        return f"needs at least {ctx.get('min_length', 1)} entry"
+        hint = _REQUIRED.get(str(loc[-1]) if loc else "", f"add at least {ctx.get('min_length', 1)}")
+        return f"is empty; {hint}"
     if kind == "literal_error":
         return f"expected {ctx.get('expected', 'one of the listed values')}, got {_got(value, loc)}"
     return str(error.get("msg", "is not valid"))
@@ -719,6 +734,10 @@ def _problems(exc: ValidationError, root: type[BaseModel], prefix: Loc = ()) -> 
         loc = tuple(error["loc"])
         if error["type"] == "extra_forbidden" or (error["type"] == "missing" and loc in suggested):
             continue
+        if error["type"] == "too_short" and any(
+            len(other) > len(loc) and other[: len(loc)] == loc for other in (tuple(e["loc"]) for e in errors)
+        ):
+            continue  # the list is short only because some of its entries are invalid
         out.append((format_path(prefix + loc), _message(error, root, loc)))
     unique: list[tuple[str, str]] = []
     for problem in out:
