@@ -24,9 +24,8 @@ DASHBOARD = DEPLOY / "grafana" / "mirror-dashboard.json"
 KUBE_VERSIONS = ["1.28.0", kubernetes_validate.latest_version()]
 METRICS_PORT = 9090
 
-# Flags the manifests may pass to `mirror sync`. --metrics-address is the bind address of the
-# health server (mirror.daemon.health); the others are the sync command's documented flags.
-SYNC_FLAGS = {"--config", "--once", "--shard", "--metrics-address"}
+# Flags the manifests may pass to `mirror sync`.
+SYNC_FLAGS = {"--config", "--once", "--shard"}
 
 
 def manifests() -> list[tuple[str, dict[str, Any]]]:
@@ -142,9 +141,6 @@ def test_daemon_probes_port_and_scrape_annotations(doc: dict[str, Any]) -> None:
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(METRICS_PORT)
     assert annotations["prometheus.io/path"] == "/metrics"
-    args = container_args(doc)
-    # Probes come from the kubelet, not loopback: the server must listen on every interface.
-    assert args[args.index("--metrics-address") + 1] == f"0.0.0.0:{METRICS_PORT}"
     labels = doc["spec"]["template"]["metadata"]["labels"]
     assert doc["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
@@ -188,11 +184,15 @@ def test_cronjob_runs_once() -> None:
     assert pod_spec(cron)["restartPolicy"] == "Never"
 
 
-def test_configmap_holds_yaml_config() -> None:
-    data = one("ConfigMap")["data"]
-    config = yaml.safe_load(data["config.yaml"])
-    assert config["version"] == 1 and config["jobs"]
-    assert len({job["name"] for job in config["jobs"]}) == len(config["jobs"])
+def test_configmap_config_validates_and_listens_for_probes() -> None:
+    from mirror.daemon.config import parse_config
+    from mirror.daemon.health import parse_address
+
+    config = parse_config(one("ConfigMap")["data"]["config.yaml"], env={})
+    assert config.metrics is not None
+    # Probes come from the kubelet, not loopback: the server must listen on every interface.
+    host, port = parse_address(config.metrics.address)
+    assert host in (None, "0.0.0.0") and port == METRICS_PORT
 
 
 # -- commands use flags that exist ---------------------------------------------------------------
