@@ -46,7 +46,7 @@ def registry_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regis
     try:
         yield factory
     finally:
-        factory.stop_all()
+        factory.stop_all(remove_storage=True)
 
 
 @pytest.fixture

@@ -48,6 +48,7 @@ HOP_BY_HOP = {
     "upgrade",
     "host",
     "content-length",
+    "expect",
 }
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 
@@ -65,6 +66,8 @@ class RecordedRequest:
     fault: str | None = None
     rejected_expired: bool = False
     token_exp: int | None = None
+    continue_sent: bool = False  # answered `Expect: 100-continue` with 100 Continue
+    client_disconnected: bool = False  # the client went away while the response streamed
     finished: float | None = field(default=None, repr=False)
 
     def header(self, name: str) -> str | None:
@@ -166,7 +169,8 @@ class RegistryProxy:
         with self._lock:
             return list(self._records)
 
-    def requests(self, method: str | None = None, path_contains: str | None = None) -> list[RecordedRequest]:
+    def select(self, method: str | None = None, path_contains: str | None = None) -> list[RecordedRequest]:
+        """Records filtered by method and by a substring of the path."""
         return [
             r
             for r in self.records
@@ -245,7 +249,7 @@ class RegistryProxy:
         server = web.Server(self._handle, access_log=None, max_line_size=65536, max_field_size=65536)
         self._runner = web.ServerRunner(server, shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, shutdown_timeout=2.0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
         self.port = int(sockets[0].getsockname()[1])
@@ -260,11 +264,28 @@ class RegistryProxy:
     def _rewrite(self, value: str) -> str:
         return value.replace(self.upstream_url, self.url)
 
-    async def _drain(self, request: web.BaseRequest, record: RecordedRequest) -> None:
+    @staticmethod
+    def _expects_continue(request: web.BaseRequest) -> bool:
+        return request.headers.get("Expect", "").lower() == "100-continue"
+
+    async def _send_continue(self, request: web.BaseRequest, record: RecordedRequest) -> None:
+        if self._expects_continue(request) and not record.continue_sent:
+            record.continue_sent = True
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    async def _drain(
+        self, request: web.BaseRequest, record: RecordedRequest, response: web.StreamResponse
+    ) -> None:
+        """Read and drop the request body before answering early. A client waiting for
+        100 Continue is not asked for its body; the connection closes after the answer instead."""
+        if self._expects_continue(request) and not record.continue_sent:
+            response.force_close()
+            return
         while chunk := await request.content.read(CHUNK):
             record.body_bytes += len(chunk)
 
     async def _request_body(self, request: web.BaseRequest, record: RecordedRequest) -> AsyncIterator[bytes]:
+        await self._send_continue(request, record)
         while chunk := await request.content.read(CHUNK):
             record.body_bytes += len(chunk)
             yield chunk
@@ -274,7 +295,7 @@ class RegistryProxy:
             request.method,
             request.path,
             request.query_string,
-            [(k, v) for k, v in request.raw_headers_decoded()],
+            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
             self.clock(),
         )
         with self._lock:
@@ -298,7 +319,7 @@ class RegistryProxy:
                 return web.StreamResponse()
             if outcome is not None:
                 record.fault = fault.name
-                await self._drain(request, record)
+                await self._drain(request, record, outcome)
                 record.status = outcome.status
                 return outcome  # type: ignore[no-any-return]
             active.append(fault)
@@ -312,12 +333,11 @@ class RegistryProxy:
         record.rejected_expired = True
         with self._lock:
             self.expired_rejections += 1
-        await self._drain(request, record)
         assert self._session is not None
         headers = {"Content-Length": "0"} if request.method in BODY_METHODS else {}
         async with self._session.request(
             request.method,
-            self.upstream_url + request.path_qs,
+            self.upstream_url + request.raw_path,
             headers=headers,
             data=b"" if headers else None,
             allow_redirects=False,
@@ -325,11 +345,16 @@ class RegistryProxy:
             challenge = upstream.headers.get("WWW-Authenticate")
         out_headers = {"WWW-Authenticate": challenge} if challenge else {}
         out_headers["Docker-Distribution-Api-Version"] = "registry/2.0"
-        record.status = 401
         body = b'{"errors":[{"code":"UNAUTHORIZED","message":"token expired (test proxy)"}]}'
-        if request.method == "HEAD":
-            return web.Response(status=401, headers=out_headers, content_type="application/json")
-        return web.Response(status=401, body=body, headers=out_headers, content_type="application/json")
+        response = web.Response(
+            status=401,
+            body=None if request.method == "HEAD" else body,
+            headers=out_headers,
+            content_type="application/json",
+        )
+        await self._drain(request, record, response)
+        record.status = 401
+        return response
 
     async def _forward(
         self, request: web.BaseRequest, record: RecordedRequest, ctx: FaultContext, active: list[Fault]
@@ -380,10 +405,11 @@ class RegistryProxy:
             try:
                 async for chunk in body:
                     await response.write(chunk)
+                await response.write_eof()
             except AbortConnection:
                 _reset(request)
-                return response
-            await response.write_eof()
+            except ConnectionError:
+                record.client_disconnected = True
             return response
         finally:
             await upstream_cm.__aexit__(None, None, None)

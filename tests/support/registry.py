@@ -76,6 +76,11 @@ class RegistryHandle:
             return None
         return self.seed_username, self.seed_password
 
+    def ref(self, repo: str, reference: str = "latest") -> str:
+        """`127.0.0.1:PORT/repo:tag` or `127.0.0.1:PORT/repo@sha256:...` (for skopeo or configs)."""
+        sep = "@" if ":" in reference else ":"
+        return f"{self.host}/{repo}{sep}{reference}"
+
     def blob_path(self, digest: str) -> Path:
         algorithm, _, hex_ = digest.partition(":")
         if algorithm != "sha256" or len(hex_) != 64:
@@ -239,13 +244,17 @@ class RegistryFactory:
         handle.stop()
         raise TimeoutError(f"registry did not answer within {START_TIMEOUT}s; log:\n{handle.log_text()}")
 
-    def stop_all(self) -> None:
+    def stop_all(self, *, remove_storage: bool = False) -> None:
+        """Stop every registry (and token server) started here; `remove_storage` deletes the
+        blob/manifest storage afterwards, keeping config and log for post-mortems."""
         errors: list[BaseException] = []
         for handle in reversed(self.handles):
             try:
                 handle.stop()
             except Exception as exc:
                 errors.append(exc)
+            if remove_storage:
+                shutil.rmtree(handle.storage_dir, ignore_errors=True)
         self.handles.clear()
         if errors:
             raise errors[0]
