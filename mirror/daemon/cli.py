@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from mirror import __version__
-from mirror.daemon import copycmd
+from mirror.daemon import copycmd, synccmd
 from mirror.daemon.runtime import run
 from mirror.types.errors import InputError, MirrorError
 
@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     copy = sub.add_parser("copy", help="copy one image (all platforms) between registries/layouts")
     copycmd.add_arguments(copy)
+    sync = sub.add_parser("sync", help="mirror the jobs of a config file, once or on their schedules")
+    synccmd.add_arguments(sync)
     demo = sub.add_parser("demo", help="make a small image in an OCI layout, copy it, list it")
     demo.add_argument("--dir", default="demo-out", help="working directory (replaced)")
     return parser
@@ -39,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             opts = copycmd.options_from(args)
             code, results, stats = run(copycmd.run_copy(opts))
             return copycmd.finish(opts, code, results, stats)
+        if args.command == "sync":
+            return run(synccmd.run_sync(args))
         if args.command == "demo":
             from mirror.daemon.democmd import run_demo
 

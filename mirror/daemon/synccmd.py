@@ -1,0 +1,280 @@
+"""``mirror sync``: run jobs from a config file, once or on their schedules.
+
+Serve mode reads top to bottom: start-up (config, transport, metrics server) -> main loop (start
+each due job that is not still running) -> shutdown on SIGTERM/SIGINT (stop taking work, let
+moving blobs and their manifests finish within ``--grace`` seconds, cancel the rest, write the
+report). Signal handlers only set a flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mirror.auth.credentials import StaticProvider
+from mirror.auth.redact import Redactor
+from mirror.copy.results import ImageResult, RunStats
+from mirror.daemon.config import Config, Job, load_config
+from mirror.daemon.copycmd import build_provider
+from mirror.daemon.health import HealthServer
+from mirror.daemon.logs import setup_logging
+from mirror.daemon.metrics import Metrics
+from mirror.daemon.progress import human_bytes
+from mirror.daemon.report import build_report, summary_lines, write_report
+from mirror.daemon.schedule import next_start
+from mirror.daemon.shard import Shard, describe, parse_shard
+from mirror.daemon.sync import JobSpec, SyncResult, SyncRun
+from mirror.transport.client import Transport
+from mirror.types.clock import Clock, system_clock
+from mirror.types.events import Fanout
+
+log = logging.getLogger("mirror")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, metavar="FILE", help="YAML config (see config/README.md)")
+    p.add_argument("--once", action="store_true", help="run every job once and exit")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; write nothing (with --once)")
+    p.add_argument("--report", metavar="FILE", help="write a JSON report (each run, in serve mode)")
+    p.add_argument("--job", action="append", default=[], metavar="NAME", help="run only these jobs")
+    p.add_argument("--shard", metavar="INDEX/COUNT",
+                   help="own only this shard of the source repositories; INDEX may be 'auto' "
+                   "(the StatefulSet ordinal from the host name)")
+    p.add_argument("--metrics-address", metavar="HOST:PORT",
+                   help="serve /metrics, /healthz, /readyz, /shard here (overrides metrics.address)")
+    p.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
+                   help="on SIGTERM/SIGINT, how long moving transfers may take to finish")
+
+
+def job_spec(config: Config, job: Job) -> JobSpec:
+    limits = tuple(
+        (dest.host, config.registry(dest.host).max_blob_size or 0)
+        for dest in job.destinations
+        if not dest.scheme and config.registry(dest.host).max_blob_size
+    )
+    return JobSpec(
+        name=job.name,
+        source=job.source,
+        destinations=tuple(job.destinations),
+        tag_filter=job.tag_filter,
+        platforms=tuple(job.platforms),
+        referrers=job.referrers,
+        overwrite=job.overwrite,
+        max_blob_sizes=limits,
+    )
+
+
+def _redactor(config: Config) -> Redactor:
+    redactor = Redactor()
+    for cred in config.credentials().values():
+        redactor.add_credential(cred)
+    return redactor
+
+
+@dataclass
+class Daemon:
+    config: Config
+    jobs: list[Job]
+    shard: Shard | None = None
+    report_path: str | None = None
+    dry_run: bool = False
+    grace: float = 30.0
+    metrics_address: str | None = None
+    clock: Clock = system_clock
+    metrics: Metrics = field(default_factory=Metrics)
+    redactor: Redactor = field(default_factory=Redactor)
+    stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    owned: dict[str, list[str]] = field(default_factory=dict)
+    _active: set[SyncRun] = field(default_factory=set)
+
+    def transport(self, events: Fanout) -> Transport:
+        static = StaticProvider(self.config.credentials())
+        return Transport(build_provider(static), options=self.config.host_options(), events=events)
+
+    async def run_jobs(self, transport: Transport, events: Fanout, jobs: list[Job]) -> SyncResult:
+        run = SyncRun(transport, events=events, transfers=self.config.concurrency, shard=self.shard,
+                      dry_run=self.dry_run)
+        self._active.add(run)
+        for job in jobs:
+            self.metrics.job_started(job)
+        started = time.monotonic()
+        try:
+            result = await run.run([job_spec(self.config, j) for j in jobs])
+        finally:
+            self._active.discard(run)
+            await run.aclose()
+        elapsed = time.monotonic() - started
+        for job, outcome in zip(jobs, result.jobs, strict=True):
+            self.metrics.job_finished(job, outcome.ok, elapsed)
+            self.owned[job.name] = outcome.repositories
+            fields = {"job": job.name, "ok": outcome.ok, "images": outcome.images,
+                      "failed": outcome.failed, "seconds": round(elapsed, 3)}
+            if outcome.error:
+                fields["error"] = outcome.error
+                log.error("job %s failed: %s", job.name, outcome.error, extra={"fields": fields})
+            else:
+                log.info("job %s: %d images, %d failed", job.name, outcome.images, outcome.failed,
+                         extra={"fields": fields})
+        for image in result.images:
+            if not image.ok:
+                for line in summary_lines([image], RunStats())[:-1]:
+                    log.warning(line, extra={"fields": {"job": image.job, "status": image.status}})
+        self._write_report(result.images, result.stats, result)
+        return result
+
+    def _write_report(self, images: list[ImageResult], stats: RunStats, result: SyncResult) -> None:
+        if not self.report_path:
+            return
+        jobs = [
+            {"name": j.name, "ok": j.ok, "images": j.images, "failed": j.failed, "error": j.error,
+             "repositories": len(j.repositories)}
+            for j in result.jobs
+        ]
+        doc = build_report("sync", images, stats, jobs=jobs, dry_run=self.dry_run,
+                           shard=str(self.shard) if self.shard else None)
+        write_report(self.report_path, doc, redact=self.redactor.redact)
+
+    def shard_info(self) -> dict[str, object]:
+        keys = sorted({r for repos in self.owned.values() for r in repos})
+        if self.shard is None:
+            return {"sharded": False, "repositories": keys}
+        return describe(self.shard, keys)
+
+    def request_stop(self) -> None:
+        self.stop_requested.set()
+        for run in list(self._active):
+            run.stop()
+
+    # -- once --------------------------------------------------------------------------------
+
+    async def once(self) -> SyncResult:
+        events = Fanout(self.metrics)
+        async with self.transport(events) as transport:
+            return await self.run_jobs(transport, events, self.jobs)
+
+    # -- serve -------------------------------------------------------------------------------
+
+    async def serve(self) -> int:
+        events = Fanout(self.metrics)
+        address = self.metrics_address or (self.config.metrics.address if self.config.metrics else None)
+        server = HealthServer(self.metrics, address=address, shard_info=self.shard_info) if address else None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        if server is not None:
+            await server.start()
+            log.info("serving metrics on %s", server.url, extra={"fields": {"address": server.url}})
+        last_start: dict[str, float | None] = {j.name: None for j in self.jobs}
+        running: dict[str, asyncio.Task[SyncResult]] = {}
+        async with self.transport(events) as transport:
+            if server is not None:
+                server.set_ready()
+            while not self.stop_requested.is_set():
+                now = self.clock()
+                due: dict[str, float] = {}
+                for job in self.jobs:
+                    if job.name in running:
+                        continue  # a run of this job is still going: skip, never queue
+                    due[job.name] = next_start(job.schedule.spec, job.name, last_start[job.name], now)
+                for job in self.jobs:
+                    if job.name in due and due[job.name] <= now:
+                        last_start[job.name] = now
+                        task = asyncio.create_task(self.run_jobs(transport, events, [job]))
+                        running[job.name] = task
+                        task.add_done_callback(_forget(running, job.name))
+                        due.pop(job.name)
+                wait = min([t - now for t in due.values()], default=1.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop_requested.wait(), timeout=max(0.05, min(wait, 60.0)))
+            log.info("stopping: letting %d running job(s) finish moving blobs (up to %.0fs)",
+                     len(running), self.grace)
+            if server is not None:
+                server.set_shutting_down()
+            pending = list(running.values())
+            if pending:
+                _done, late = await asyncio.wait(pending, timeout=self.grace)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        if server is not None:
+            await server.stop()
+        log.info("stopped")
+        return 0
+
+
+def _forget(running: dict[str, asyncio.Task[SyncResult]], name: str) -> Any:
+    def done(_task: asyncio.Task[SyncResult]) -> None:
+        running.pop(name, None)
+
+    return done
+
+
+def load_jobs(config: Config, names: list[str]) -> list[Job]:
+    if not names:
+        return list(config.jobs)
+    from mirror.types.errors import ConfigError
+
+    known = {j.name for j in config.jobs}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise ConfigError(f"no job named {', '.join(missing)}; jobs are: {', '.join(sorted(known))}")
+    return [j for j in config.jobs if j.name in names]
+
+
+def print_plan(result: SyncResult) -> None:
+    out = sys.stdout
+    copy = [i for i in result.images if i.status == "planned"]
+    print(f"plan: {len(copy)} of {len(result.images)} images to copy", file=out)
+    pushed = mounted = skipped = 0
+    moved = 0
+    for image in result.images:
+        for dest in image.destinations:
+            if dest.status != "planned":
+                continue
+            print(f"  {image.source} -> {dest.destination}  blobs: {dest.blobs_pushed} to send "
+                  f"({human_bytes(dest.bytes_written)}), {dest.blobs_mounted} to mount, "
+                  f"{dest.blobs_skipped} present", file=out)
+            pushed += dest.blobs_pushed
+            mounted += dest.blobs_mounted
+            skipped += dest.blobs_skipped
+            moved += dest.bytes_written
+        for dest in image.destinations:
+            if dest.status in ("conflict", "failed"):
+                print(f"  {dest.status.upper()} {dest.destination}: {dest.error}", file=out)
+    unique = result.stats.unique_blob_bytes
+    print(f"blobs: {pushed} sends, {mounted} mounts, {skipped} already present; "
+          f"{human_bytes(moved)} to write from {human_bytes(unique)} of unique blobs read once "
+          f"(dedup saves {human_bytes(max(0, moved - unique))} of source reads)", file=out)
+
+
+async def run_sync(ns: argparse.Namespace) -> int:
+    config = load_config(ns.config)
+    jobs = load_jobs(config, ns.job)
+    shard = parse_shard(ns.shard, hostname=os.environ.get("HOSTNAME")) if ns.shard else None
+    daemon = Daemon(config, jobs, shard=shard, report_path=ns.report, dry_run=ns.dry_run,
+                    grace=ns.grace, metrics_address=ns.metrics_address, redactor=_redactor(config))
+    setup_logging(config.log.format, config.log.level, redactor=daemon.redactor)
+    if ns.once or ns.dry_run:
+        result = await daemon.once()
+        if ns.dry_run:
+            print_plan(result)
+        else:
+            for line in summary_lines(result.images, result.stats)[-1:]:
+                log.info(line, extra={"fields": _totals(result.stats)})
+        return 0 if result.ok else 1
+    return await daemon.serve()
+
+
+def _totals(stats: RunStats) -> dict[str, Any]:
+    return {"bytes_read": stats.bytes_read, "bytes_written": stats.bytes_written,
+            "blobs_pushed": stats.blobs_pushed, "blobs_mounted": stats.blobs_mounted,
+            "blobs_skipped": stats.blobs_skipped, "requests": stats.requests}
