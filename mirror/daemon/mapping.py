@@ -34,6 +34,7 @@ destination repository, which is what a job that collects tags from several plac
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -126,7 +127,7 @@ class SourceSpec:
             return not self.path or repository.startswith(self.path + "/")
         return repository == self.path
 
-    def repositories(self, catalog: list[str] | tuple[str, ...]) -> list[str]:
+    def repositories(self, catalog: Iterable[str]) -> list[str]:
         """The repositories of a ``_catalog`` listing this source covers, sorted and distinct."""
         return sorted({repo for repo in catalog if self.covers(repo)})
 
