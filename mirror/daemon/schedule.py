@@ -192,7 +192,7 @@ def period(schedule: Schedule, now: float) -> float:
 def jitter(
     job_name: str, fraction: float, period: float, *, rand: Callable[[], float] | None = None
 ) -> float:
-    """An offset in ``[0, fraction * period)``: stable per job name unless ``rand`` is given.
+    """An offset from 0 up to ``fraction * period``: stable per job name unless ``rand`` is given.
 
     ``rand`` returns a number in ``[0, 1)``, like ``random.random``.
     """
