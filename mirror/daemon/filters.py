@@ -8,7 +8,8 @@ A :class:`TagFilter` is applied in this order:
    range (``>=1.2 <2``, ``^1.4``, ``~2.0``, ``1.x``, ``>=1 <2 || >=3``). As in npm, a pre-release
    (``1.3.0-rc.1``) only matches a range that names a pre-release of the same ``MAJOR.MINOR.PATCH``.
 4. ``latest``: when given, only the ``N`` highest semantic versions left are kept; tags that are
-   not semantic versions are dropped at this step, so at most ``N`` tags remain.
+   not semantic versions are dropped at this step, so at most ``N`` tags remain. Pre-releases and
+   suffixed tags (``2.0.1-alpine``) rank by semver: below ``2.0.1``, above ``2.0.0``.
 
 Patterns are Python regular expressions matched with ``re.search``: a pattern matches anywhere
 in the tag unless anchored, so ``^v`` means "starts with v" and ``^v\\d+\\.\\d+\\.\\d+$`` a whole tag.
