@@ -100,10 +100,10 @@ def test_upload_wire_shape_is_monolithic(registry_pair: Any, proxy_factory: Any)
     img = push_image(src, "wire/app", "v1", layer_sizes=(5 * MiB, 1000))
     proxy = proxy_factory.start(dst)
     assert copy(f"{src.host}/wire/app:v1", f"{proxy.host}/wire/app:v1") == 0
-    posts = proxy.requests("POST", "/blobs/uploads/")
-    puts = proxy.requests("PUT", "/blobs/uploads/")
+    posts = proxy.select("POST", "/blobs/uploads/")
+    puts = proxy.select("PUT", "/blobs/uploads/")
     assert len(posts) == len(puts) == len(img.blob_digests)
-    assert not proxy.requests("PATCH")
+    assert not proxy.select("PATCH")
     for post in posts:
         assert post.content_length == 0 and post.body_bytes == 0
         assert not post.chunked

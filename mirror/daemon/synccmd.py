@@ -174,27 +174,27 @@ class Daemon:
             await server.start()
             log.info("serving metrics on %s", server.url, extra={"fields": {"address": server.url}})
         last_start: dict[str, float | None] = {j.name: None for j in self.jobs}
+        due: dict[str, float] = {}  # next start per job, computed once per run of that job
         running: dict[str, asyncio.Task[SyncResult]] = {}
         async with self.transport(events) as transport:
             if server is not None:
                 server.set_ready()
             while not self.stop_requested.is_set():
                 now = self.clock()
-                due: dict[str, float] = {}
                 for job in self.jobs:
                     if job.name in running:
-                        continue  # a run of this job is still going: skip, never queue
-                    due[job.name] = next_start(job.schedule.spec, job.name, last_start[job.name], now)
-                for job in self.jobs:
-                    if job.name in due and due[job.name] <= now:
+                        continue  # a run of this job is still going: skip its slots, never queue
+                    if job.name not in due:
+                        due[job.name] = next_start(job.schedule.spec, job.name, last_start[job.name], now)
+                    if due[job.name] <= now:
                         last_start[job.name] = now
+                        del due[job.name]
                         task = asyncio.create_task(self.run_jobs(transport, events, [job]))
                         running[job.name] = task
                         task.add_done_callback(_forget(running, job.name))
-                        due.pop(job.name)
                 wait = min([t - now for t in due.values()], default=1.0)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop_requested.wait(), timeout=max(0.05, min(wait, 60.0)))
+                    await asyncio.wait_for(self.stop_requested.wait(), timeout=max(0.05, min(wait, 1.0)))
             log.info("stopping: letting %d running job(s) finish moving blobs (up to %.0fs)",
                      len(running), self.grace)
             if server is not None:
