@@ -108,7 +108,8 @@ class DockerConfig:
             raise AuthError(f"docker config {path}: expected a JSON object at the top level")
         auths: dict[str, Mapping[str, Any]] = {}
         exact: set[str] = set()
-        raw_auths = data.get("auths") or {}
+        raw_auths = data.get("auths")
+        raw_auths = {} if raw_auths is None else raw_auths
         if not isinstance(raw_auths, dict):
             raise AuthError(f"docker config {path}: 'auths' must be an object")
         for key, entry in raw_auths.items():
@@ -122,14 +123,16 @@ class DockerConfig:
                 if is_exact:
                     exact.add(host)
         helpers: dict[str, str] = {}
-        raw_helpers = data.get("credHelpers") or {}
+        raw_helpers = data.get("credHelpers")
+        raw_helpers = {} if raw_helpers is None else raw_helpers
         if not isinstance(raw_helpers, dict):
             raise AuthError(f"docker config {path}: 'credHelpers' must be an object")
         for key, name in raw_helpers.items():
             if not isinstance(name, str):
                 raise AuthError(f"docker config {path}: credHelpers[{key!r}] must be a string")
             helpers[host_of_key(key)] = name
-        store = data.get("credsStore") or ""
+        store = data.get("credsStore")
+        store = "" if store is None else store
         if not isinstance(store, str):
             raise AuthError(f"docker config {path}: 'credsStore' must be a string")
         return cls(path=path, auths=auths, cred_helpers=helpers, creds_store=store)
@@ -325,10 +328,17 @@ def _first_line(text: str, *, skip_json: bool = False, limit: int = 200) -> str:
     return ""
 
 
+class _Overflow(Exception):
+    pass
+
+
 async def _run(
     argv: list[str], stdin: bytes, env: dict[str, str], seconds: float, limit: int, program: str
 ) -> tuple[int, bytes, bytes]:
-    """Run a helper: its exit status, stdout and stderr, each read up to ``limit`` bytes."""
+    """Run a helper: its exit status, stdout and stderr, each at most ``limit`` bytes.
+
+    The helper is killed when it runs over the time limit or writes more than ``limit`` bytes.
+    """
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -340,45 +350,52 @@ async def _run(
     except OSError as exc:
         raise AuthError(f"cannot run docker credential helper {program}: {exc.strerror}") from None
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    writer = proc.stdin
 
-    async def feed() -> None:
-        assert proc.stdin is not None
+    async def feed() -> bytes:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            proc.stdin.write(stdin)
-            await proc.stdin.drain()
+            writer.write(stdin)
+            await writer.drain()
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            proc.stdin.close()
+            writer.close()
+        return b""
 
+    tasks = [
+        asyncio.ensure_future(feed()),
+        asyncio.ensure_future(_read_capped(proc.stdout, limit)),
+        asyncio.ensure_future(_read_capped(proc.stderr, limit)),
+    ]
     try:
-        try:
-            async with asyncio.timeout(seconds):
-                _, out, err = await asyncio.gather(
-                    feed(), _read_capped(proc.stdout, limit), _read_capped(proc.stderr, limit)
+        async with asyncio.timeout(seconds):
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            if any(t.done() and not t.cancelled() and isinstance(t.exception(), _Overflow) for t in tasks):
+                raise AuthError(
+                    f"docker credential helper {program} wrote more than {limit} bytes; stopped it"
                 )
-                if len(out) > limit or len(err) > limit:
-                    raise AuthError(
-                        f"docker credential helper {program} wrote more than {limit} bytes; "
-                        "stopped it"
-                    )
-                rc = await proc.wait()
-        except TimeoutError:
-            raise AuthError(
-                f"docker credential helper {program} did not answer within {seconds:g} s; stopped it"
-            ) from None
+            _, out, err = [t.result() for t in tasks]
+            rc = await proc.wait()
+    except TimeoutError:
+        raise AuthError(
+            f"docker credential helper {program} did not answer within {seconds:g} s; stopped it"
+        ) from None
     finally:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-            await proc.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await proc.wait()
     return rc, out, err
 
 
 async def _read_capped(stream: asyncio.StreamReader, limit: int) -> bytes:
-    """Up to ``limit + 1`` bytes (one more than allowed shows the stream ran over)."""
+    """Everything the stream holds, or ``_Overflow`` past ``limit`` bytes."""
     buf = bytearray()
-    while len(buf) <= limit:
-        chunk = await stream.read(limit + 1 - len(buf))
+    while True:
+        chunk = await stream.read(64 * 1024)
         if not chunk:
-            break
+            return bytes(buf)
         buf += chunk
-    return bytes(buf)
+        if len(buf) > limit:
+            raise _Overflow
