@@ -66,6 +66,7 @@ class EcrProvider:
         profile: str | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
+        max_attempts: int = 3,
         refresh_margin: float = DEFAULT_REFRESH_MARGIN,
         min_refresh_interval: float = 30.0,
     ) -> None:
@@ -74,6 +75,7 @@ class EcrProvider:
         self.profile = profile
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.max_attempts = max_attempts
         self._session = session
         self._cache: CredentialCache[tuple[str, bool, str]] = CredentialCache(
             clock, refresh_margin=refresh_margin, min_refresh_interval=min_refresh_interval
@@ -104,7 +106,7 @@ class EcrProvider:
         config = AioConfig(
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
-            retries={"max_attempts": 3, "mode": "standard"},
+            retries={"max_attempts": self.max_attempts, "mode": "standard"},
             use_fips_endpoint=ecr.fips,
         )
         obtained = self.clock()
