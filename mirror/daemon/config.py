@@ -131,8 +131,11 @@ def format_path(loc: Sequence[str | int]) -> str:
 # YAML
 
 
-class _Loader(yaml.SafeLoader):
-    """The safe loader, refusing a key written twice in one mapping."""
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
+    """The safe loader (libyaml's when available), refusing a key written twice in one mapping."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[tuple[str, str]] = set()
@@ -147,7 +150,8 @@ class _Loader(yaml.SafeLoader):
                     "twice in the same mapping; keep one"
                 )
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 def _load_yaml(text: str) -> Any:
@@ -162,9 +166,10 @@ def _load_yaml(text: str) -> Any:
         raise ConfigError(f"invalid YAML: {exc}") from None
     except RecursionError:
         raise ConfigError(f"invalid YAML: nested more than {_MAX_DEPTH} levels deep") from None
-    except (ValueError, TypeError, OverflowError) as exc:
-        # PyYAML builds dates and numbers with Python constructors that raise these.
-        raise ConfigError(f"invalid YAML value: {exc}; quote it to keep it as text") from None
+    except (ValueError, TypeError, OverflowError, AttributeError, KeyError, IndexError) as exc:
+        # PyYAML builds dates, numbers and explicitly tagged values with Python code that raises
+        # these on malformed text (``!!timestamp 2020-99-99`` fails with an AttributeError).
+        raise ConfigError(f"invalid YAML value ({exc}); quote it to keep it as text") from None
 
 
 # ---------------------------------------------------------------------------------------------
