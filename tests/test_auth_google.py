@@ -101,6 +101,11 @@ def write_key(tmp_path: Path, pem: str, *, universe: str | None = None, name: st
     return path
 
 
+def claims_of(token: str) -> dict[str, Any]:
+    decoded: dict[str, Any] = jwt.decode(token, verify=False)  # type: ignore[no-untyped-call]
+    return decoded
+
+
 def token_answer(token: str, expires_in: int = 3599) -> dict[str, Any]:
     return {"access_token": token, "expires_in": expires_in, "token_type": "Bearer"}
 
@@ -170,7 +175,7 @@ async def test_key_file_token(tmp_path: Path, pem: str) -> None:
         (call,) = calls(m, "POST", TOKEN_URI)
         form = form_of(call)
         assert form["grant_type"] == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
-        claims = jwt.decode(form["assertion"][0], verify=False)
+        claims = claims_of(form["assertion"][0])
         assert claims["scope"] == CLOUD_PLATFORM
         assert claims["iss"] == SA_EMAIL
         assert claims["aud"] == TOKEN_URI
@@ -290,7 +295,7 @@ async def test_s3ns_key_file_uses_a_self_signed_jwt(tmp_path: Path, pem: str) ->
         assert await provider.resolve("gcr.io") is None
         cred = await provider.resolve("europe-west9-docker.s3nsregistry.fr")
     assert cred is not None and cred.username == "oauth2accesstoken"
-    claims = jwt.decode(cred.password, verify=False)
+    claims = claims_of(cred.password)
     assert claims["iss"] == SA_EMAIL
     assert claims["scope"] == CLOUD_PLATFORM
     assert cred.expires_at == pytest.approx(clock() + 3600, abs=2)
@@ -326,7 +331,7 @@ async def test_adc_from_environment(
         assert cred is not None and cred.password == "ya29.adc"
         assert cred.expires_at == pytest.approx(clock() + 3000, abs=2)
         assert "application default credentials" in cred.provider
-        claims = jwt.decode(form_of(calls(m, "POST", TOKEN_URI)[0])["assertion"][0], verify=False)
+        claims = claims_of(form_of(calls(m, "POST", TOKEN_URI)[0])["assertion"][0])
         assert claims["scope"] == CLOUD_PLATFORM
 
 
