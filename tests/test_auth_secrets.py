@@ -168,5 +168,8 @@ async def check_all(creds: list[Credential], errors: list[BaseException], secret
 def test_credential_repr_never_shows(field: str) -> None:
     values: dict[str, str] = {"password": "", "identity_token": "", "registry_token": ""}
     values[field] = "the-SECRET"
-    cred = Credential(username="u", **values)
+    cred = Credential(
+        "u", values["password"], identity_token=values["identity_token"],
+        registry_token=values["registry_token"],
+    )
     assert "the-SECRET" not in repr(cred) and "the-SECRET" not in str(cred)
