@@ -149,7 +149,7 @@ async def test_auths_entries(env: Env) -> None:
     provider = env.provider()
     cred = await provider.resolve("registry.example.com")
     assert cred is not None and (cred.username, cred.password) == ("alice", "s3cret-pass")
-    assert cred.expires_at is None and cred.provider == "docker-config"
+    assert cred.expires_at is None and cred.provider == f"docker-config ({env.dir / 'config.json'})"
     port = await provider.resolve("registry.example.com:5000")
     assert port is not None and (port.username, port.password) == ("bob", "pw-5000")
     for hub in ("docker.io", "registry-1.docker.io", "index.docker.io"):

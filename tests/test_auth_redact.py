@@ -10,8 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from mirror.auth.credentials import Credential
-from mirror.auth.redact import REDACTED, RedactingFilter, Redactor, credential_secrets
+from mirror.auth.check import describe
+from mirror.auth.credentials import ChainProvider, Credential, StaticProvider
+from mirror.auth.redact import REDACTED, RedactingFilter, RedactingProvider, Redactor, credential_secrets
 
 
 def test_redacts_secrets_and_basic_forms() -> None:
@@ -102,3 +103,17 @@ def test_log_filter_broken_format(captured: tuple[logging.Logger, io.StringIO, R
     logger.info("two %s %s", "tok-SECRET-1")  # too few args
     out = stream.getvalue()
     assert "SECRET" not in out and "two" in out
+
+
+async def test_redacting_provider_learns_what_it_hands_out() -> None:
+    redactor = Redactor()
+    inner = ChainProvider([StaticProvider(), StaticProvider({"h": Credential("u", "handed-out-secret")})])
+    provider = RedactingProvider(inner, redactor)
+    assert provider.name == "chain" and provider.providers == inner.providers
+    assert await provider.resolve("other") is None
+    cred = await provider.resolve("h", min_valid=5)
+    assert cred is not None
+    assert redactor.redact("x handed-out-secret y") == f"x {REDACTED} y"
+    d = await describe("h", provider)
+    assert [c.outcome for c in d.consulted] == ["nothing", "answered"]
+    assert "handed-out-secret" not in repr(provider)

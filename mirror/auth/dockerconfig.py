@@ -168,7 +168,7 @@ class DockerConfig:
             password=password,
             identity_token=identity,
             registry_token=registry_token,
-            provider="docker-config",
+            provider=f"docker-config ({self.path})",
         )
         return None if cred.anonymous else cred
 

@@ -5,7 +5,8 @@ the encoded forms they travel in: base64 of ``user:password`` as in a Basic head
 ``auth`` entry, the JSON inside a ``_json_key_base64`` password and its private key) and replaces
 every occurrence with ``<redacted>``. :class:`RedactingFilter` applies one to log records,
 including their formatted exception and stack text. Attach the filter to *handlers*, so records
-from every logger pass through it.
+from every logger pass through it. :class:`RedactingProvider` wraps a provider and teaches the
+redactor every credential it hands out, so the secrets are known before they can be logged.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import re
 import threading
 from collections.abc import Iterable
 
-from mirror.auth.credentials import Credential
+from mirror.auth.credentials import Credential, CredentialProvider
 
 REDACTED = "<redacted>"
 
@@ -135,3 +136,26 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
+
+
+class RedactingProvider:
+    """A provider that adds every credential it hands out to a :class:`Redactor`.
+
+    ``providers`` is the wrapped chain's list (or the wrapped provider alone), so
+    :func:`mirror.auth.check.describe` still shows which member answers.
+    """
+
+    def __init__(self, inner: CredentialProvider, redactor: Redactor) -> None:
+        self.inner = inner
+        self.redactor = redactor
+        self.name = inner.name
+        members = getattr(inner, "providers", None)
+        self.providers: list[CredentialProvider] = list(members) if members else [inner]
+
+    def __repr__(self) -> str:
+        return f"<RedactingProvider of {self.inner!r}>"
+
+    async def resolve(self, host: str, *, min_valid: float = 0.0) -> Credential | None:
+        cred = await self.inner.resolve(host, min_valid=min_valid)
+        self.redactor.add_credential(cred)
+        return cred
