@@ -530,3 +530,12 @@ async def test_request_adapter_bounds_the_body() -> None:
         small = await asyncio.to_thread(request, "https://example.test/small")
     assert small.status == 200 and small.data == b"ok" and small.headers["x-a"] == "b"
 
+
+
+async def test_metadata_support_missing_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_requests(source: Any, request: Any, scopes: Any) -> Any:
+        raise ModuleNotFoundError("No module named 'requests'", name="requests")
+
+    monkeypatch.setattr(gmod, "_load", no_requests)
+    with pytest.raises(AuthError, match=r"requests is missing; install google-auth\[requests\]"):
+        await GoogleProvider(MetadataServer()).resolve("gcr.io")

@@ -332,6 +332,12 @@ class GoogleProvider:
             raise AuthError(f"{self.label}: {_summary(exc)}") from None
         except OSError as exc:
             raise AuthError(f"{self.label}: cannot read the key file: {exc.strerror}") from None
+        except ImportError as exc:
+            # google-auth's metadata server support imports ``requests`` (google-auth[requests]).
+            raise AuthError(
+                f"{self.label}: google-auth cannot load its metadata server support ({exc.name or exc} "
+                "is missing; install google-auth[requests])"
+            ) from None
         except (ValueError, gexc.GoogleAuthError) as exc:
             raise AuthError(f"{self.label}: cannot load the credentials: {_summary(exc)}") from None
         return _Loaded(creds, universe)
