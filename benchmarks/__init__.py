@@ -1,0 +1,1 @@
+"""Benchmarks: mirror and its peers on the same loopback workloads (``python -m benchmarks.run``)."""
