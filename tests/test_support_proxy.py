@@ -208,3 +208,50 @@ def test_body_faults_truncate_flip_reset_delay(registry: RegistryHandle, proxy_f
     proxy.add_fault(Delay(0.05, path="/blobs/"))
     assert s.get(url, timeout=5).content == original  # faults spent: clean again
     assert [f.fired for f in proxy.faults] == [1, 1, 1, 1]
+
+
+async def test_expect_100_continue_is_answered_and_recorded(
+    registry: RegistryHandle, proxy_factory: ProxyFactory
+) -> None:
+    proxy = proxy_factory.start(registry)
+    data = b"e" * 10_000
+    digest = "sha256:" + __import__("hashlib").sha256(data).hexdigest()
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{proxy.url}/v2/expect/blobs/uploads/", data=b"") as r:
+            location = r.headers["Location"]
+        async with s.put(location, params={"digest": digest}, data=data, expect100=True) as r:
+            assert r.status == 201
+    (put,) = proxy.select("PUT")
+    assert put.header("Expect") == "100-continue" and put.continue_sent and put.body_bytes == len(data)
+
+
+def test_client_going_away_mid_download_is_recorded_and_proxy_keeps_serving(
+    registry: RegistryHandle, proxy_factory: ProxyFactory
+) -> None:
+    img = push_image(registry, "app", "v1", [8 << 20], seed="gone")
+    proxy = proxy_factory.start(registry)
+    with _session() as s:
+        r = s.get(f"{proxy.url}/v2/app/blobs/{img.layers[0].digest}", stream=True, timeout=5)
+        next(r.iter_content(1024))
+        r.raw._fp.fp.raw._sock.shutdown(2)  # drop the connection without reading on
+        r.close()
+    assert _session().get(proxy.url + "/v2/", timeout=5).status_code == 200
+
+    def disconnected() -> bool:
+        return proxy.select("GET", "/blobs/")[0].client_disconnected
+
+    from tests.support.net import wait_until
+
+    wait_until(disconnected, timeout=10, what="the proxy to notice the disconnect")
+
+
+def test_stop_joins_the_proxy_thread(registry: RegistryHandle) -> None:
+    from tests.support.proxy import RegistryProxy
+
+    with RegistryProxy(registry) as proxy:
+        thread = proxy._thread
+        assert thread is not None and thread.is_alive()
+        assert _session().get(proxy.url + "/v2/", timeout=5).status_code == 200
+    assert not thread.is_alive()
+    with pytest.raises(requests.exceptions.ConnectionError):
+        _session().get(proxy.url + "/v2/", timeout=2)

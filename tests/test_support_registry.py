@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -41,18 +42,23 @@ def test_plain_registry_answers_and_reports_its_layout(registry: RegistryHandle)
     assert registry.startup_seconds > 0
 
 
-def test_stop_all_ends_the_process_and_frees_the_port(tmp_path: Path) -> None:
+def test_stop_all_ends_processes_threads_and_ports(tmp_path: Path) -> None:
+    before = set(threading.enumerate())
     factory = RegistryFactory(tmp_path)
     handle = factory.start(auth="token")
     process, token_server = handle.process, handle.token_server
     assert process is not None and token_server is not None
-    factory.stop_all()
-    assert process.poll() is not None and not handle.running
-    for port in (handle.port, token_server.port if token_server._server else None):
-        if port is None:
-            continue
+    ports = (handle.port, token_server.port)
+    keep_alive = _session()  # holds an idle keep-alive connection to the token server
+    assert keep_alive.get(token_server.realm, auth=handle.creds, timeout=5).status_code == 200
+    factory.stop_all(remove_storage=True)
+    assert process.poll() is not None and not handle.running and not handle.storage_dir.exists()
+    assert handle.log_path.exists()
+    assert set(threading.enumerate()) - before == set()
+    for port in ports:
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0
+    keep_alive.close()
 
 
 @needs_skopeo
@@ -137,3 +143,20 @@ def test_skopeo_reads_authenticated_registries_and_copies(registry_factory: Regi
     assert skopeo_inspect_raw(f"{token.host}/copied/app:v1", creds=token.creds) == idx.manifest
     assert fetch_manifest(token, "copied/app", "v1").data == idx.manifest
     assert token.token_server is not None and token.token_server.issued_to(token.username)
+
+
+def test_refs_tags_and_pagination(registry: RegistryHandle) -> None:
+    img = push_image(registry, "paged/app", "a", [10], seed="p")
+    for tag in ("b", "c"):
+        images.push_manifest(registry, "paged/app", tag, img.manifest, img.media_type)
+    assert sorted(images.list_tags(registry, "paged/app")) == ["a", "b", "c"]
+    assert sorted(images.list_tags(registry, "paged/app", page_size=1)) == ["a", "b", "c"]
+    assert images.list_tags(registry, "nothing/here") == []
+    assert images.manifest_exists(registry, "paged/app", img.digest)
+    assert not images.manifest_exists(registry, "paged/app", "zzz")
+    assert registry.ref("paged/app", "a") == f"{registry.host}/paged/app:a"
+    assert registry.ref("paged/app", img.digest) == f"{registry.host}/paged/app@{img.digest}"
+    push_image(registry, "paged/other", "x", [10], seed="p")
+    assert images.list_catalog(registry, page_size=1) == ["paged/app", "paged/other"]
+    r = _session().get(registry.url + "/v2/_catalog", params={"n": 1}, timeout=5)
+    assert r.json()["repositories"] == ["paged/app"] and 'rel="next"' in r.headers["Link"]

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from tests.support import jwt
+from tests.support import images, jwt
 from tests.support.images import fetch_manifest, push_image
 from tests.support.mediatypes import ACCEPT_ALL
 from tests.support.registry import RegistryFactory, RegistryHandle
@@ -145,3 +145,12 @@ def test_short_ttl_is_reported(registry_factory: RegistryFactory) -> None:
     body = _token(reg, "repository:a:pull").json()
     assert body["expires_in"] == 1.5
     assert jwt.decode_unverified(body["token"])[1]["exp"] - time.time() <= 2.5
+
+
+def test_catalog_scope_with_token_auth(token_registry: RegistryHandle) -> None:
+    push_image(token_registry, "cat/one", "v1", [10], seed="c1")
+    push_image(token_registry, "cat/two", "v1", [10], seed="c2")
+    assert images.list_catalog(token_registry, page_size=1) == ["cat/one", "cat/two"]
+    assert token_registry.token_server is not None
+    scopes = {s for t in token_registry.token_server.issued for s in t.scopes}
+    assert "registry:catalog:*" in scopes

@@ -301,20 +301,39 @@ def fetch_blob(handle: Target, repo: str, digest: str, *, creds: tuple[str, str]
         return client.request("GET", f"/v2/{repo}/blobs/{digest}", repo, actions="pull").content
 
 
-def list_tags(handle: Target, repo: str, *, creds: tuple[str, str] | None = None) -> list[str]:
-    """All tags (follows `Link` pagination); [] when the repository is unknown."""
-    tags: list[str] = []
+def _paginate(
+    client: SeedClient, path: str, repo: str | None, key: str, scope: str | None = None
+) -> list[str] | None:
+    items: list[str] = []
+    next_path: str | None = path
+    while next_path:
+        r = client.request("GET", next_path, repo, actions="pull", scope=scope, expect=(200, 404))
+        if r.status_code == 404:
+            return None
+        items.extend(r.json().get(key) or [])
+        link = r.links.get("next", {}).get("url")
+        next_path = urllib.parse.urljoin(r.url, link) if link else None
+    return items
+
+
+def list_tags(
+    handle: Target, repo: str, *, page_size: int | None = None, creds: tuple[str, str] | None = None
+) -> list[str]:
+    """All tags in the registry's order, following `Link` pagination (`n=page_size` when given;
+    distribution 2.8 ignores it for tags); [] when the repository is unknown."""
     with SeedClient(handle, creds) as client:
-        path: str | None = f"/v2/{repo}/tags/list"
-        while path:
-            r = client.request("GET", path, repo, actions="pull", expect=(200, 404))
-            if r.status_code == 404:
-                return []
-            tags.extend(r.json().get("tags") or [])
-            path = r.links.get("next", {}).get("url")
-            if path:
-                path = urllib.parse.urljoin(r.url, path)
-    return tags
+        query = f"?n={page_size}" if page_size else ""
+        return _paginate(client, f"/v2/{repo}/tags/list{query}", repo, "tags") or []
+
+
+def list_catalog(
+    handle: Target, *, page_size: int | None = None, creds: tuple[str, str] | None = None
+) -> list[str]:
+    """All repositories from `/v2/_catalog`, following `Link` pagination (`n=page_size`).
+    With token auth this needs the `registry:catalog:*` scope, which the default policy grants."""
+    with SeedClient(handle, creds) as client:
+        query = f"?n={page_size}" if page_size else ""
+        return _paginate(client, f"/v2/_catalog{query}", None, "repositories", "registry:catalog:*") or []
 
 
 def corrupt_blob(handle: Any, digest: str, *, offset: int = 0, count: int = 1) -> None:

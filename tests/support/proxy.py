@@ -296,14 +296,14 @@ class RegistryProxy:
             request.path,
             request.query_string,
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
-            self.clock(),
+            time.time(),
         )
         with self._lock:
             self._records.append(record)
         try:
             response = await self._dispatch(request, record)
         finally:
-            record.finished = self.clock()
+            record.finished = time.time()
         return response
 
     async def _dispatch(self, request: web.BaseRequest, record: RecordedRequest) -> web.StreamResponse:

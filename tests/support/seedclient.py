@@ -80,14 +80,18 @@ class SeedClient:
             self._challenge = params
         return self._challenge
 
-    def auth_headers(self, repo: str | None, actions: str = "pull,push") -> dict[str, str]:
+    def auth_headers(
+        self, repo: str | None, actions: str = "pull,push", scope: str | None = None
+    ) -> dict[str, str]:
+        """Authorization for one request; `scope` overrides `repository:<repo>:<actions>`."""
         if self.mode == "none" or self.creds is None:
             return {}
         if self.mode == "htpasswd":
             user, password = self.creds
             basic = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
             return {"Authorization": f"Basic {basic}"}
-        scope = f"repository:{repo}:{actions}" if repo else ""
+        if scope is None:
+            scope = f"repository:{repo}:{actions}" if repo else ""
         cached = self._tokens.get(scope)
         if cached and cached[1] > time.monotonic():
             return {"Authorization": f"Bearer {cached[0]}"}
@@ -113,10 +117,11 @@ class SeedClient:
         expect: tuple[int, ...] = (200,),
         headers: dict[str, str] | None = None,
         actions: str = "pull,push",
+        scope: str | None = None,
         **kwargs: Any,
     ) -> requests.Response:
         """One request with auth; raises RegistryError unless the status is in `expect`."""
-        all_headers = {**self.auth_headers(repo, actions), **(headers or {})}
+        all_headers = {**self.auth_headers(repo, actions, scope), **(headers or {})}
         r = self.session.request(
             method, self.url(path), headers=all_headers, timeout=TIMEOUT, allow_redirects=False, **kwargs
         )

@@ -25,10 +25,12 @@ Runs on a `http.server` thread, so it serves sync and async tests alike.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
 import math
 import secrets
+import socket
 import threading
 import time
 import urllib.parse
@@ -120,15 +122,18 @@ class TokenServer:
         self._requests: list[TokenRequest] = []
         self._issued: list[IssuedToken] = []
         self._injected: list[int] = []
+        self._connections: set[socket.socket] = set()
+        self._port = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> TokenServer:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
+        server.daemon_threads = False  # server_close() joins the per-connection threads
         server.token_server = self  # type: ignore[attr-defined]
         self._server = server
+        self._port = int(server.server_address[1])
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="token-server", daemon=True
         )
@@ -136,8 +141,14 @@ class TokenServer:
         return self
 
     def stop(self) -> None:
+        """Stop serving, end idle keep-alive connections, and join every server thread."""
         if self._server is not None:
             self._server.shutdown()
+            with self._lock:
+                connections = list(self._connections)
+            for conn in connections:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
             self._server.server_close()
             self._server = None
         if self._thread is not None:
@@ -152,8 +163,8 @@ class TokenServer:
 
     @property
     def port(self) -> int:
-        assert self._server is not None, "token server not started"
-        return int(self._server.server_address[1])
+        assert self._port, "token server not started"
+        return self._port
 
     @property
     def url(self) -> str:
@@ -249,6 +260,17 @@ class TokenServer:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "mirror-test-token-server"
+    timeout = 30  # an idle keep-alive connection ends after this long at the latest
+
+    def setup(self) -> None:
+        super().setup()
+        with self.ts._lock:
+            self.ts._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.ts._lock:
+            self.ts._connections.discard(self.connection)
+        super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
