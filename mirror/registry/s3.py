@@ -38,6 +38,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -97,6 +98,7 @@ class S3Options:
     max_attempts: int = 5  # botocore's attempts per request (standard retry mode)
     connect_timeout: float = 30.0
     read_timeout: float = 300.0
+    idle_timeout: float = 5.0  # seconds without use after which the client is closed
 
     def __post_init__(self) -> None:
         check_part_size(self.part_size)
@@ -289,15 +291,82 @@ async def _read_limited(body: Any, limit: int, what: str) -> bytes:
     return bytes(data)
 
 
+# -- the client ----------------------------------------------------------------------------------
+
+
+class LingeringClient:
+    """A client opened on first use and closed after ``linger`` idle seconds.
+
+    A watcher task closes it once no operation has used it for ``linger`` seconds. When the
+    event loop shuts down, ``asyncio.run`` (or ``asyncio.Runner``) cancels the watcher, which
+    then closes the client, so no connection pool is left open without anyone calling close.
+    Operations still running then keep it open until the last one releases it.
+    """
+
+    def __init__(self, open_client: Callable[[], contextlib.AbstractAsyncContextManager[Any]],
+                 linger: float) -> None:
+        self._open_client = open_client
+        self._linger = linger
+        self.client: Any = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._users = 0
+        self._idle_since = 0.0
+        self._lock = asyncio.Lock()
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def acquire(self) -> Any:
+        async with self._lock:
+            if self.client is None:
+                stack = contextlib.AsyncExitStack()
+                self.client = await stack.enter_async_context(self._open_client())
+                self._stack = stack
+                self._watcher = asyncio.create_task(self._watch())
+            self._users += 1
+            return self.client
+
+    async def release(self) -> None:
+        self._users -= 1
+        self._idle_since = asyncio.get_running_loop().time()
+        if self._users == 0 and self._watcher is None:
+            await self._close()
+
+    async def aclose(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        if self._users == 0:
+            await self._close()
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                idle = loop.time() - self._idle_since
+                if self._users == 0 and idle >= self._linger:
+                    return
+                await asyncio.sleep(self._linger - idle if self._users == 0 else self._linger)
+        finally:  # idle long enough, or cancelled (aclose, or the event loop shutting down)
+            if self._watcher is asyncio.current_task():
+                self._watcher = None
+            if self._users == 0:
+                await self._close()
+
+    async def _close(self) -> None:
+        stack, self._stack, self.client = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+
 # -- the store -----------------------------------------------------------------------------------
 
 
 class S3Layout:
     """One OCI image layout under ``s3://bucket/prefix``; every tag in it is a tag of this repository.
 
-    The aiobotocore client is opened on first use and closed when the last operation using it
-    (an open blob reader included) has finished, so an S3Layout never leaks a connection pool.
-    ``async with layout:`` keeps one client open across many operations.
+    The aiobotocore client (and its connection pool) is opened on first use, shared by every
+    operation, and closed after ``idle_timeout`` seconds without use, by :meth:`aclose`, or when
+    the event loop shuts down: callers need not close an S3Layout, and may.
     """
 
     def __init__(
@@ -314,10 +383,7 @@ class S3Layout:
         self._create = create
         self.options = options or S3Options()
         self._session = session
-        self._client: Any = None
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._users = 0
-        self._client_lock = asyncio.Lock()
+        self._clients = LingeringClient(self._open_client, self.options.idle_timeout)
         self._index_lock = asyncio.Lock()
         self._layout_ok = False
         self._entries: list[dict[str, Any]] | None = None  # the index.json read last
@@ -382,30 +448,25 @@ class S3Layout:
             args["aws_session_token"] = o.session_token
         return args
 
-    async def _acquire(self) -> Any:
-        async with self._client_lock:
-            if self._client is None:
-                if self._session is None:
-                    from aiobotocore.session import AioSession
+    def _open_client(self) -> Any:
+        if self._session is None:
+            from aiobotocore.session import AioSession
 
-                    self._session = AioSession(profile=self.options.profile)
-                stack = contextlib.AsyncExitStack()
-                try:
-                    self._client = await stack.enter_async_context(
-                        self._session.create_client("s3", **self._client_args())
-                    )
-                except TRANSLATED as exc:
-                    await stack.aclose()
-                    raise translate(exc, f"{self.name}: opening an S3 client") from None
-                self._stack = stack
-            self._users += 1
-            return self._client
+            self._session = AioSession(profile=self.options.profile)
+        return self._session.create_client("s3", **self._client_args())
+
+    async def _acquire(self) -> Any:
+        try:
+            return await self._clients.acquire()
+        except TRANSLATED as exc:
+            raise translate(exc, f"{self.name}: opening an S3 client") from None
 
     async def _release(self) -> None:
-        self._users -= 1
-        if self._users == 0 and self._stack is not None:
-            stack, self._stack, self._client = self._stack, None, None
-            await stack.aclose()
+        await self._clients.release()
+
+    @property
+    def _client(self) -> Any:
+        return self._clients.client
 
     @contextlib.asynccontextmanager
     async def _use(self) -> AsyncIterator[Any]:
@@ -421,6 +482,15 @@ class S3Layout:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._release()
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the client now, or as soon as the operations still using it finish.
+
+        Without this the client closes by itself after ``idle_timeout`` seconds without use, or
+        when the event loop shuts down (``asyncio.run`` cancels the task that watches it).
+        """
+        await self._clients.aclose()
 
     async def _call(self, what: str, operation: str, **kwargs: Any) -> Any:
         async with self._use() as client:
@@ -494,7 +564,9 @@ class S3Layout:
     async def _update_index(self, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
         """Read-modify-write of ``index.json``, redone when another writer changed it meanwhile."""
         async with self._index_lock:
-            for _ in range(INDEX_ATTEMPTS):
+            for attempt in range(INDEX_ATTEMPTS):
+                if attempt:
+                    await asyncio.sleep(random.uniform(0, 0.05 * 2**attempt))
                 entries, etag = await self._read_index()
                 updated = change(list(entries))
                 try:
