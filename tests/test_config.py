@@ -228,6 +228,8 @@ def test_load_config_reads_files_next_to_the_config(tmp_path: Path) -> None:
         ("{username: u, password_file: big}", "x" * 70000, "larger than 64 KiB"),
         ("{username: u, password_file: 5}", None, "expected a file path"),
         ("{username: u, password: p, password_file: pw}", "pw", "set password or password_file, not both"),
+        ("{username: u, password_file: ~nosuchuser/pw}", None, "cannot expand '~'"),
+        ('{username: u, password_file: "a\\0b"}', None, "NUL character"),
     ],
 )
 def test_secret_file_errors(tmp_path: Path, entry: str, setup: str | None, message: str) -> None:
@@ -248,6 +250,9 @@ def test_tls_files_must_exist(tmp_path: Path) -> None:
     error = error_of(registry_text("{client_cert: cert.pem}"), base_dir=tmp_path)
     assert error.path == 'registries["h.io"].client_cert'
     assert "file 'cert.pem' not found" in error.message
+    error = error_of(registry_text("{ca_file: ~nosuchuser/ca.pem}"), base_dir=tmp_path)
+    assert error.path == 'registries["h.io"].ca_file'
+    assert "cannot expand '~'" in error.message
 
 
 # -- defaults -------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ SCALAR_TEXT = st.sampled_from(
         "", "1", "v1.2.3", "^v", "a(", "[", "*/15 * * * *", "61 * * * *", "@daily", "15m", "0s", "1h30m",
         "5TiB", "5XB", "linux/amd64", "linux", "h.io/apps/*", "h.io/a", "h.io/a:v1", "docker.io/library/*",
         "oci:/srv/x", "s3://bucket/x", "${HOME}", "${MISSING}", "$${x}", "${", "true", "json", "debug",
-        "127.0.0.1:9090", ">=1.2 <2", "garbage range", "yes", "null",
+        "127.0.0.1:9090", ">=1.2 <2", "garbage range", "yes", "null", "~nosuchuser/x", "a\0b", "/etc",
     ]
 ) | st.text(max_size=20)  # fmt: skip
 

@@ -396,7 +396,12 @@ def _lower(value: object) -> object:
 
 def _resolve(value: str, context: object) -> Path:
     base = context.get("base_dir") if isinstance(context, dict) else None
-    path = Path(value).expanduser()
+    if "\0" in value:
+        raise ConfigError(f"file path {value!r} contains a NUL character")
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:
+        raise ConfigError(f"cannot expand '~' in {value!r}: no such user or home directory") from None
     if not path.is_absolute():
         path = Path(base or ".") / path
     return path
@@ -795,7 +800,10 @@ def _read_secret(value: object, base_dir: Path, loc: Loc) -> str:
     where = format_path(loc)
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"expected a file path (text), got {_kind(value)}", where)
-    path = _resolve(value, {"base_dir": base_dir})
+    try:
+        path = _resolve(value, {"base_dir": base_dir})
+    except ConfigError as exc:
+        raise ConfigError(exc.message, where) from None
     try:
         with path.open("rb") as handle:
             data = handle.read(MAX_SECRET_BYTES + 1)
