@@ -321,6 +321,8 @@ class CopyEngine:
                         outcomes[repo.name] = "mounted"
                     else:
                         uploads.append(repo)
+            elif registry in self._no_mount:
+                uploads.extend(group)  # it does not mount (e.g. ECR's 202): one read feeds them all
             else:
                 uploads.append(group[0])
                 after.extend(group[1:])

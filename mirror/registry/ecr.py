@@ -1,0 +1,82 @@
+"""Amazon ECR as a destination: repositories created on demand, and what ECR does with mounts.
+
+ECR does not create a repository on push: pushing to a missing one fails with
+``NAME_UNKNOWN``. :func:`ensure_repository` calls ``CreateRepository`` (idempotent: an existing
+repository is fine) for a job that allows it, before anything is pushed there.
+
+Mounts: unless registry blob mounting is turned on for the account (an ECR account setting,
+``BLOB_MOUNTING``), ECR answers ``202 Accepted`` with an upload session to every
+``POST ...?mount=&from=``. That costs nothing extra here: the registry client keeps the session a
+202 opened and the blob's upload uses it (no second POST), and the copy engine stops trying
+mounts at a registry that answered 202 to a mount of a blob it had just pushed there. Where
+blob mounting is on, mounts work as on any other registry.
+
+Blob downloads from ECR answer with a redirect to S3 (a presigned URL); the transport follows it
+without sending the registry's ``Authorization`` to S3.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
+from botocore.exceptions import ClientError
+
+from mirror.auth.ecr import EcrHost, parse_ecr_host
+from mirror.registry.aws import TRANSLATED, error_code, translate
+from mirror.types.errors import InputError, InvalidReference
+from mirror.types.reference import validate_repository
+
+__all__ = ["EcrHost", "ensure_repository", "is_ecr_host", "parse_ecr_host"]
+
+
+def is_ecr_host(host: str) -> bool:
+    """Whether ``host`` is an ECR private registry (``ACCOUNT.dkr.ecr.REGION.amazonaws.com``...)."""
+    return parse_ecr_host(host) is not None
+
+
+async def ensure_repository(
+    host: str,
+    repository: str,
+    *,
+    endpoint_url: str | None = None,
+    session: Any = None,
+    profile: str | None = None,
+    image_tag_mutability: str | None = None,
+) -> bool:
+    """Create ``repository`` in the ECR registry ``host`` unless it exists; True when created.
+
+    The region and account come from the host; credentials from the standard AWS chain (or
+    ``profile``). ``endpoint_url`` overrides the ECR API endpoint (botocore also reads
+    ``AWS_ENDPOINT_URL_ECR``). ``image_tag_mutability`` (``MUTABLE`` or ``IMMUTABLE``) applies
+    only to a repository created here. Raises AuthError when the principal may not create it.
+    """
+    ecr = parse_ecr_host(host)
+    if ecr is None:
+        raise InputError(f"{host} is not an Amazon ECR registry (ACCOUNT.dkr.ecr.REGION.amazonaws.com)")
+    try:
+        validate_repository(repository)
+    except InvalidReference as exc:
+        raise InvalidReference(f"ECR repository {repository!r} on {host}: {exc.message}") from None
+    if session is None:
+        session = AioSession(profile=profile)
+    config = AioConfig(retries={"max_attempts": 5, "mode": "standard"}, use_fips_endpoint=ecr.fips,
+                       connect_timeout=10, read_timeout=30)
+    what = f"ecr CreateRepository {repository} in {ecr.account} {ecr.region}"
+    request: dict[str, Any] = {"repositoryName": repository, "registryId": ecr.account}
+    if image_tag_mutability:
+        request["imageTagMutability"] = image_tag_mutability
+    try:
+        async with session.create_client(
+            "ecr", region_name=ecr.region, endpoint_url=endpoint_url, config=config
+        ) as client:
+            try:
+                await client.create_repository(**request)
+            except ClientError as exc:
+                if error_code(exc)[0] == "RepositoryAlreadyExistsException":
+                    return False
+                raise
+    except TRANSLATED as exc:
+        raise translate(exc, what) from None
+    return True
