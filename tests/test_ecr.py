@@ -3,6 +3,7 @@ a registry that answers 202 to every mount (as ECR does without blob mounting) c
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections import Counter
@@ -15,12 +16,13 @@ from aiohttp import web
 
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.synthetic import push_demo_image
+from mirror.daemon.cli import main
 from mirror.registry.base import BlobReader
 from mirror.registry.distribution import RegistryRepository
 from mirror.registry.ecr import ensure_repository, is_ecr_host, parse_ecr_host
 from mirror.registry.ocilayout import OciLayout
 from mirror.transport.client import HostOptions, Transport
-from mirror.types.errors import InputError, InvalidReference
+from mirror.types.errors import AuthError, InputError, InvalidReference
 from mirror.types.manifest import Descriptor
 from tests import test_s3_layout as moto_fixtures
 
@@ -74,6 +76,23 @@ async def test_bad_requests_fail_before_any_call() -> None:
         await ensure_repository("ghcr.io", "app")
     with pytest.raises(InvalidReference, match="ECR repository"):
         await ensure_repository(HOST, "Bad/../Name")
+
+
+def test_copy_creates_the_ecr_repository_first(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[tuple[str, str]] = []
+
+    async def fake(host: str, repository: str, **options: object) -> bool:
+        calls.append((host, repository))
+        raise AuthError("not allowed to create it")
+
+    monkeypatch.setattr("mirror.daemon.copycmd.ensure_repository", fake)
+    asyncio.run(push_demo_image(OciLayout(tmp_path / "src", create=True), "v1"))
+    src = f"oci:{tmp_path / 'src'}:v1"
+    assert main(["copy", "--quiet", "--create-repository", src, f"{HOST}/team/app:v1"]) == 1
+    assert calls == [(HOST, "team/app")]  # before anything was sent to the registry
+    # only ECR destinations need it
+    assert main(["copy", "--quiet", "--create-repository", src, f"oci:{tmp_path / 'dst'}:v1"]) == 0
+    assert calls == [(HOST, "team/app")]
 
 
 # -- a registry that answers 202 to every mount --------------------------------------------------

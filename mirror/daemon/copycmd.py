@@ -14,6 +14,7 @@ from mirror.copy.results import ImageResult, RunStats
 from mirror.daemon.progress import Progress
 from mirror.daemon.report import build_report, summary_lines, write_report
 from mirror.daemon.stores import open_repository
+from mirror.registry.ecr import ensure_repository, is_ecr_host
 from mirror.transport.client import HostOptions, Transport
 from mirror.types.errors import InputError
 from mirror.types.events import Fanout
@@ -39,6 +40,7 @@ class CopyOptions:
     overwrite: bool = False
     report: str | None = None
     quiet: bool = False
+    create_repository: bool = False
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,6 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="allow moving a destination tag that names another digest")
     p.add_argument("--report", metavar="FILE", help="write a JSON report of the copy")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line, no summary")
+    p.add_argument("--create-repository", action="store_true",
+                   help="create the destination repository first where pushing does not (Amazon ECR: "
+                   "CreateRepository with the standard AWS credentials)")
 
 
 def options_from(ns: argparse.Namespace) -> CopyOptions:
@@ -70,6 +75,7 @@ def options_from(ns: argparse.Namespace) -> CopyOptions:
         overwrite=ns.overwrite,
         report=ns.report,
         quiet=ns.quiet,
+        create_repository=ns.create_repository,
     )
 
 
@@ -99,6 +105,8 @@ async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]
     if not opts.quiet:
         sink.add(progress)
     started = time.monotonic()
+    if opts.create_repository and isinstance(dst, ImageRef) and is_ecr_host(dst.host):
+        await ensure_repository(dst.host, dst.repository)
     async with Transport(build_provider(static), options=hosts, events=sink) as transport:
         source = open_repository(src, transport)
         dest = open_repository(dst, transport, create=True)
