@@ -343,6 +343,24 @@ async def test_present_blob_is_not_sent_again(s3: Any, bucket: str) -> None:
     assert again["LastModified"] == first["LastModified"]
 
 
+async def test_a_wrong_object_under_the_digest_is_replaced(s3: Any, bucket: str) -> None:
+    repo = layout(bucket, part_size=5 * MiB)
+    desc, data = blob(11 * MiB)
+    key = f"backup/app/blobs/sha256/{desc.digest.hex}"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"not the blob")
+    await repo.put_blob(desc, chunks_of(data), replayable=False)
+    assert s3.head_object(Bucket=bucket, Key=key)["ContentLength"] == desc.size
+    assert await read_all(repo, desc) == data
+
+
+async def test_without_conditional_writes(bucket: str) -> None:
+    repo = layout(bucket, conditional_writes=False)
+    digest = await push_demo_image(repo, "v1")
+    await repo.put_manifest("v2", (await repo.get_manifest("v1")).raw, mt.OCI_INDEX)
+    assert await repo.list_tags() == ["v1", "v2"]
+    assert (await repo.get_manifest("v2")).digest == digest
+
+
 async def test_parts_upload_concurrently_with_bounded_memory(
     bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

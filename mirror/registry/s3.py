@@ -28,7 +28,10 @@ The object-storage twin of :mod:`mirror.registry.ocilayout`: the same keys under
 Requests go through aiobotocore: endpoint URL, region, profile and credentials are
 configurable, otherwise the standard AWS chain applies (environment variables, shared config
 and credentials files, SSO, web identity, container and instance roles). botocore retries each
-request; see :mod:`mirror.registry.aws` for how its errors become mirror's.
+request; see :mod:`mirror.registry.aws` for how its errors become mirror's. S3-compatible
+stores that reject botocore's default request checksums work with
+``AWS_REQUEST_CHECKSUM_CALCULATION=when_required``; stores without conditional writes with
+``conditional_writes=False``.
 """
 
 from __future__ import annotations
@@ -726,11 +729,15 @@ class S3Layout:
             verifier.finish()
             await self._put_new(key, b"".join(chunks), OCTET_STREAM)
             return
-        if await self._head(key) == desc.size:
+        existing = await self._head(key)
+        if existing == desc.size:
             return  # already there (it was verified when written): not sent again
-        await self._multipart(key, desc, source, part_size)
+        # An object of another size under this digest is not this blob: it is replaced.
+        await self._multipart(key, desc, source, part_size, replace=existing is not None)
 
-    async def _multipart(self, key: str, desc: Descriptor, source: ChunkSource, part_size: int) -> None:
+    async def _multipart(
+        self, key: str, desc: Descriptor, source: ChunkSource, part_size: int, *, replace: bool
+    ) -> None:
         what = f"{self.name}: blob {desc.digest.short}"
         async with self._use() as client:
 
@@ -779,7 +786,7 @@ class S3Layout:
                 await asyncio.gather(*tasks)
                 parts = [{"ETag": etags[n], "PartNumber": n} for n in sorted(etags)]
                 complete: dict[str, Any] = {"UploadId": upload_id, "MultipartUpload": {"Parts": parts}}
-                if self.options.conditional_writes:
+                if self.options.conditional_writes and not replace:
                     complete["IfNoneMatch"] = "*"
                 try:
                     await call("complete_multipart_upload", **complete)
