@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from mirror.transport.challenge import parse_challenges, pick_challenge
+from mirror.transport.lifetime import refresh_margin
 from mirror.transport.retry import RetryPolicy, parse_retry_after
-from mirror.transport.tokens import parse_token_response, refresh_margin
+from mirror.transport.tokens import parse_token_response
 from mirror.transport.urls import next_link, resolve_location, with_digest
 from mirror.types.errors import AuthError, UnsafeRequest
 
@@ -50,7 +51,9 @@ def test_token_response() -> None:
     assert tok.value == "abc" and tok.lifetime == 300
     tok2 = parse_token_response(b'{"access_token":"xyz"}', 100.0)
     assert tok2.value == "xyz" and tok2.expires_at == 160.0  # default 60 s
-    future_issue = parse_token_response(b'{"token":"a","expires_in":10,"issued_at":"2999-01-01T00:00:00Z"}', 50.0)
+    future_issue = parse_token_response(
+        b'{"token":"a","expires_in":10,"issued_at":"2999-01-01T00:00:00Z"}', 50.0
+    )
     assert future_issue.issued_at == 50.0
     for bad in (b"nope", b"[]", b"{}", b'{"token": ""}', b"x" * 70000):
         with pytest.raises(AuthError):

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from mirror import __version__
-from mirror.daemon import copycmd, synccmd
+from mirror.daemon import authcmd, copycmd, synccmd
 from mirror.daemon.runtime import run
 from mirror.types.errors import InputError, MirrorError
 
@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     copycmd.add_arguments(copy)
     sync = sub.add_parser("sync", help="mirror the jobs of a config file, once or on their schedules")
     synccmd.add_arguments(sync)
+    auth = sub.add_parser("auth", help="credentials: which provider answers for a registry")
+    authcmd.add_arguments(auth)
     demo = sub.add_parser("demo", help="make a small image in an OCI layout, copy it, list it")
     demo.add_argument("--dir", default="demo-out", help="working directory (replaced)")
     return parser
@@ -43,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return copycmd.finish(opts, code, results, stats)
         if args.command == "sync":
             return run(synccmd.run_sync(args))
+        if args.command == "auth":
+            return run(authcmd.run_auth(args))
         if args.command == "demo":
             from mirror.daemon.democmd import run_demo
 

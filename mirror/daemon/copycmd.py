@@ -40,6 +40,7 @@ class CopyOptions:
     overwrite: bool = False
     report: str | None = None
     quiet: bool = False
+    concurrency: int = 8
     create_repository: bool = False
 
 
@@ -58,6 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="allow moving a destination tag that names another digest")
     p.add_argument("--report", metavar="FILE", help="write a JSON report of the copy")
+    p.add_argument("--concurrency", type=int, default=8, metavar="N",
+                   help="blob transfers at the same time (default 8)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line, no summary")
     p.add_argument("--create-repository", action="store_true",
                    help="create the destination repository first where pushing does not (Amazon ECR: "
@@ -75,6 +78,7 @@ def options_from(ns: argparse.Namespace) -> CopyOptions:
         overwrite=ns.overwrite,
         report=ns.report,
         quiet=ns.quiet,
+        concurrency=ns.concurrency,
         create_repository=ns.create_repository,
     )
 
@@ -110,7 +114,7 @@ async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]
     async with Transport(build_provider(static), options=hosts, events=sink) as transport:
         source = open_repository(src, transport)
         dest = open_repository(dst, transport, create=True)
-        engine = CopyEngine(events=sink)
+        engine = CopyEngine(events=sink, transfers=opts.concurrency)
         task = CopyTask(source, src.reference, [Destination(dest, dst.reference)], platforms, opts.overwrite)
         if not opts.quiet:
             progress.start()

@@ -25,10 +25,11 @@ from mirror import __version__
 from mirror.auth.credentials import Credential, CredentialProvider, StaticProvider
 from mirror.transport.challenge import Challenge, pick_challenge
 from mirror.transport.errors import MAX_ERROR_BODY, from_exception, redact_url, registry_error
+from mirror.transport.lifetime import check_lifetime, expected_seconds, refresh_margin
 from mirror.transport.limits import RateLimiter
 from mirror.transport.retry import RetryPolicy, parse_retry_after
 from mirror.transport.throughput import ThroughputMeter
-from mirror.transport.tokens import Token, TokenCache, parse_token_response, refresh_margin
+from mirror.transport.tokens import Token, TokenCache, parse_token_response
 from mirror.transport.urls import check_same_scheme_family, host_of
 from mirror.types import events as ev
 from mirror.types.clock import Clock, system_clock
@@ -37,13 +38,13 @@ from mirror.types.errors import (
     InputError,
     MirrorError,
     RegistryError,
-    TokenLifetimeError,
     UnsafeRequest,
 )
 from mirror.types.events import Event, EventSink
 from mirror.types.reference import is_loopback_host
 
 USER_AGENT = f"mirror/{__version__}"
+CREDENTIAL_RECHECK = 60.0  # seconds a provider's answer is kept before it is asked again
 MAX_REDIRECTS = 5
 READ_CHUNK = 1024 * 1024
 
@@ -80,24 +81,6 @@ class _HostState:
     secrets: set[str] = field(default_factory=set)
 
 
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def _human_seconds(s: float) -> str:
-    if s == float("inf"):
-        return "unbounded"
-    if s < 120:
-        return f"{s:.0f} s"
-    if s < 7200:
-        return f"{s / 60:.0f} min"
-    return f"{s / 3600:.1f} h"
-
-
 class Transport:
     """One per run; share it between all stores of that run."""
 
@@ -114,6 +97,7 @@ class Transport:
         throughput: ThroughputMeter | None = None,
         connect_timeout: float = 30.0,
         read_timeout: float = 300.0,
+        on_secret: Callable[[str], None] | None = None,
     ) -> None:
         self.credentials: CredentialProvider = credentials or StaticProvider()
         self._options = dict(options or {})
@@ -125,6 +109,8 @@ class Transport:
         self.throughput = throughput or ThroughputMeter()
         self._hosts: dict[str, _HostState] = {}
         self._tokens = TokenCache()
+        self._credentials: dict[str, tuple[Credential | None, float]] = {}
+        self.on_secret = on_secret
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=connect_timeout, sock_connect=connect_timeout,
@@ -253,10 +239,33 @@ class Transport:
     # -- auth -------------------------------------------------------------------------------
 
     async def credential(self, host: str, min_valid: float = 0.0) -> Credential | None:
+        """The provider's credential for ``host``, valid ``min_valid`` more seconds when it can be.
+
+        Answers are kept for a while; the provider is asked again when the kept credential
+        would not last ``min_valid`` seconds, so a refresh happens before expiry, not after.
+        """
+        now = self.clock()
+        kept = self._credentials.get(host)
+        if kept is not None:
+            cred, asked_at = kept
+            lasts = cred is None or cred.remaining(now) >= min_valid
+            if lasts and now - asked_at < CREDENTIAL_RECHECK:
+                return cred
         cred = await self.credentials.resolve(host, min_valid=min_valid)
+        if kept is not None and kept[0] is not None and cred is not None and cred != kept[0]:
+            self._emit(ev.CREDENTIAL_REFRESH, host=host, detail=cred.provider)
+        self._credentials[host] = (cred, now)
         if cred is not None:
-            self._state(host).secrets.update(cred.secrets())
+            for secret in cred.secrets():
+                self._remember_secret(host, secret)
         return cred
+
+    def _remember_secret(self, host: str, secret: str) -> None:
+        state = self._state(host)
+        if secret not in state.secrets:
+            state.secrets.add(secret)
+            if self.on_secret is not None:
+                self.on_secret(secret)
 
     def _check_credentials_safe(self, host: str, target: URL) -> None:
         if target.scheme == "http" and not is_loopback_host(host_of(target)):
@@ -316,21 +325,33 @@ class Transport:
                 )
             raise err
         token = parse_token_response(body, self.clock())
+        if cred is not None and cred.expires_at is not None and cred.expires_at < token.expires_at:
+            # A token minted from an expiring credential is not trusted to outlive it.
+            token = Token(token.value, token.issued_at, cred.expires_at)
         self._emit(ev.TOKEN_FETCH, host=host, detail=f"{int(token.lifetime)}s")
         return token
 
     async def _authorization(
         self, host: str, scopes: tuple[str, ...], expected_seconds: float, size: int
     ) -> str | None:
+        """The Authorization header for a request expected to take ``expected_seconds``.
+
+        Whatever is presented -- a Basic credential or a bearer token -- must stay valid until
+        the request ends (plus a margin); it is refreshed first when it would not. When even a
+        fresh one cannot last that long and it does expire, the request is refused before a
+        byte is sent. A credential that does not expire (a service account key, a password)
+        lets a long request go ahead with the freshest token the realm gives.
+        """
         state = self._state(host)
         challenge = state.challenge
         if challenge is None:
             return None
         if challenge.scheme == "basic":
-            cred = await self.credential(host, expected_seconds)
+            margin = refresh_margin(3600.0) if expected_seconds else 0.0
+            cred = await self.credential(host, expected_seconds + margin)
             if cred is None or cred.anonymous:
                 return None
-            self._check_lifetime(host, cred.remaining(self.clock()), expected_seconds, size, cred)
+            self._check(host, cred.remaining(self.clock()), expected_seconds, size, cred)
             self._check_credentials_safe(host, URL.build(scheme=state.scheme, authority=host))
             return _basic(cred)
         if challenge.scheme != "bearer":
@@ -348,23 +369,14 @@ class Transport:
             # Even a freshly minted token will not outlive this request.
             cred = await self.credential(host)
             if cred is not None and cred.expires_at is not None:
-                self._check_lifetime(host, token.remaining(self.clock()), expected_seconds, size, cred)
-        state.secrets.add(token.value)
+                self._check(host, token.remaining(self.clock()), expected_seconds, size, cred)
+        self._remember_secret(host, token.value)
         return f"Bearer {token.value}"
 
-    def _check_lifetime(
-        self, host: str, remaining: float, expected: float, size: int, cred: Credential
-    ) -> None:
-        if remaining >= expected:
-            return
-        rate = self.throughput.rate(host)
-        raise TokenLifetimeError(
-            f"{host}: a transfer of {_human_bytes(size)} is expected to take "
-            f"{_human_seconds(expected)} at {_human_bytes(rate)}/s, but the {cred.kind} from "
-            f"{cred.provider} stays valid for only {_human_seconds(max(0.0, remaining))}; "
-            "nothing was sent. Fix: configure a credential that does not expire during the "
-            "transfer for this registry (a service account key as _json_key_base64), or move "
-            "the artifact over a faster route"
+    def _check(self, host: str, remaining: float, expected: float, size: int, cred: Credential) -> None:
+        check_lifetime(
+            host=host, size=size, rate=self.throughput.rate(host), expected=expected,
+            remaining=remaining, what=f"{cred.kind} from {cred.provider}",
         )
 
     def secrets_for(self, host: str) -> frozenset[str]:
@@ -437,7 +449,7 @@ class Transport:
         url = path if isinstance(path, URL) else base.join(URL(path, encoded=True))
         state = self._state(host)
         long_running = transfer_size > 0 or callable(body)
-        expected = self.throughput.expected_seconds(host, transfer_size) if transfer_size else 0.0
+        expected = expected_seconds(transfer_size, self.throughput.rate(host))
         attempt = 0
         while True:
             attempt += 1

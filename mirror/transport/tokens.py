@@ -56,11 +56,6 @@ def parse_token_response(body: bytes, now: float) -> Token:
     return Token(value, issued, issued + float(expires_in))
 
 
-def refresh_margin(lifetime: float) -> float:
-    """Seconds of spare life a token must keep beyond a request's expected end."""
-    return min(30.0, max(0.5, lifetime * 0.1))
-
-
 TokenKey = tuple[str, frozenset[str]]
 
 
