@@ -126,7 +126,10 @@ class CopyEngine:
         """Shutting down: blob transfers not yet started fail; those moving finish."""
         self._stopping = True
 
-    def _emit(self, kind: str, **fields: object) -> None:
+    def _emit(self, kind: str, *, repo: Repository | None = None, **fields: object) -> None:
+        if repo is not None:
+            fields.setdefault("repository", repo.name)
+            fields.setdefault("host", repo.registry)
         self.events(Event(kind, **fields))  # type: ignore[arg-type]
 
     # -- the run -----------------------------------------------------------------------------
@@ -199,14 +202,14 @@ class CopyEngine:
                     continue
                 if info is not None and info.digest == target:
                     dres.status = r.SKIPPED
-                    self._emit(ev.IMAGE_SKIPPED, repository=dest.repo.name, digest=str(target),
+                    self._emit(ev.IMAGE_SKIPPED, repo=dest.repo, digest=str(target),
                                detail=task.job)
                     continue
                 if info is not None and ":" not in dest.reference and not task.overwrite:
                     conflict = TagConflict(dest.display, str(info.digest), str(target))
                     _fail(dres, conflict)
                     dres.status = r.CONFLICT
-                    self._emit(ev.TAG_CONFLICT, repository=dest.repo.name, digest=str(target),
+                    self._emit(ev.TAG_CONFLICT, repo=dest.repo, digest=str(target),
                                detail=task.job)
                     continue
                 if ":" in dest.reference and dest.reference != str(target):
@@ -245,7 +248,7 @@ class CopyEngine:
             for plan in resolved.plans:
                 _fail(plan.result, exc)
             resolved.plans = []
-            self._emit(ev.IMAGE_FAILED, repository=task.source.name, detail=exc.kind)
+            self._emit(ev.IMAGE_FAILED, repo=task.source, detail=exc.kind)
         return resolved
 
     async def _walk(self, source: Repository, manifest: Manifest, depth: int) -> list[Manifest]:
@@ -298,7 +301,7 @@ class CopyEngine:
             elif present:
                 outcomes[repo.name] = "skipped"
                 self._holders.setdefault((repo.registry, desc.digest), _repository(repo))
-                self._emit(ev.BLOB_SKIPPED, repository=repo.name, digest=str(desc.digest), size=desc.size)
+                self._emit(ev.BLOB_SKIPPED, repo=repo, digest=str(desc.digest), size=desc.size)
             else:
                 missing.append(repo)
         by_registry: dict[str, list[Repository]] = defaultdict(list)
@@ -350,7 +353,7 @@ class CopyEngine:
             return False
         if mounted:
             self._holders.setdefault((repo.registry, desc.digest), _repository(repo))
-            self._emit(ev.BLOB_MOUNTED, repository=repo.name, digest=str(desc.digest), size=desc.size)
+            self._emit(ev.BLOB_MOUNTED, repo=repo, digest=str(desc.digest), size=desc.size)
         elif known:
             self._no_mount.add(repo.registry)  # e.g. ECR: answers 202 to every mount
         return mounted
@@ -369,42 +372,40 @@ class CopyEngine:
                     outcomes.update((repo.name, stopped) for repo in remaining)
                     break
                 attempt += 1
-                self._emit(ev.TRANSFER_STARTED, repository=need.source.name, digest=str(desc.digest),
+                self._emit(ev.TRANSFER_STARTED, repo=need.source, digest=str(desc.digest),
                            size=desc.size)
                 try:
                     reader = await need.source.open_blob(desc)
                 except MirrorError as exc:
-                    self._emit(ev.TRANSFER_FINISHED, digest=str(desc.digest))
+                    self._emit(ev.TRANSFER_FINISHED, repo=need.source, digest=str(desc.digest))
                     if self.retry.should_retry(exc, attempt):
                         await self.sleep(self.retry.delay(attempt))
                         continue
                     for repo in remaining:
                         outcomes[repo.name] = exc
                     break
-                source = need.source.name
-
-                def progress(n: int, source: str = source) -> None:
-                    self._emit(ev.BLOB_PROGRESS, repository=source, digest=str(desc.digest), size=n)
+                def progress(n: int, source: Repository = need.source) -> None:
+                    self._emit(ev.BLOB_PROGRESS, repo=source, digest=str(desc.digest), size=n)
 
                 sinks: list[Sink] = [_sink(repo, desc) for repo in remaining]
                 result = await tee(reader, desc, sinks, on_bytes=progress)
-                self._emit(ev.TRANSFER_FINISHED, digest=str(desc.digest))
+                self._emit(ev.TRANSFER_FINISHED, repo=need.source, digest=str(desc.digest))
                 self.stats.bytes_read += result.bytes_read
                 self.stats.blobs_read += 1
-                self._emit(ev.BLOB_READ, repository=need.source.name, digest=str(desc.digest),
+                self._emit(ev.BLOB_READ, repo=need.source, digest=str(desc.digest),
                            size=result.bytes_read)
                 retry_next: list[Repository] = []
                 for repo, error in zip(remaining, result.sink_errors, strict=True):
                     if error is None:
                         outcomes[repo.name] = "pushed"
                         self._holders.setdefault((repo.registry, desc.digest), _repository(repo))
-                        self._emit(ev.BLOB_PUSHED, repository=repo.name, digest=str(desc.digest),
+                        self._emit(ev.BLOB_PUSHED, repo=repo, digest=str(desc.digest),
                                    size=desc.size)
                     elif _temporary(error) and self.retry.should_retry(_as_mirror(error), attempt):
                         retry_next.append(repo)
                     else:
                         outcomes[repo.name] = error
-                        self._emit(ev.BLOB_FAILED, repository=repo.name, digest=str(desc.digest),
+                        self._emit(ev.BLOB_FAILED, repo=repo, digest=str(desc.digest),
                                    detail=_kind(error))
                 remaining = retry_next
                 if remaining:
@@ -418,9 +419,11 @@ class CopyEngine:
         result = item.result
         if result.error:
             return
-        kind = {r.FAILED: ev.IMAGE_FAILED, r.COPIED: ev.IMAGE_COPIED}.get(result.status)
-        if kind:
-            self._emit(kind, repository=item.task.source.name, digest=result.digest, detail=item.task.job)
+        if result.status == r.COPIED:
+            self._emit(ev.IMAGE_COPIED, repo=item.task.source, digest=result.digest, detail=item.task.job)
+        elif result.status == r.FAILED:
+            kinds = [d.error_kind for d in result.destinations if d.error_kind] or ["other"]
+            self._emit(ev.IMAGE_FAILED, repo=item.task.source, digest=result.digest, detail=kinds[0])
 
     async def _finish_plan(self, item: _Resolved, plan: _Plan) -> None:
         dres = plan.result
@@ -466,7 +469,7 @@ class CopyEngine:
         await repo.put_manifest(reference, manifest.raw, manifest.media_type)
         self._pushed.add(key)
         self.stats.manifests_pushed += 1
-        self._emit(ev.MANIFEST_PUSHED, repository=repo.name, digest=str(manifest.digest), detail=job)
+        self._emit(ev.MANIFEST_PUSHED, repo=repo, digest=str(manifest.digest), detail=job)
 
 
 def _sink(repo: Repository, desc: Descriptor) -> Sink:

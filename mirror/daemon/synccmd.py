@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mirror.auth.credentials import StaticProvider
-from mirror.auth.redact import Redactor
+from mirror.auth.redact import RedactingProvider, Redactor
 from mirror.copy.results import ImageResult, RunStats
 from mirror.daemon.config import Config, Job, load_config
 from mirror.daemon.copycmd import build_provider
@@ -97,7 +97,9 @@ class Daemon:
 
     def transport(self, events: Fanout) -> Transport:
         static = StaticProvider(self.config.credentials())
-        return Transport(build_provider(static), options=self.config.host_options(), events=events)
+        provider = RedactingProvider(build_provider(static), self.redactor)
+        return Transport(provider, options=self.config.host_options(), events=events,
+                         on_secret=self.redactor.add)
 
     async def run_jobs(self, transport: Transport, events: Fanout, jobs: list[Job]) -> SyncResult:
         run = SyncRun(transport, events=events, transfers=self.config.concurrency, shard=self.shard,
