@@ -15,7 +15,7 @@ from typing import Any
 from yarl import URL
 
 from mirror.registry.base import BlobReader, ChunkSource, FetchedManifest, ManifestInfo
-from mirror.transport.client import READ_CHUNK, Transport
+from mirror.transport.client import Transport
 from mirror.transport.urls import next_link, resolve_location, with_digest
 from mirror.types import mediatypes as mt
 from mirror.types.digest import Digest
@@ -50,9 +50,11 @@ class HttpBlobReader:
         self.size: int | None = int(length) if length and length.isdigit() else None
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        # Chunks as the HTTP parser produced them: re-joining them into fixed-size reads would
+        # copy every byte once more (and churn large allocations).
         content = self._response.content
         while True:
-            chunk = await content.read(READ_CHUNK)
+            chunk, _ = await content.readchunk()
             if not chunk:
                 return
             yield chunk
