@@ -1,23 +1,27 @@
-"""A registry-API-shaped HTTP server on loopback: a synthetic source and a discarding sink.
+"""A registry-API-shaped HTTP/1.1 server on loopback: a synthetic source and a discarding sink.
 
     python -m benchmarks.synthetic_server --seed S --size BYTES --digest sha256:... [--token-ttl SECONDS]
 
-*Source*: the repository ``--source-repo`` (default ``synthetic/blob``) holds one image, tag
-``latest`` (any tag answers), whose single layer is the synthetic blob (seed, size) streamed
-from the generator as it is sent, with its Content-Length: no Range, nothing stored. Its digest
-is given on the command line (the harness computes it once and caches it).
+*Source*: the repository ``--source-repo`` (default ``synthetic/blob``) holds one image (any
+tag answers) whose single layer is the synthetic blob (seed, size), generated while it is sent,
+with its Content-Length: no Range, nothing stored. Its digest is given on the command line (the
+harness computes it once and caches it).
 
 *Sink*: every other repository accepts monolithic uploads (POST, then one PUT) and discards the
 bytes while counting them. A PUT must carry Content-Length and must not be chunked (400
 otherwise); with ``--verify`` the sink also hashes what it receives and refuses a wrong digest.
-Manifests are kept (small), blobs are only remembered by digest and size, mounts of a known
-blob answer 201.
+Manifests are kept (small); blobs are remembered per repository by digest and size only, and a
+mount of a known blob answers 201.
 
 With ``--token-ttl`` every request needs a bearer token from ``/token`` (distribution's token
 flow); a token presented after it expired is refused with 401 and counted: a client that
 refreshes ahead of expiry never sees one after its first challenge.
 
-``GET /_stats`` answers counters as JSON. The first line on stdout is ``READY <port>``.
+The server is a small HTTP/1.1 implementation on an asyncio buffered protocol rather than a web
+framework, so that measuring a client's ceiling costs the server as little CPU as possible:
+upload bodies are received into one reused buffer and never become Python objects, and the
+source writes each generated 4 MiB piece once. ``GET /_stats`` answers counters as JSON. The
+first line on stdout is ``READY <port>``.
 """
 
 from __future__ import annotations
@@ -25,23 +29,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
+import re
 import secrets
 import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-
-from aiohttp import web
+from urllib.parse import parse_qsl, urlsplit
 
 from mirror.daemon.benchcmd import synthetic_chunks, synthetic_image
 from mirror.types import mediatypes as mt
 from mirror.types.digest import Digest
 
 SEND_CHUNK = 4 * 1024 * 1024
-READ_BUFSIZE = 4 * 1024 * 1024
-MAX_MANIFEST = 4 * 1024 * 1024
+RECV_BUFFER = 1024 * 1024
+MAX_HEADER = 64 * 1024
+MAX_SMALL_BODY = 4 * 1024 * 1024  # manifests and other small bodies are read whole
+
+_MANIFEST = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<ref>[^/]+)$")
+_UPLOADS = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/$")
+_UPLOAD = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/(?P<id>[^/]+)$")
+_BLOB = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)$")
+_REASONS = {200: "OK", 201: "Created", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized",
+            404: "Not Found", 405: "Method Not Allowed", 411: "Length Required"}
 
 
 @dataclass
@@ -77,6 +91,42 @@ class Stats:
         }
 
 
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: bytes = b""
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    stream: Iterator[bytes] | None = None  # sent after the headers; Content-Length is set by the handler
+
+
+@dataclass
+class Upload:
+    """A blob PUT whose body is being received and discarded."""
+
+    request: Request
+    remaining: int
+    hasher: Any = None
+    received: int = 0
+    began: float = field(default_factory=time.monotonic)
+
+
+def _json(status: int, doc: object, headers: dict[str, str] | None = None) -> Response:
+    return Response(status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(doc).encode())
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return _json(status, {"errors": [{"code": code, "message": message}]})
+
+
 class SyntheticRegistry:
     def __init__(self, seed: str, size: int, digest: Digest, *, source_repo: str = "synthetic/blob",
                  token_ttl: float | None = None, verify: bool = False) -> None:
@@ -93,86 +143,86 @@ class SyntheticRegistry:
         self._manifests: dict[tuple[str, str], tuple[bytes, str]] = {}
         self._uploads: set[str] = set()
 
-    # -- app ---------------------------------------------------------------------------------
+    # -- dispatch ----------------------------------------------------------------------------
 
-    def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._count, self._auth], client_max_size=MAX_MANIFEST,
-                              handler_args={"read_bufsize": READ_BUFSIZE})
-        app.router.add_get("/_stats", self._stats)
-        app.router.add_get("/token", self._token)
-        app.router.add_get("/v2/", self._ping)
-        app.router.add_route("*", r"/v2/{name:.+}/manifests/{ref}", self._manifest)
-        app.router.add_route("POST", r"/v2/{name:.+}/blobs/uploads/", self._post_upload)
-        app.router.add_route("PUT", r"/v2/{name:.+}/blobs/uploads/{id}", self._put_upload)
-        app.router.add_route("*", r"/v2/{name:.+}/blobs/{digest}", self._blob)
-        return app
+    def is_upload(self, req: Request) -> bool:
+        return req.method == "PUT" and _UPLOAD.match(req.path) is not None
 
-    @web.middleware
-    async def _count(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path != "/_stats":
-            self.stats.requests[request.method] += 1
-        return await handler(request)  # type: ignore[no-any-return]
+    def handle(self, req: Request) -> Response:
+        if req.path != "/_stats":
+            self.stats.requests[req.method] += 1
+        if req.path == "/_stats":
+            return _json(200, self.stats.as_dict())
+        if req.path == "/token":
+            return self._token(req)
+        denied = self._auth(req)
+        if denied is not None:
+            return denied
+        if req.path == "/v2/":
+            return _json(200, {})
+        m = _MANIFEST.match(req.path)
+        if m:
+            return self._manifest(req, m["name"], m["ref"])
+        m = _UPLOADS.match(req.path)
+        if m and req.method == "POST":
+            return self._post_upload(req, m["name"])
+        m = _BLOB.match(req.path)
+        if m and req.method in ("GET", "HEAD"):
+            return self._blob(req, m["name"], m["digest"])
+        return _error(405 if m else 404, "UNSUPPORTED", f"{req.method} {req.path}")
 
-    @web.middleware
-    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if self.token_ttl is None or request.path in ("/token", "/_stats"):
-            return await handler(request)  # type: ignore[no-any-return]
-        header = request.headers.get("Authorization", "")
+    def _auth(self, req: Request) -> Response | None:
+        if self.token_ttl is None:
+            return None
+        header = req.headers.get("authorization", "")
         token = header[7:] if header.startswith("Bearer ") else ""
         expiry = self._tokens.get(token)
         if expiry is not None and expiry > time.monotonic():
-            return await handler(request)  # type: ignore[no-any-return]
+            return None
         if expiry is not None:
             self.stats.expired_rejected += 1
         else:
             self.stats.challenges += 1
-        name = request.match_info.get("name", "")
+        m = _MANIFEST.match(req.path) or _UPLOAD.match(req.path) or _UPLOADS.match(req.path) or \
+            _BLOB.match(req.path)
         scope = ""
-        if name:
-            action = "pull" if request.method in ("GET", "HEAD") else "pull,push"
-            scope = f',scope="repository:{name}:{action}"'
+        if m:
+            action = "pull" if req.method in ("GET", "HEAD") else "pull,push"
+            scope = f',scope="repository:{m["name"]}:{action}"'
         realm = f"http://127.0.0.1:{self.port}/token"
-        return web.json_response(
-            {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}, status=401,
-            headers={"WWW-Authenticate": f'Bearer realm="{realm}",service="synthetic"{scope}'},
-        )
+        resp = _error(401, "UNAUTHORIZED", "authentication required")
+        resp.headers["WWW-Authenticate"] = f'Bearer realm="{realm}",service="synthetic"{scope}'
+        return resp
 
-    async def _stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats.as_dict())
-
-    async def _token(self, request: web.Request) -> web.Response:
+    def _token(self, req: Request) -> Response:
         ttl = self.token_ttl or 300.0
         token = secrets.token_urlsafe(24)
         self._tokens[token] = time.monotonic() + ttl
         self.stats.tokens_issued += 1
-        for scope in request.query.getall("scope", []):
-            self.stats.token_scopes[scope] += 1
+        for key, value in req.query.items():
+            if key == "scope":
+                self.stats.token_scopes[value] += 1
         issued = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        return web.json_response({"token": token, "expires_in": int(ttl), "issued_at": issued})
-
-    async def _ping(self, request: web.Request) -> web.Response:
-        return web.json_response({})
+        return _json(200, {"token": token, "expires_in": int(ttl), "issued_at": issued})
 
     # -- manifests ---------------------------------------------------------------------------
 
-    async def _manifest(self, request: web.Request) -> web.StreamResponse:
-        name, ref = request.match_info["name"], request.match_info["ref"]
+    def _manifest(self, req: Request, name: str, ref: str) -> Response:
         if name == self.source_repo:
-            if request.method not in ("GET", "HEAD"):
+            if req.method not in ("GET", "HEAD"):
                 return _error(405, "UNSUPPORTED", "the synthetic source is read-only")
             if ":" in ref and ref != str(self.image.manifest_digest):
                 return _error(404, "MANIFEST_UNKNOWN", "unknown manifest")
-            return self._bytes(request, self.image.manifest, mt.OCI_MANIFEST, self.image.manifest_digest)
+            return self._bytes(req, self.image.manifest, mt.OCI_MANIFEST, self.image.manifest_digest)
         key = (name, ref)
-        if request.method == "PUT":
-            raw = await request.read()
-            media_type = request.headers.get("Content-Type", mt.OCI_MANIFEST)
-            digest = Digest.of(raw)
-            self._manifests[key] = (raw, media_type)
-            self._manifests[(name, str(digest))] = (raw, media_type)
-            return web.Response(status=201, headers={"Docker-Content-Digest": str(digest),
-                                                     "Location": f"/v2/{name}/manifests/{digest}"})
-        if request.method == "DELETE":
+        if req.method == "PUT":
+            media_type = req.headers.get("content-type", mt.OCI_MANIFEST)
+            digest = Digest.of(req.body)
+            self._manifests[key] = (req.body, media_type)
+            self._manifests[(name, str(digest))] = (req.body, media_type)
+            return Response(201, {"Docker-Content-Digest": str(digest),
+                                  "Location": f"/v2/{name}/manifests/{digest}"})
+        if req.method == "DELETE":
             found = self._manifests.get(key)
             if found is None:
                 return _error(404, "MANIFEST_UNKNOWN", "unknown manifest")
@@ -180,119 +230,255 @@ class SyntheticRegistry:
             gone = [k for k, v in self._manifests.items() if k[0] == name and Digest.of(v[0]) == digest]
             for k in gone:
                 del self._manifests[k]
-            return web.Response(status=202)
+            return Response(202)
         found = self._manifests.get(key)
         if found is None:
             return _error(404, "MANIFEST_UNKNOWN", "unknown manifest")
-        return self._bytes(request, found[0], found[1], Digest.of(found[0]))
+        return self._bytes(req, found[0], found[1], Digest.of(found[0]))
 
-    def _bytes(self, request: web.Request, data: bytes, media_type: str, digest: Digest) -> web.Response:
+    def _bytes(self, req: Request, data: bytes, media_type: str, digest: Digest) -> Response:
         headers = {"Docker-Content-Digest": str(digest), "Content-Type": media_type}
-        if request.method == "HEAD":
+        if req.method == "HEAD":
             headers["Content-Length"] = str(len(data))
-            return web.Response(status=200, headers=headers)
+            return Response(200, headers)
         self.stats.bytes_served += len(data)
-        return web.Response(body=data, headers=headers)
+        return Response(200, headers, data)
 
     # -- blobs -------------------------------------------------------------------------------
 
-    async def _blob(self, request: web.Request) -> web.StreamResponse:
-        name, digest = request.match_info["name"], request.match_info["digest"]
-        if request.method not in ("GET", "HEAD"):
-            return _error(405, "UNSUPPORTED", "use POST + PUT to upload")
+    def _blob(self, req: Request, name: str, digest: str) -> Response:
         if name == self.source_repo:
             if digest == str(self.image.config_desc.digest):
-                return self._bytes(request, self.image.config, "application/octet-stream",
+                return self._bytes(req, self.image.config, "application/octet-stream",
                                    self.image.config_desc.digest)
-            if digest == str(self.image.layer.digest):
-                return await self._stream_layer(request)
-            return _error(404, "BLOB_UNKNOWN", "unknown blob")
+            if digest != str(self.image.layer.digest):
+                return _error(404, "BLOB_UNKNOWN", "unknown blob")
+            headers = {"Content-Length": str(self.size), "Content-Type": "application/octet-stream",
+                       "Docker-Content-Digest": digest}
+            if req.method == "HEAD":
+                return Response(200, headers)
+            return Response(200, headers, stream=self._layer())
         size = self._blobs.get((name, digest))
-        if size is None or request.method != "HEAD":
+        if size is None or req.method != "HEAD":
             return _error(404, "BLOB_UNKNOWN", "unknown blob (the sink keeps no bytes)")
-        headers = {"Content-Length": str(size), "Docker-Content-Digest": digest}
-        return web.Response(status=200, headers=headers)
+        return Response(200, {"Content-Length": str(size), "Docker-Content-Digest": digest})
 
-    async def _stream_layer(self, request: web.Request) -> web.StreamResponse:
-        headers = {"Content-Length": str(self.size), "Content-Type": "application/octet-stream",
-                   "Docker-Content-Digest": str(self.image.layer.digest)}
-        if request.method == "HEAD":
-            return web.Response(status=200, headers=headers)
-        resp = web.StreamResponse(status=200, headers=headers)
-        await resp.prepare(request)
+    def _layer(self) -> Iterator[bytes]:
         for chunk in synthetic_chunks(self.seed, self.size, SEND_CHUNK):
-            await resp.write(chunk)
             self.stats.bytes_served += len(chunk)
-        await resp.write_eof()
-        return resp
+            yield chunk
 
-    async def _post_upload(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        mount = request.query.get("mount")
-        if mount and (request.query.get("from", ""), mount) in self._blobs:
-            self._blobs[(name, mount)] = self._blobs[(request.query.get("from", ""), mount)]
-            return web.Response(status=201, headers={"Docker-Content-Digest": mount,
-                                                     "Location": f"/v2/{name}/blobs/{mount}"})
+    def _post_upload(self, req: Request, name: str) -> Response:
+        mount, source = req.query.get("mount"), req.query.get("from", "")
+        if mount and (source, mount) in self._blobs:
+            self._blobs[(name, mount)] = self._blobs[(source, mount)]
+            return Response(201, {"Docker-Content-Digest": mount, "Location": f"/v2/{name}/blobs/{mount}"})
         upload = uuid.uuid4().hex
         self._uploads.add(upload)
-        return web.Response(status=202, headers={
+        return Response(202, {
             "Location": f"/v2/{name}/blobs/uploads/{upload}?_state={secrets.token_urlsafe(8)}",
-            "Docker-Upload-UUID": upload, "Range": "0-0", "Content-Length": "0",
+            "Docker-Upload-UUID": upload, "Range": "0-0",
         })
 
-    async def _put_upload(self, request: web.Request) -> web.Response:
-        upload = request.match_info["id"]
-        if upload not in self._uploads:
+    def start_upload(self, req: Request) -> Upload | Response:
+        """Checks before a blob PUT body is read: a Response refuses it (the connection then closes)."""
+        denied = self._auth(req)
+        if denied is not None:
+            return denied
+        m = _UPLOAD.match(req.path)
+        assert m is not None
+        if m["id"] not in self._uploads:
             return _error(404, "BLOB_UPLOAD_UNKNOWN", "unknown upload")
-        if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        if "chunked" in req.headers.get("transfer-encoding", "").lower():
             self.stats.chunked_rejected += 1
             return _error(400, "BLOB_UPLOAD_INVALID", "chunked transfer encoding is not accepted")
-        length = request.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        length = req.headers.get("content-length", "")
+        if not length.isdigit():
             return _error(411, "SIZE_INVALID", "Content-Length required")
-        digest = request.query.get("digest", "")
-        hasher = hashlib.sha256() if self.verify else None
-        received = 0
-        began = time.monotonic()
-        content = request.content
-        while True:
-            data, _ = await content.readchunk()  # as parsed: no joining copy
-            if not data:
-                break
-            received += len(data)
-            if hasher is not None:
-                hasher.update(data)
-        self.stats.put_seconds += time.monotonic() - began
-        self.stats.bytes_received += received
-        self._uploads.discard(upload)
-        if received != int(length):
-            return _error(400, "SIZE_INVALID", f"received {received} of {length} bytes")
-        if hasher is not None and f"sha256:{hasher.hexdigest()}" != digest:
+        return Upload(req, int(length), hashlib.sha256() if self.verify else None)
+
+    def finish_upload(self, up: Upload) -> Response:
+        req = up.request
+        m = _UPLOAD.match(req.path)
+        assert m is not None
+        self.stats.requests[req.method] += 1
+        self.stats.put_seconds += time.monotonic() - up.began
+        self.stats.bytes_received += up.received
+        self._uploads.discard(m["id"])
+        digest = req.query.get("digest", "")
+        if up.hasher is not None and f"sha256:{up.hasher.hexdigest()}" != digest:
             self.stats.digest_rejected += 1
             return _error(400, "DIGEST_INVALID", "digest mismatch")
-        self._blobs[(request.match_info["name"], digest)] = received
+        self._blobs[(m["name"], digest)] = up.received
         self.stats.blobs_received += 1
         self.stats.received_digests.append(digest)
-        location = f"/v2/{request.match_info['name']}/blobs/{digest}"
-        return web.Response(status=201, headers={"Docker-Content-Digest": digest, "Location": location})
+        return Response(201, {"Docker-Content-Digest": digest, "Location": f"/v2/{m['name']}/blobs/{digest}"})
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"errors": [{"code": code, "message": message}]}, status=status)
+class HttpProtocol(asyncio.BufferedProtocol):
+    """One connection: requests in turn (keep-alive), upload bodies discarded as they arrive."""
+
+    def __init__(self, server: SyntheticRegistry) -> None:
+        self.server = server
+        self.buffer = bytearray(RECV_BUFFER)
+        self.view = memoryview(self.buffer)
+        self.head = bytearray()
+        self.request: Request | None = None  # waiting for a small body
+        self.need = 0
+        self.upload: Upload | None = None
+        self.transport: asyncio.Transport | None = None
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.sending: asyncio.Task[None] | None = None
+        self.backlog: list[bytes] = []  # bytes that arrived while a streamed answer was being sent
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self.transport.set_write_buffer_limits(high=2 * SEND_CHUNK)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.writable.set()
+        if self.sending is not None:
+            self.sending.cancel()
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.feed(self.view[:nbytes])
+
+    def feed(self, data: memoryview) -> None:
+        while len(data):
+            if self.sending is not None:
+                self.backlog.append(bytes(data))  # requests are not pipelined by clients; keep order anyway
+                return
+            if self.upload is not None:
+                up = self.upload
+                take = min(up.remaining, len(data))
+                if up.hasher is not None:
+                    up.hasher.update(data[:take])
+                up.received += take
+                up.remaining -= take
+                data = data[take:]
+                if up.remaining == 0:
+                    self.upload = None
+                    self.respond(self.server.finish_upload(up))
+                continue
+            if self.request is not None:
+                take = min(self.need, len(data))
+                self.head += data[:take]
+                self.need -= take
+                data = data[take:]
+                if self.need == 0:
+                    req, self.request = self.request, None
+                    req.body = bytes(self.head)
+                    self.head.clear()
+                    self.respond(self.server.handle(req), head_only=req.method == "HEAD")
+                continue
+            self.head += data
+            data = data[len(data):]
+            if self.head[:1] == b"\x16":  # a TLS ClientHello (clients try https first on loopback)
+                assert self.transport is not None
+                self.transport.close()
+                return
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.head) > MAX_HEADER:
+                    self.close_with(_error(400, "HEADER_TOO_LARGE", "request header too large"))
+                return
+            raw, rest = bytes(self.head[:end]), bytes(self.head[end + 4:])
+            self.head.clear()
+            self.start(raw)
+            data = memoryview(rest)
+
+    def start(self, raw: bytes) -> None:
+        lines = raw.decode("latin-1").split("\r\n")
+        try:
+            method, target, _ = lines[0].split(" ", 2)
+        except ValueError:
+            self.close_with(_error(400, "BAD_REQUEST", "bad request line"))
+            return
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        url = urlsplit(target)
+        req = Request(method, url.path, dict(parse_qsl(url.query)), headers)
+        if self.server.is_upload(req):
+            started = self.server.start_upload(req)
+            if isinstance(started, Response):
+                self.close_with(started)
+                return
+            self.upload = started
+            if started.remaining == 0:
+                self.upload = None
+                self.respond(self.server.finish_upload(started))
+            return
+        length = headers.get("content-length", "0")
+        need = int(length) if length.isdigit() else 0
+        if need > MAX_SMALL_BODY:
+            self.close_with(_error(400, "BODY_TOO_LARGE", "body too large"))
+            return
+        if need:
+            self.request, self.need = req, need
+            return
+        self.respond(self.server.handle(req), head_only=method == "HEAD")
+
+    def respond(self, resp: Response, *, close: bool = False, head_only: bool = False) -> None:
+        assert self.transport is not None
+        headers = dict(resp.headers)
+        if "Content-Length" not in headers:
+            if resp.stream is not None:
+                raise RuntimeError("a streamed response needs a Content-Length")
+            headers["Content-Length"] = str(len(resp.body))
+        if close:
+            headers["Connection"] = "close"
+        head = f"HTTP/1.1 {resp.status} {_REASONS.get(resp.status, 'Status')}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        # A HEAD answer carries the headers of the GET but no body.
+        body = resp.body if resp.stream is None and not head_only else b""
+        self.transport.write(head.encode("latin-1") + body)
+        if resp.stream is not None and not head_only:
+            self.sending = asyncio.get_running_loop().create_task(self._send(resp.stream))
+        elif close:
+            self.transport.close()
+
+    async def _send(self, stream: Iterator[bytes]) -> None:
+        assert self.transport is not None
+        try:
+            for chunk in stream:
+                if self.transport.is_closing():
+                    return
+                self.transport.write(chunk)
+                if not self.writable.is_set():
+                    await self.writable.wait()
+        finally:
+            self.sending = None
+        backlog, self.backlog = self.backlog, []
+        for data in backlog:
+            self.feed(memoryview(data))
+
+    def close_with(self, resp: Response) -> None:
+        self.upload = None
+        self.request = None
+        self.respond(resp, close=True)
 
 
 async def serve(server: SyntheticRegistry, port: int, stop_after: float) -> None:
-    runner = web.AppRunner(server.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=128)
-    await site.start()
-    sockets = runner.addresses
-    server.port = int(sockets[0][1])
+    loop = asyncio.get_running_loop()
+    srv = await loop.create_server(lambda: HttpProtocol(server), "127.0.0.1", port, backlog=128)
+    server.port = int(srv.sockets[0].getsockname()[1])
     print(f"READY {server.port}", flush=True)
     try:
         await asyncio.sleep(stop_after)  # bounded: the server stops by itself
     finally:
-        await runner.cleanup()
+        srv.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,4 +507,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
