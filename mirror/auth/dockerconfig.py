@@ -385,8 +385,18 @@ async def _run(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await proc.wait()
+        # asyncio reports the exit only once both pipes reach EOF; a reader that stopped at the
+        # limit leaves its pipe paused, so drain what a killed helper left behind first.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await asyncio.gather(_discard(proc.stdout), _discard(proc.stderr))
+                await proc.wait()
     return rc, out, err
+
+
+async def _discard(stream: asyncio.StreamReader) -> None:
+    while await stream.read(65536):
+        pass
 
 
 async def _read_capped(stream: asyncio.StreamReader, limit: int) -> bytes:
