@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,6 +137,7 @@ class Transport:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
+            keep_buffers_in_heap()
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -564,3 +566,28 @@ class Transport:
 def _basic(cred: Credential) -> str:
     raw = f"{cred.username}:{cred.password}".encode()
     return "Basic " + base64.b64encode(raw).decode()
+
+
+_heap_tuned = False
+
+
+def keep_buffers_in_heap() -> None:
+    """Let glibc keep freed stream buffers instead of returning them to the OS (once per process).
+
+    A streamed blob allocates and frees a ~256 KiB chunk for every network read; with glibc's
+    adaptive mmap/trim thresholds that memory keeps going back to the OS and is faulted in
+    again. Fixed thresholds (blocks up to 8 MiB from the heap, trim only above 32 MiB free)
+    cut the page-fault churn. Peak memory is unchanged: it is what the transfer holds anyway.
+    """
+    global _heap_tuned
+    if _heap_tuned or not sys.platform.startswith("linux"):
+        return
+    _heap_tuned = True
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    mallopt(-1, 32 * 1024 * 1024)  # M_TRIM_THRESHOLD
+    mallopt(-3, 8 * 1024 * 1024)  # M_MMAP_THRESHOLD
