@@ -37,6 +37,7 @@ from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.daemon.copycmd import build_provider, parse_creds
 from mirror.daemon.progress import human_bytes
 from mirror.daemon.report import write_report
+from mirror.daemon.runtime import run
 from mirror.daemon.stores import known_max_blob_size
 from mirror.registry.base import ChunkSource
 from mirror.registry.distribution import RegistryRepository
@@ -93,8 +94,8 @@ def check_blob_limit(host: str, size: int, what: str = "the synthetic layer") ->
     limit = known_max_blob_size(host)
     if limit is not None and size > limit:
         raise InputError(
-            f"{what} would be {size} bytes ({human_bytes(size)}), over the {limit}-byte "
-            f"({human_bytes(limit)}) maximum blob size of {host}; nothing was sent. "
+            f"{what} would be {size} bytes ({size / 1e12:.2f} TB, {human_bytes(size)}), over the "
+            f"{limit}-byte ({limit / 1e12:.2f} TB) maximum blob size of {host}; nothing was sent. "
             "Use a smaller --size"
         )
 
@@ -417,3 +418,10 @@ def finish(opts: BenchOptions, code: int, doc: dict[str, Any]) -> int:
     for line in summary(doc):
         print(line)
     return code
+
+
+def main(ns: argparse.Namespace) -> int:
+    """``mirror bench``: parsed arguments in, exit code out."""
+    opts = options_from(ns)
+    code, doc = run(run_bench(opts))
+    return finish(opts, code, doc)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from mirror import __version__
-from mirror.daemon import authcmd, copycmd, synccmd
+from mirror.daemon import authcmd, benchcmd, copycmd, synccmd
 from mirror.daemon.runtime import run
 from mirror.types.errors import InputError, MirrorError
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     synccmd.add_arguments(sync)
     auth = sub.add_parser("auth", help="credentials: which provider answers for a registry")
     authcmd.add_arguments(auth)
+    benchcmd.add_arguments(sub.add_parser("bench", help="time a large synthetic copy between registries"))
     demo = sub.add_parser("demo", help="make a small image in an OCI layout, copy it, list it")
     demo.add_argument("--dir", default="demo-out", help="working directory (replaced)")
     return parser
@@ -47,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run(synccmd.run_sync(args))
         if args.command == "auth":
             return run(authcmd.run_auth(args))
+        if args.command == "bench":
+            return benchcmd.main(args)
         if args.command == "demo":
             from mirror.daemon.democmd import run_demo
 
