@@ -16,8 +16,10 @@ from mirror.types.errors import AuthError, UnsafeRequest
 
 
 def test_bearer_challenge() -> None:
-    header = ('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
-              'scope="repository:library/alpine:pull"')
+    header = (
+        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",'
+        'scope="repository:library/alpine:pull"'
+    )
     ch = pick_challenge(header)
     assert ch is not None and ch.scheme == "bearer"
     assert ch.realm == "https://auth.docker.io/token"

@@ -32,8 +32,15 @@ def report(path: Path) -> dict[str, Any]:
     return doc
 
 
-def assert_same_image(src: Any, dst: Any, src_repo: str, dst_repo: str, ref: str,
-                      blobs: tuple[str, ...], children: tuple[str, ...] = ()) -> None:
+def assert_same_image(
+    src: Any,
+    dst: Any,
+    src_repo: str,
+    dst_repo: str,
+    ref: str,
+    blobs: tuple[str, ...],
+    children: tuple[str, ...] = (),
+) -> None:
     """The destination serves the source's manifest bytes and digest; every blob is there."""
     a = fetch_manifest(src, src_repo, ref, creds=src.seed_creds)
     b = fetch_manifest(dst, dst_repo, ref, creds=dst.seed_creds)
@@ -56,8 +63,10 @@ def test_single_platform_image(registry_pair: Any, tmp_path: Path) -> None:
     doc = report(out)
     assert doc["status"] == "copied" and doc["digest"] == img.digest
     assert doc["blobs_pushed"] == len(img.blob_digests) and doc["blobs_skipped"] == 0
-    assert doc["bytes_read"] == doc["bytes_written"] == sum(
-        s for s in [len(img.config), *[layer.size for layer in img.layers]]
+    assert (
+        doc["bytes_read"]
+        == doc["bytes_written"]
+        == sum(s for s in [len(img.config), *[layer.size for layer in img.layers]])
     )
     assert doc["requests"] > 0 and doc["duration_seconds"] > 0
     for key in ("source", "destination", "blobs_mounted"):
@@ -69,8 +78,9 @@ def test_multi_platform_index(registry_pair: Any, media: str) -> None:
     src, dst = registry_pair
     idx = push_index(src, "base/os", "3", ["linux/amd64", "linux/arm64", "linux/arm/v7"], media=media)
     assert copy(f"{src.host}/base/os:3", f"{dst.host}/base/os:3") == 0
-    assert_same_image(src, dst, "base/os", "base/os", "3", idx.blob_digests,
-                      tuple(c.digest for c in idx.children))
+    assert_same_image(
+        src, dst, "base/os", "base/os", "3", idx.blob_digests, tuple(c.digest for c in idx.children)
+    )
 
 
 def test_large_layer_streams(registry_pair: Any, tmp_path: Path) -> None:
@@ -138,14 +148,30 @@ def test_basic_and_token_auth(registry_factory: Any) -> None:
     idx = push_index(src, "team/svc", "2.0", ["linux/amd64", "linux/arm64"], creds=src.seed_creds)
     user, pw = src.creds
     duser, dpw = dst.creds
-    code = copy(f"{src.host}/team/svc:2.0", f"{dst.host}/team/svc:2.0",
-                "--src-creds", f"{user}:{pw}", "--dest-creds", f"{duser}:{dpw}")
+    code = copy(
+        f"{src.host}/team/svc:2.0",
+        f"{dst.host}/team/svc:2.0",
+        "--src-creds",
+        f"{user}:{pw}",
+        "--dest-creds",
+        f"{duser}:{dpw}",
+    )
     assert code == 0
-    assert_same_image(src, dst, "team/svc", "team/svc", "2.0", idx.blob_digests,
-                      tuple(c.digest for c in idx.children))
+    assert_same_image(
+        src, dst, "team/svc", "team/svc", "2.0", idx.blob_digests, tuple(c.digest for c in idx.children)
+    )
     # Wrong credentials: a clear failure, not a crash.
-    assert copy(f"{src.host}/team/svc:2.0", f"{dst.host}/team/other:1",
-                "--src-creds", f"{user}:wrong", "--dest-creds", f"{duser}:{dpw}") == 1
+    assert (
+        copy(
+            f"{src.host}/team/svc:2.0",
+            f"{dst.host}/team/other:1",
+            "--src-creds",
+            f"{user}:wrong",
+            "--dest-creds",
+            f"{duser}:{dpw}",
+        )
+        == 1
+    )
 
 
 def test_registry_to_layout_to_registry(registry_pair: Any, tmp_path: Path) -> None:
@@ -164,8 +190,17 @@ def test_platform_filter_says_digest_differs(registry_pair: Any, tmp_path: Path)
     src, dst = registry_pair
     idx = push_index(src, "multi/arch", "1", ["linux/amd64", "linux/arm64", "linux/ppc64le"])
     out = tmp_path / "r.json"
-    assert copy(f"{src.host}/multi/arch:1", f"{dst.host}/multi/arch:1", "--platform", "linux/arm64",
-                "--report", str(out)) == 0
+    assert (
+        copy(
+            f"{src.host}/multi/arch:1",
+            f"{dst.host}/multi/arch:1",
+            "--platform",
+            "linux/arm64",
+            "--report",
+            str(out),
+        )
+        == 0
+    )
     doc = report(out)
     assert doc["digest"] != idx.digest and "filtered" in doc["images"][0]["note"]
     got = fetch_manifest(dst, "multi/arch", "1").json()

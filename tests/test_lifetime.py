@@ -14,8 +14,14 @@ HOUR = 3600.0
 
 @pytest.mark.parametrize(
     ("size", "fits_in_an_hour"),
-    [(MiB, True), (1024 * MiB, True), (100 * 1024 * MiB, True), (700 * 10**9, True),
-     (800 * 10**9, False), (5 * 10**12, False)],
+    [
+        (MiB, True),
+        (1024 * MiB, True),
+        (100 * 1024 * MiB, True),
+        (700 * 10**9, True),
+        (800 * 10**9, False),
+        (5 * 10**12, False),
+    ],
 )
 def test_planning_against_a_60_minute_token(size: int, fits_in_an_hour: bool) -> None:
     expected = expected_seconds(size, RATE)
@@ -23,8 +29,14 @@ def test_planning_against_a_60_minute_token(size: int, fits_in_an_hour: bool) ->
         check_lifetime(host="h", size=size, rate=RATE, expected=expected, remaining=HOUR, what="token")
         return
     with pytest.raises(TokenLifetimeError) as info:
-        check_lifetime(host="europe-west1-docker.pkg.dev", size=size, rate=RATE, expected=expected,
-                       remaining=HOUR, what="OAuth2 access token from google")
+        check_lifetime(
+            host="europe-west1-docker.pkg.dev",
+            size=size,
+            rate=RATE,
+            expected=expected,
+            remaining=HOUR,
+            what="OAuth2 access token from google",
+        )
     text = str(info.value)
     assert "europe-west1-docker.pkg.dev" in text
     assert "GiB" in text or "TiB" in text  # the size
@@ -36,8 +48,14 @@ def test_planning_against_a_60_minute_token(size: int, fits_in_an_hour: bool) ->
 def test_five_terabytes_need_a_non_expiring_credential() -> None:
     expected = expected_seconds(5 * 10**12, RATE)
     assert 6.9 * HOUR < expected < 7 * HOUR
-    check_lifetime(host="h", size=5 * 10**12, rate=RATE, expected=expected, remaining=float("inf"),
-                   what="service account key")
+    check_lifetime(
+        host="h",
+        size=5 * 10**12,
+        rate=RATE,
+        expected=expected,
+        remaining=float("inf"),
+        what="service account key",
+    )
 
 
 def test_margins_and_zero_sizes() -> None:

@@ -14,8 +14,9 @@ from mirror.daemon.synccmd import Daemon, _redactor
 from tests.support.images import push_image
 
 
-async def test_no_secret_in_logs_report_or_metrics(registry_factory: Any, tmp_path: Path,
-                                                    monkeypatch: Any) -> None:
+async def test_no_secret_in_logs_report_or_metrics(
+    registry_factory: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
     src = registry_factory.start(auth="htpasswd")
     dst = registry_factory.start(auth="token", token_ttl=5)
     push_image(src, "apps/web", "v1", creds=src.seed_creds)

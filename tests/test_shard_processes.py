@@ -18,8 +18,19 @@ def run_shards(config: Path, count: int, tmp: Path) -> list[set[str]]:
     procs = []
     for index in range(count):
         report = tmp / f"r{count}-{index}.json"
-        cmd = [sys.executable, "-m", "mirror", "sync", "--config", str(config), "--once",
-               "--shard", f"{index}/{count}", "--report", str(report)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mirror",
+            "sync",
+            "--config",
+            str(config),
+            "--once",
+            "--shard",
+            f"{index}/{count}",
+            "--report",
+            str(report),
+        ]
         procs.append((subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE), report))
     owned = []
     for proc, report in procs:

@@ -34,7 +34,9 @@ def seed_fleet(src: Any, repos: int = 6) -> dict[str, str]:
     for i in range(repos):
         repo = f"apps/svc{i}"
         for tag in ("v1.0.0", "v1.1.0", "dev"):
-            img = push_image(src, repo, tag, layer_sizes=(3 * KiB + i,), seed=f"{repo}:{tag}", base_layers=base)
+            img = push_image(
+                src, repo, tag, layer_sizes=(3 * KiB + i,), seed=f"{repo}:{tag}", base_layers=base
+            )
             digests[f"{repo}:{tag}"] = img.digest
     push_index(src, "apps/multi", "v2", ["linux/amd64", "linux/arm64"], base_layers=base)
     digests["apps/multi:v2"] = fetch_manifest(src, "apps/multi", "v2").digest
@@ -42,12 +44,15 @@ def seed_fleet(src: Any, repos: int = 6) -> dict[str, str]:
     return digests
 
 
-def test_prefix_job_fans_out_and_reads_each_blob_once(registry_factory: Any, proxy_factory: Any,
-                                                       tmp_path: Path) -> None:
+def test_prefix_job_fans_out_and_reads_each_blob_once(
+    registry_factory: Any, proxy_factory: Any, tmp_path: Path
+) -> None:
     src, d1, d2 = registry_factory.start(), registry_factory.start(), registry_factory.start()
     digests = seed_fleet(src)
     proxy = proxy_factory.start(src)
-    config = write_config(tmp_path / "c.yaml", f"""
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"""
 version: 1
 registries:
   "{proxy.host}": {{plain_http: true}}
@@ -56,7 +61,8 @@ jobs:
     source: {proxy.host}/apps/*
     destinations: [{d1.host}/mirror, {d2.host}/dr/copy]
     tags: {{include: ["^v"]}}
-""")
+""",
+    )
     report = tmp_path / "r.json"
     assert sync(config, "--once", "--report", str(report)) == 0
     for key, digest in digests.items():
@@ -81,8 +87,10 @@ jobs:
     # Second run: nothing to copy; one HEAD per source tag and per destination tag.
     proxy.clear()
     dproxies = [proxy_factory.start(d1), proxy_factory.start(d2)]
-    config2 = write_config(tmp_path / "c2.yaml", config.read_text()
-                           .replace(d1.host, dproxies[0].host).replace(d2.host, dproxies[1].host))
+    config2 = write_config(
+        tmp_path / "c2.yaml",
+        config.read_text().replace(d1.host, dproxies[0].host).replace(d2.host, dproxies[1].host),
+    )
     assert sync(config2, "--once", "--report", str(report)) == 0
     doc = json.loads(report.read_text())
     assert doc["totals"]["bytes_read"] == 0 and doc["totals"]["manifests_pushed"] == 0
@@ -124,7 +132,9 @@ jobs:
 def test_failing_job_does_not_stop_others(registry_pair: Any, tmp_path: Path) -> None:
     src, dst = registry_pair
     push_image(src, "good/app", "v1")
-    config = write_config(tmp_path / "c.yaml", f"""
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"""
 version: 1
 jobs:
   - name: broken
@@ -133,7 +143,8 @@ jobs:
   - name: good
     source: {src.host}/good/app:v1
     destinations: [{dst.host}/mirror]
-""")
+""",
+    )
     report = tmp_path / "r.json"
     assert sync(config, "--once", "--report", str(report)) == 1
     doc = json.loads(report.read_text())
@@ -146,13 +157,16 @@ jobs:
 def test_dry_run_writes_nothing(registry_pair: Any, tmp_path: Path, capsys: Any) -> None:
     src, dst = registry_pair
     push_index(src, "apps/a", "v1", ["linux/amd64", "linux/arm64"])
-    config = write_config(tmp_path / "c.yaml", f"""
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"""
 version: 1
 jobs:
   - name: a
     source: {src.host}/apps/*
     destinations: [{dst.host}/m1, {dst.host}/m2]
-""")
+""",
+    )
     assert sync(config, "--dry-run") == 0
     out = capsys.readouterr().out
     assert "plan: 1 of 1 images to copy" in out and "to mount" in out
@@ -160,15 +174,14 @@ jobs:
 
 
 def test_config_errors_exit_2(tmp_path: Path, capsys: Any) -> None:
+    job = "jobs:\n  - name: a\n    source: h.io/a\n    destinations: [h.io/b]\n"
     cases = {
-        "unknown key": "version: 1\njobs:\n  - name: a\n    source: h.io/a\n    destinations: [h.io/b]\n"
-                       "    tagz: {}\n",
-        "regular expression": "version: 1\njobs:\n  - name: a\n    source: h.io/a\n    destinations: [h.io/b]\n"
-                              "    tags: {include: ['(']}\n",
-        "cron": "version: 1\njobs:\n  - name: a\n    source: h.io/a\n    destinations: [h.io/b]\n"
-                "    schedule: {cron: '61 * * * *'}\n",
-        "MISSING_PASSWORD_VAR": "version: 1\nregistries:\n  h.io: {username: u, password: '${MISSING_PASSWORD_VAR}'}\n"
-                                "jobs:\n  - name: a\n    source: h.io/a\n    destinations: [h.io/b]\n",
+        "unknown key": f"version: 1\n{job}    tagz: {{}}\n",
+        "regular expression": f"version: 1\n{job}    tags: {{include: ['(']}}\n",
+        "cron": f"version: 1\n{job}    schedule: {{cron: '61 * * * *'}}\n",
+        "MISSING_PASSWORD_VAR": (
+            "version: 1\nregistries:\n  h.io: {username: u, password: '${MISSING_PASSWORD_VAR}'}\n" + job
+        ),
     }
     for expected, text in cases.items():
         config = write_config(tmp_path / "bad.yaml", text)
@@ -181,7 +194,9 @@ def test_config_errors_exit_2(tmp_path: Path, capsys: Any) -> None:
 def test_serve_runs_cycles_exposes_metrics_and_stops_on_sigterm(registry_pair: Any, tmp_path: Path) -> None:
     src, dst = registry_pair
     push_image(src, "apps/web", "v1")
-    config = write_config(tmp_path / "c.yaml", f"""
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"""
 version: 1
 log: {{format: json}}
 metrics: {{address: "127.0.0.1:9"}}
@@ -190,14 +205,27 @@ jobs:
     source: {src.host}/apps/*
     destinations: [{dst.host}/mirror]
     schedule: {{interval: 1s}}
-""")
+""",
+    )
     from tests.support.net import free_port
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mirror", "sync", "--config", str(config), "--metrics-address",
-         f"127.0.0.1:{port}", "--grace", "5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            sys.executable,
+            "-m",
+            "mirror",
+            "sync",
+            "--config",
+            str(config),
+            "--metrics-address",
+            f"127.0.0.1:{port}",
+            "--grace",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         deadline = time.monotonic() + 20
@@ -209,8 +237,11 @@ jobs:
             except OSError:
                 time.sleep(0.2)
                 continue
-            runs = sum(float(line.split()[-1]) for line in text.splitlines()
-                       if line.startswith("mirror_job_runs_total{"))
+            runs = sum(
+                float(line.split()[-1])
+                for line in text.splitlines()
+                if line.startswith("mirror_job_runs_total{")
+            )
             if runs >= 3:
                 break
             time.sleep(0.3)
@@ -220,7 +251,7 @@ jobs:
         assert "mirror_manifests_pushed_total" in text or "mirror_images" in text
         proc.send_signal(signal.SIGTERM)
         started = time.monotonic()
-        out, err = proc.communicate(timeout=15)
+        _out, err = proc.communicate(timeout=15)
         assert proc.returncode == 0
         assert time.monotonic() - started < 10
         lines = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]

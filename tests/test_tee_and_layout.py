@@ -81,7 +81,9 @@ async def test_tee_failing_sink_does_not_stop_others() -> None:
         async for _ in source():
             raise OSError("disk full")
 
-    result = await tee(ListReader(data), desc_of(b"".join(data)), [broken, lambda s: collect(s, got)], depth=1)
+    result = await tee(
+        ListReader(data), desc_of(b"".join(data)), [broken, lambda s: collect(s, got)], depth=1
+    )
     assert isinstance(result.sink_errors[0], OSError) and result.sink_errors[1] is None
     assert b"".join(got) == b"".join(data)
 
@@ -125,8 +127,14 @@ async def test_layout_rejects_hostile_index(tmp_path: Path) -> None:
     (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     for entry, message in [
         ({"digest": "sha256:../../../etc/passwd", "size": 1}, "not valid"),
-        ({"digest": "sha256:" + "a" * 64, "size": 1, "annotations": {
-            "org.opencontainers.image.ref.name": "../x"}}, "tag"),
+        (
+            {
+                "digest": "sha256:" + "a" * 64,
+                "size": 1,
+                "annotations": {"org.opencontainers.image.ref.name": "../x"},
+            },
+            "tag",
+        ),
     ]:
         (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
         with pytest.raises(ManifestError, match=message):
