@@ -9,7 +9,8 @@ The object-storage twin of :mod:`mirror.registry.ocilayout`: the same keys under
   A larger one goes through a multipart upload whose parts are sent concurrently while the
   source streams; the upload is completed only after the digest matched, and aborted otherwise,
   so nothing ever appears at a blob's key unverified. Memory is bounded by the parts in flight:
-  about ``(concurrency + 1) * part_size`` per upload.
+  ``concurrency`` parts being sent plus the one filling, about ``(concurrency + 1) * part_size``
+  per upload (16 MiB parts, 4 in flight: 80 MiB).
 - *No orphaned parts.* A failure or cancellation during a multipart upload aborts it. A process
   killed mid-upload cannot abort; an ``AbortIncompleteMultipartUpload`` lifecycle rule on the
   bucket cleans those up.
@@ -760,13 +761,16 @@ class S3Layout:
                 finally:
                     slots.release()
 
-            async def send(data: bytes) -> None:
+            async def free_slot() -> None:
+                """Wait until fewer than ``concurrency`` parts are in flight; raise if one failed."""
                 await slots.acquire()
                 for task in tasks:  # a failed part stops the upload before more is read
                     error = task.exception() if task.done() and not task.cancelled() else None
                     if error is not None:
                         slots.release()
                         raise error
+
+            def send(data: bytes) -> None:
                 tasks.append(asyncio.create_task(upload(len(tasks) + 1, data)))
 
             try:
@@ -777,11 +781,12 @@ class S3Layout:
                     buffer += chunk
                     # Cut a part only when more bytes follow it: the last part waits for the digest.
                     while len(buffer) > part_size:
-                        data = bytes(buffer[:part_size])
+                        await free_slot()  # the source waits meanwhile: memory stays bounded
+                        send(bytes(buffer[:part_size]))
                         del buffer[:part_size]
-                        await send(data)
                 verifier.finish()
-                await send(bytes(buffer))
+                await free_slot()
+                send(bytes(buffer))
                 del buffer
                 await asyncio.gather(*tasks)
                 parts = [{"ETag": etags[n], "PartNumber": n} for n in sorted(etags)]
