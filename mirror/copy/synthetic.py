@@ -48,6 +48,7 @@ def image_for(platform: Platform, base: Blob, base_diff: Digest, note: str) -> t
     top, top_diff = layer_tar({"etc/mirror-demo": f"{note} {platform}\n".encode()})
     top_blob = _blob(LAYER_TYPE, top)
     config = {
+        "created": "2026-01-01T00:00:00Z",
         "architecture": platform.architecture,
         "os": platform.os,
         **({"variant": platform.variant} if platform.variant else {}),

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from mirror import __version__
-from mirror.daemon import authcmd, benchcmd, copycmd, synccmd
+from mirror.daemon import authcmd, benchcmd, copycmd, lscmd, synccmd
 from mirror.daemon.runtime import run
 from mirror.types.errors import InputError, MirrorError
 
@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     copycmd.add_arguments(copy)
     sync = sub.add_parser("sync", help="mirror the jobs of a config file, once or on their schedules")
     synccmd.add_arguments(sync)
+    ls = sub.add_parser("ls", help="list a repository's images: digest, tags, platforms, create time")
+    lscmd.add_arguments(ls)
     auth = sub.add_parser("auth", help="credentials: which provider answers for a registry")
     authcmd.add_arguments(auth)
     benchcmd.add_arguments(sub.add_parser("bench", help="time a large synthetic copy between registries"))
@@ -46,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return copycmd.finish(opts, code, results, stats)
         if args.command == "sync":
             return run(synccmd.run_sync(args))
+        if args.command == "ls":
+            return run(lscmd.run_ls(args))
         if args.command == "auth":
             return run(authcmd.run_auth(args))
         if args.command == "bench":

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from mirror.copy.synthetic import push_demo_image
 from mirror.daemon.copycmd import CopyOptions, finish, run_copy
+from mirror.daemon.lscmd import list_images, render_table
 from mirror.registry.ocilayout import OciLayout
-from mirror.types.manifest import parse_manifest
 
 
 async def run_demo(directory: str) -> int:
@@ -30,13 +30,9 @@ async def run_demo(directory: str) -> int:
     if code:
         return code
     copy = OciLayout(copy_dir)
-    fetched = await copy.get_manifest("demo")
-    index = parse_manifest(fetched.raw, fetched.media_type)
-    same = fetched.digest == digest
-    print(f"\noci:{copy_dir}", file=sys.stderr)
-    for tag in await copy.list_tags():
-        print(f"  {tag:8} {fetched.digest}  {index.media_type}", file=sys.stderr)
-    for child in index.manifests:
-        print(f"    {child.platform!s:16} {child.digest}  {child.size} bytes", file=sys.stderr)
+    rows = await list_images(copy)
+    same = [row.digest for row in rows] == [str(digest)]
+    print(f"\n$ mirror ls oci:{copy_dir} --include-tags", file=sys.stderr)
+    print(render_table(rows, include_tags=True), file=sys.stderr)
     print(f"\ndigest preserved: {'yes' if same else 'NO'}; report: {root / 'report.json'}", file=sys.stderr)
     return 0 if same else 1

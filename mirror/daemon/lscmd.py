@@ -1,0 +1,145 @@
+"""``mirror ls REPOSITORY``: the images of a repository, one row per digest (with ``--include-tags``,
+their tags), and when each was created where the image says so."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+
+from mirror.auth.credentials import StaticProvider
+from mirror.daemon.copycmd import build_provider, parse_creds
+from mirror.daemon.stores import open_repository
+from mirror.registry.base import Repository
+from mirror.transport.client import HostOptions, Transport
+from mirror.types.digest import Digest
+from mirror.types.errors import InputError, MirrorError
+from mirror.types.manifest import Manifest, parse_manifest
+from mirror.types.reference import ImageRef, LayoutRef, parse_reference, validate_host
+
+CREATED = "org.opencontainers.image.created"
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+@dataclass
+class ImageRow:
+    image: str
+    digest: str
+    media_type: str
+    tags: list[str] = field(default_factory=list)
+    platforms: list[str] = field(default_factory=list)
+    created: str = ""  # RFC 3339 from the manifest annotation or the image config, when known
+    size: int = 0  # bytes of all blobs (and child manifests) the image references
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("repository", help="HOST/PATH, oci:DIR or s3://BUCKET/PREFIX")
+    p.add_argument("--include-tags", action="store_true", help="show each image's tags")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--creds", metavar="USER:PASS", help="credentials for the registry")
+    p.add_argument("--plain-http", action="store_true", help="talk plain HTTP to the registry")
+
+
+async def _created(repo: Repository, manifest: Manifest) -> str:
+    if CREATED in manifest.annotations:
+        return manifest.annotations[CREATED]
+    if manifest.config is None or manifest.config.size > MAX_CONFIG_BYTES:
+        return ""
+    reader = await repo.open_blob(manifest.config)
+    chunks: list[bytes] = []
+    try:
+        async for chunk in reader.chunks():
+            chunks.append(chunk)
+            if sum(map(len, chunks)) > MAX_CONFIG_BYTES:
+                return ""
+    finally:
+        await reader.close()
+    data = b"".join(chunks)
+    if Digest.of(data, manifest.config.digest.algorithm) != manifest.config.digest:
+        return ""
+    try:
+        created = json.loads(data).get("created", "")
+    except (ValueError, AttributeError):
+        return ""
+    return created if isinstance(created, str) else ""
+
+
+async def _describe(repo: Repository, digest: str, tags: list[str], limit: asyncio.Semaphore) -> ImageRow:
+    async with limit:
+        fetched = await repo.get_manifest(digest)
+        manifest = parse_manifest(fetched.raw, fetched.media_type, digest=fetched.digest)
+        row = ImageRow(repo.name, digest, manifest.media_type, sorted(tags))
+        if manifest.is_index:
+            row.platforms = [str(d.platform) for d in manifest.manifests if d.platform]
+            row.size = sum(d.size for d in manifest.manifests)
+            row.created = manifest.annotations.get(CREATED, "")
+            if not row.created and manifest.manifests:
+                child = await repo.get_manifest(str(manifest.manifests[0].digest))
+                child_manifest = parse_manifest(child.raw, child.media_type, digest=child.digest)
+                row.created = await _created(repo, child_manifest)
+        else:
+            row.size = sum(b.size for b in manifest.blobs)
+            row.created = await _created(repo, manifest)
+        return row
+
+
+async def list_images(repo: Repository) -> list[ImageRow]:
+    tags = await repo.list_tags()
+    limit = asyncio.Semaphore(16)
+
+    async def head(tag: str) -> tuple[str, str | None]:
+        async with limit:
+            info = await repo.head_manifest(tag)
+        return tag, str(info.digest) if info else None
+
+    by_digest: dict[str, list[str]] = {}
+    for tag, digest in await asyncio.gather(*(head(t) for t in tags)):
+        if digest is not None:
+            by_digest.setdefault(digest, []).append(tag)
+    rows = await asyncio.gather(*(_describe(repo, d, t, limit) for d, t in by_digest.items()))
+    return sorted(rows, key=lambda row: (row.created, row.digest), reverse=True)
+
+
+def render_table(rows: list[ImageRow], include_tags: bool) -> str:
+    headers = ["IMAGE", "DIGEST", "CREATE_TIME", "PLATFORMS"] + (["TAGS"] if include_tags else [])
+    table = [headers]
+    for row in rows:
+        cells = [row.image, row.digest, row.created or "-", ",".join(row.platforms) or "-"]
+        if include_tags:
+            cells.append(",".join(row.tags) or "-")
+        table.append(cells)
+    widths = [max(len(r[i]) for r in table) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table)
+
+
+async def run_ls(ns: argparse.Namespace) -> int:
+    ref = parse_reference(ns.repository, default_tag=False)
+    if ref.digest is not None or (isinstance(ref, ImageRef) and ref.tag is not None):
+        raise InputError(f"{ns.repository!r}: name a repository, without a tag or digest")
+    if isinstance(ref, LayoutRef) and ref.tag is not None:
+        ref = LayoutRef(ref.scheme, ref.location)
+    static = StaticProvider()
+    options: dict[str, HostOptions] = {}
+    if isinstance(ref, ImageRef):
+        if ns.creds:
+            static.add(ref.api_host, parse_creds(ns.creds, "--creds"))
+        if ns.plain_http:
+            options[validate_host(ref.api_host)] = HostOptions(plain_http=True)
+    async with Transport(build_provider(static), options=options) as transport:
+        repo = open_repository(ref, transport)
+        try:
+            rows = await list_images(repo)
+        except MirrorError as exc:
+            print(f"mirror: {exc.message}", file=sys.stderr)
+            return 1
+    if ns.format == "json":
+        docs = [asdict(r) for r in rows]
+        if not ns.include_tags:
+            for doc in docs:
+                doc.pop("tags")
+        print(json.dumps(docs, indent=2))
+    else:
+        print(render_table(rows, ns.include_tags))
+    return 0
