@@ -206,3 +206,56 @@ class FlipBytes(Fault):
 
     def on_body(self, ctx: FaultContext, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         return self._wrap(chunks) if ctx.upstream_status is not None and ctx.upstream_status < 300 else chunks
+
+
+class RequestReset(Fault):
+    """Read the first `after_bytes` of the client's request body, then reset the connection
+    (client->server direction: the upload is cut mid-body, nothing reaches the upstream).
+    Requests with a Content-Length of at most `after_bytes` are let through."""
+
+    name = "request-reset"
+
+    def __init__(self, after_bytes: int = 0, *, times: int | None = 1, **match: Any) -> None:
+        super().__init__(times=times, **match)
+        self.after_bytes = after_bytes
+
+    def claim(self, record: RecordedRequest) -> bool:
+        """Only requests whose Content-Length is larger than `after_bytes` (a cut mid-body)."""
+        length = record.content_length
+        if length is not None and length <= self.after_bytes:
+            return False
+        return super().claim(record)
+
+    async def on_request(self, ctx: FaultContext) -> Any:
+        remaining = self.after_bytes
+        while remaining > 0:
+            chunk = await ctx.request.content.read(min(remaining, 64 * 1024))
+            if not chunk:
+                break
+            ctx.record.body_bytes += len(chunk)
+            remaining -= len(chunk)
+        return ABORT
+
+
+class SlowBody(Fault):
+    """Throttle a 2xx response body to about `bytes_per_second`, sent in `piece`-byte writes
+    (a slow link: every byte arrives, late)."""
+
+    name = "slow-body"
+
+    def __init__(
+        self, bytes_per_second: int, *, piece: int = 16 * 1024, times: int | None = 1, **match: Any
+    ) -> None:
+        super().__init__(times=times, **match)
+        self.bytes_per_second = max(1, bytes_per_second)
+        self.piece = max(1, piece)
+
+    async def _wrap(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            for start in range(0, len(chunk), self.piece):
+                part = chunk[start : start + self.piece]
+                await asyncio.sleep(len(part) / self.bytes_per_second)
+                yield part
+
+    def on_body(self, ctx: FaultContext, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        return self._wrap(chunks) if ctx.upstream_status is not None and ctx.upstream_status < 300 else chunks

@@ -101,6 +101,12 @@ class RegistryHandle:
         return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
+        self.stop_process()
+        if self.token_server is not None:
+            self.token_server.stop()
+
+    def stop_process(self) -> None:
+        """Stop the registry process only (SIGTERM, then SIGKILL); storage and token server stay."""
         proc, self.process = self.process, None
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -109,8 +115,20 @@ class RegistryHandle:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=STOP_TIMEOUT)
-        if self.token_server is not None:
-            self.token_server.stop()
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop the registry process and start it again on the same port, config and storage
+        (a registry restart in the middle of a run). Waits until `GET /v2/` answers again."""
+        binary = registry_binary()
+        assert binary is not None
+        self.stop_process()
+        if down_seconds > 0:
+            time.sleep(down_seconds)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _launch(binary, self):
+            if time.monotonic() > deadline:  # the port is still held by the old process' socket
+                raise RuntimeError(f"registry did not restart on {self.host}; log:\n{self.log_text()}")
+            time.sleep(0.05)
 
 
 def _htpasswd_line(user: str, password: str) -> str:
@@ -214,35 +232,10 @@ class RegistryFactory:
             handle.host = f"127.0.0.1:{port}"
             config["http"]["addr"] = handle.host
             handle.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-            if self._launch(binary, handle):
+            if _launch(binary, handle):
                 handle.startup_seconds = time.monotonic() - began
                 return handle
         raise RuntimeError(f"registry did not start; log:\n{handle.log_text()}")
-
-    def _launch(self, binary: str, handle: RegistryHandle) -> bool:
-        """True once the registry answers; False when it exited because the port was taken."""
-        with handle.log_path.open("ab") as log:
-            handle.process = subprocess.Popen(
-                [binary, "serve", str(handle.config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=_clean_env(),
-                cwd=handle.root,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if handle.process.poll() is not None:
-                handle.process = None
-                if "address already in use" in handle.log_text():
-                    return False
-                raise RuntimeError(f"registry exited at start-up; log:\n{handle.log_text()}")
-            if http_status("127.0.0.1", handle.port, "/v2/", timeout=0.5) in (200, 401):
-                return True
-            time.sleep(0.005)
-        handle.stop()
-        raise TimeoutError(f"registry did not answer within {START_TIMEOUT}s; log:\n{handle.log_text()}")
 
     def stop_all(self, *, remove_storage: bool = False) -> None:
         """Stop every registry (and token server) started here; `remove_storage` deletes the
@@ -258,6 +251,32 @@ class RegistryFactory:
         self.handles.clear()
         if errors:
             raise errors[0]
+
+
+def _launch(binary: str, handle: RegistryHandle) -> bool:
+    """True once the registry answers; False when it exited because the port was taken."""
+    with handle.log_path.open("ab") as log:
+        handle.process = subprocess.Popen(
+            [binary, "serve", str(handle.config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_clean_env(),
+            cwd=handle.root,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if handle.process.poll() is not None:
+            handle.process = None
+            if "address already in use" in handle.log_text():
+                return False
+            raise RuntimeError(f"registry exited at start-up; log:\n{handle.log_text()}")
+        if http_status("127.0.0.1", handle.port, "/v2/", timeout=0.5) in (200, 401):
+            return True
+        time.sleep(0.005)
+    handle.stop()
+    raise TimeoutError(f"registry did not answer within {START_TIMEOUT}s; log:\n{handle.log_text()}")
 
 
 def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
