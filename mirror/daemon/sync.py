@@ -21,6 +21,7 @@ from mirror.daemon.shard import Shard
 from mirror.daemon.stores import open_repository
 from mirror.registry.base import Repository
 from mirror.registry.distribution import RegistryRepository, list_catalog
+from mirror.registry.ecr import ensure_repository, is_ecr_host
 from mirror.transport.client import Transport
 from mirror.types.digest import Digest
 from mirror.types.errors import MirrorError
@@ -43,6 +44,7 @@ class JobSpec:
     platforms: tuple[Platform, ...] = ()
     referrers: bool = False
     overwrite: bool = False
+    create_repositories: bool = False  # ECR: CreateRepository for destinations that lack one
     max_blob_sizes: tuple[tuple[str, int], ...] = ()  # (host, bytes) for destinations
 
 
@@ -89,6 +91,7 @@ class SyncRun:
         self.shard = shard
         self.engine = CopyEngine(events=events, transfers=transfers, dry_run=dry_run)
         self._repos: dict[str, Repository] = {}
+        self._ensured: set[str] = set()
 
     def repository(self, ref: Ref, *, create: bool = False, max_blob_size: int | None = None) -> Repository:
         key = str(ref)
@@ -132,6 +135,8 @@ class SyncRun:
             dests: list[Repository] = []
             for dest_spec in job.destinations:
                 dest_ref = map_repository(spec, repo_path, dest_spec)
+                if job.create_repositories and isinstance(dest_ref, ImageRef) and is_ecr_host(dest_ref.host):
+                    await self._ensure_ecr(dest_ref)
                 dests.append(self.repository(dest_ref, create=True,
                                              max_blob_size=limits.get(dest_spec.host)))
             for reference in references:
@@ -144,6 +149,12 @@ class SyncRun:
                     job.platforms, job.overwrite, job.name,
                 ))
         return tasks
+
+    async def _ensure_ecr(self, ref: ImageRef) -> None:
+        key = f"{ref.host}/{ref.repository}"
+        if key not in self._ensured:
+            await ensure_repository(ref.host, ref.repository)
+            self._ensured.add(key)
 
     # -- running -----------------------------------------------------------------------------
 

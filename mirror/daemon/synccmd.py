@@ -68,6 +68,7 @@ def job_spec(config: Config, job: Job) -> JobSpec:
         platforms=tuple(job.platforms),
         referrers=job.referrers,
         overwrite=job.overwrite,
+        create_repositories=job.create_repositories,
         max_blob_sizes=limits,
     )
 
