@@ -51,8 +51,12 @@ def run_measured(
         for i, cmd in enumerate(pipeline):
             last = i == len(pipeline) - 1
             proc = subprocess.Popen(
-                cmd, stdin=prev.stdout if prev else subprocess.DEVNULL,
-                stdout=stdout if last else subprocess.PIPE, stderr=stderr, env=env, cwd=cwd,
+                cmd,
+                stdin=prev.stdout if prev else subprocess.DEVNULL,
+                stdout=stdout if last else subprocess.PIPE,
+                stderr=stderr,
+                env=env,
+                cwd=cwd,
                 start_new_session=(i == 0),
             )
             if prev is not None and prev.stdout is not None:

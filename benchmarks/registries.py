@@ -24,8 +24,10 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 
 # 127.0.0.1 - - [27/Nov/2026:23:31:28 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "curl/7.88.1"
-_ACCESS = re.compile(r'^\S+ \S+ \S+ \[[^\]]*\] "(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" (?P<status>\d{3}) '
-                     r'(?P<bytes>\d+|-)')
+_ACCESS = re.compile(
+    r'^\S+ \S+ \S+ \[[^\]]*\] "(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" (?P<status>\d{3}) '
+    r"(?P<bytes>\d+|-)"
+)
 
 
 def free_port() -> int:
@@ -59,8 +61,14 @@ def parse_access_log(text: str) -> list[AccessRecord]:
         m = _ACCESS.match(line)
         if m:
             size = m.group("bytes")
-            records.append(AccessRecord(m.group("method"), m.group("path"), int(m.group("status")),
-                                        int(size) if size.isdigit() else 0))
+            records.append(
+                AccessRecord(
+                    m.group("method"),
+                    m.group("path"),
+                    int(m.group("status")),
+                    int(size) if size.isdigit() else 0,
+                )
+            )
     return records
 
 
@@ -142,8 +150,12 @@ class Registries:
             with reg.log_path.open("ab") as log:
                 reg.process = subprocess.Popen(
                     [self.binary, "serve", str(reg.root / "config.yml")],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env=_clean_env(), cwd=reg.root, start_new_session=True,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=_clean_env(),
+                    cwd=reg.root,
+                    start_new_session=True,
                 )
             deadline = time.monotonic() + START_TIMEOUT
             while time.monotonic() < deadline:

@@ -54,8 +54,16 @@ _MANIFEST = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<ref>[^/]+)$")
 _UPLOADS = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/$")
 _UPLOAD = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/(?P<id>[^/]+)$")
 _BLOB = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)$")
-_REASONS = {200: "OK", 201: "Created", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized",
-            404: "Not Found", 405: "Method Not Allowed", 411: "Length Required"}
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    411: "Length Required",
+}
 
 
 @dataclass
@@ -128,8 +136,16 @@ def _error(status: int, code: str, message: str) -> Response:
 
 
 class SyntheticRegistry:
-    def __init__(self, seed: str, size: int, digest: Digest, *, source_repo: str = "synthetic/blob",
-                 token_ttl: float | None = None, verify: bool = False) -> None:
+    def __init__(
+        self,
+        seed: str,
+        size: int,
+        digest: Digest,
+        *,
+        source_repo: str = "synthetic/blob",
+        token_ttl: float | None = None,
+        verify: bool = False,
+    ) -> None:
         self.seed = seed
         self.size = size
         self.image = synthetic_image(digest, size, note="synthetic source")
@@ -183,8 +199,12 @@ class SyntheticRegistry:
             self.stats.expired_rejected += 1
         else:
             self.stats.challenges += 1
-        m = _MANIFEST.match(req.path) or _UPLOAD.match(req.path) or _UPLOADS.match(req.path) or \
-            _BLOB.match(req.path)
+        m = (
+            _MANIFEST.match(req.path)
+            or _UPLOAD.match(req.path)
+            or _UPLOADS.match(req.path)
+            or _BLOB.match(req.path)
+        )
         scope = ""
         if m:
             action = "pull" if req.method in ("GET", "HEAD") else "pull,push"
@@ -220,8 +240,9 @@ class SyntheticRegistry:
             digest = Digest.of(req.body)
             self._manifests[key] = (req.body, media_type)
             self._manifests[(name, str(digest))] = (req.body, media_type)
-            return Response(201, {"Docker-Content-Digest": str(digest),
-                                  "Location": f"/v2/{name}/manifests/{digest}"})
+            return Response(
+                201, {"Docker-Content-Digest": str(digest), "Location": f"/v2/{name}/manifests/{digest}"}
+            )
         if req.method == "DELETE":
             found = self._manifests.get(key)
             if found is None:
@@ -249,12 +270,16 @@ class SyntheticRegistry:
     def _blob(self, req: Request, name: str, digest: str) -> Response:
         if name == self.source_repo:
             if digest == str(self.image.config_desc.digest):
-                return self._bytes(req, self.image.config, "application/octet-stream",
-                                   self.image.config_desc.digest)
+                return self._bytes(
+                    req, self.image.config, "application/octet-stream", self.image.config_desc.digest
+                )
             if digest != str(self.image.layer.digest):
                 return _error(404, "BLOB_UNKNOWN", "unknown blob")
-            headers = {"Content-Length": str(self.size), "Content-Type": "application/octet-stream",
-                       "Docker-Content-Digest": digest}
+            headers = {
+                "Content-Length": str(self.size),
+                "Content-Type": "application/octet-stream",
+                "Docker-Content-Digest": digest,
+            }
             if req.method == "HEAD":
                 return Response(200, headers)
             return Response(200, headers, stream=self._layer())
@@ -275,10 +300,14 @@ class SyntheticRegistry:
             return Response(201, {"Docker-Content-Digest": mount, "Location": f"/v2/{name}/blobs/{mount}"})
         upload = uuid.uuid4().hex
         self._uploads.add(upload)
-        return Response(202, {
-            "Location": f"/v2/{name}/blobs/uploads/{upload}?_state={secrets.token_urlsafe(8)}",
-            "Docker-Upload-UUID": upload, "Range": "0-0",
-        })
+        return Response(
+            202,
+            {
+                "Location": f"/v2/{name}/blobs/uploads/{upload}?_state={secrets.token_urlsafe(8)}",
+                "Docker-Upload-UUID": upload,
+                "Range": "0-0",
+            },
+        )
 
     def start_upload(self, req: Request) -> Upload | Response:
         """Checks before a blob PUT body is read: a Response refuses it (the connection then closes)."""
@@ -382,7 +411,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
                     self.respond(self.server.handle(req), head_only=req.method == "HEAD")
                 continue
             self.head += data
-            data = data[len(data):]
+            data = data[len(data) :]
             if self.head[:1] == b"\x16":  # a TLS ClientHello (clients try https first on loopback)
                 assert self.transport is not None
                 self.transport.close()
@@ -392,7 +421,7 @@ class HttpProtocol(asyncio.BufferedProtocol):
                 if len(self.head) > MAX_HEADER:
                     self.close_with(_error(400, "HEADER_TOO_LARGE", "request header too large"))
                 return
-            raw, rest = bytes(self.head[:end]), bytes(self.head[end + 4:])
+            raw, rest = bytes(self.head[:end]), bytes(self.head[end + 4 :])
             self.head.clear()
             self.start(raw)
             data = memoryview(rest)
@@ -492,8 +521,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--verify", action="store_true", help="hash received blobs and refuse a wrong digest")
     p.add_argument("--stop-after", type=float, default=6 * 3600.0, help="exit after this many seconds")
     args = p.parse_args(argv)
-    server = SyntheticRegistry(args.seed, args.size, Digest.parse(args.digest), source_repo=args.source_repo,
-                               token_ttl=args.token_ttl, verify=args.verify)
+    server = SyntheticRegistry(
+        args.seed,
+        args.size,
+        Digest.parse(args.digest),
+        source_repo=args.source_repo,
+        token_ttl=args.token_ttl,
+        verify=args.verify,
+    )
     try:
         import uvloop
 

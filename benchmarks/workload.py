@@ -35,7 +35,7 @@ MiB = 1024 * 1024
 RESULTS = Path(__file__).resolve().parent / "results"
 DIGESTS = RESULTS / "digests.json"
 CACHE_MIN = 64 * MiB  # smaller blobs are hashed again each time (faster than a file lookup matters)
-LAYER = "application/vnd.oci.image.layer.v1.tar"
+LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 CONFIG = "application/vnd.oci.image.config.v1+json"
 
 
@@ -43,7 +43,7 @@ def cached_digest(seed: str, size: int) -> Digest:
     """The digest of the synthetic blob (seed, size), from the cache file or by hashing it once."""
     if size < CACHE_MIN:
         return synthetic_digest(seed, size)
-    key = f"{seed}:{size}"
+    key = f"gz1:{seed}:{size}"  # gz1: blobs that start with a gzip header
     cache: dict[str, str] = {}
     if DIGESTS.exists():
         cache = json.loads(DIGESTS.read_text())
@@ -95,16 +95,25 @@ class Image:
 
 
 def make_image(repository: str, tag: str, layers: list[Blob]) -> Image:
-    config = json.dumps({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Labels": {"bench.image": f"{repository}:{tag}"}},
-        "rootfs": {"type": "layers", "diff_ids": [str(b.digest) for b in layers]},
-    }, sort_keys=True).encode()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Labels": {"bench.image": f"{repository}:{tag}"}},
+            "rootfs": {"type": "layers", "diff_ids": [str(b.digest) for b in layers]},
+        },
+        sort_keys=True,
+    ).encode()
     cfg = literal(config, CONFIG)
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
-        "config": cfg.descriptor(), "layers": [b.descriptor() for b in layers],
-    }, indent=2).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_MANIFEST,
+            "config": cfg.descriptor(),
+            "layers": [b.descriptor() for b in layers],
+        },
+        indent=2,
+    ).encode()
     return Image(repository, tag, (cfg, *layers), manifest)
 
 
@@ -187,8 +196,9 @@ class Seeder:
             async def manifest(image: Image) -> None:
                 async with sem:
                     url = f"http://{self.host}/v2/{image.repository}/manifests/{image.tag}"
-                    async with session.put(url, data=image.manifest,
-                                           headers={"Content-Type": mt.OCI_MANIFEST}) as resp:
+                    async with session.put(
+                        url, data=image.manifest, headers={"Content-Type": mt.OCI_MANIFEST}
+                    ) as resp:
                         if resp.status != 201:
                             raise RuntimeError(f"manifest PUT {url}: {resp.status} {await resp.text()}")
 

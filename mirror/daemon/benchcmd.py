@@ -9,10 +9,10 @@ until the registry's garbage collection).
 
 A size over a registry's known maximum blob size is refused before anything is sent.
 
-The layer bytes are generated on the fly and never held whole in memory: a 1 MiB block drawn
-from a seeded PRNG, varied per block by an 8-byte big-endian block counter in its first bytes.
-The content of a blob of size N is the first N bytes of that endless stream, so the same
-(seed, size) always gives the same digest. The digest needs one hashing pass before the push.
+The layer bytes are generated on the fly and never held whole in memory: a gzip member header,
+then 1 MiB blocks drawn from a seeded PRNG, varied per block by an 8-byte big-endian block
+counter in their first bytes. The same (seed, size) always gives the same bytes and digest. The
+digest needs one hashing pass before the push.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ from mirror.types.reference import ImageRef, parse_reference, validate_host
 BLOCK = 1024 * 1024
 CHUNK = 4 * BLOCK
 FIVE_TB = 5 * 10**12
-LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
+LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # magic, deflate, no flags, mtime 0, OS unknown
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 
 _UNITS = {
@@ -109,9 +110,21 @@ def _tail(seed: str) -> bytes:
 
 
 def synthetic_chunks(seed: str, size: int, chunk: int = CHUNK) -> Iterator[bytes]:
-    """The first ``size`` bytes of the stream for ``seed``, in ``chunk``-byte pieces (the last shorter)."""
+    """The synthetic blob of ``size`` bytes for ``seed``, in pieces of about ``chunk`` bytes.
+
+    It starts with a gzip member header, like every real (gzip-compressed) layer, so tools that
+    sniff a layer's compression pass it through as compressed instead of compressing it.
+    """
     if chunk % BLOCK:
         raise ValueError("chunk must be a multiple of 1 MiB")
+    header = GZIP_HEADER[:size]
+    rest = _stream(seed, size - len(header), chunk)
+    first = next(rest, b"")
+    yield header + first
+    yield from rest
+
+
+def _stream(seed: str, size: int, chunk: int) -> Iterator[bytes]:
     tail = _tail(seed)
     per = chunk // BLOCK
     block = 0
