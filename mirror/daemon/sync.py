@@ -30,6 +30,8 @@ from mirror.types.manifest import Platform
 from mirror.types.reference import ImageRef, Ref
 
 # Tags of the referrers fallback scheme: ``sha256-<hex>`` with an optional suffix (``.sig``, ...).
+PLAN_CONCURRENCY = 16  # repositories whose tags are listed at the same time
+
 FALLBACK_TAG = re.compile(r"^sha256-[a-f0-9]{64}(?:\.[A-Za-z0-9_.-]+)?$")
 
 
@@ -115,40 +117,60 @@ class SyncRun:
         return repos
 
     async def plan_job(self, job: JobSpec, outcome: JobOutcome) -> list[CopyTask]:
-        spec = job.source
+        """Copy tasks for every repository of a job; a repository that cannot be listed is
+        reported in ``outcome`` and the others are planned anyway."""
+        repos = await self._source_repositories(job)
+        outcome.repositories.extend(repos)
+        limit = asyncio.Semaphore(PLAN_CONCURRENCY)
+
+        async def plan(repo_path: str) -> list[CopyTask]:
+            async with limit:
+                return await self._plan_repository(job, repo_path)
+
+        planned = await asyncio.gather(*(plan(r) for r in repos), return_exceptions=True)
         tasks: list[CopyTask] = []
-        limits = dict(job.max_blob_sizes)
-        for repo_path in await self._source_repositories(job):
-            outcome.repositories.append(repo_path)
-            if spec.kind is SourceKind.IMAGE:
-                ref = spec.image_ref()
-                source = self.repository(spec.repository_ref())
-                references = [ref.reference]
+        errors: list[str] = []
+        for repo_path, result in zip(repos, planned, strict=True):
+            if isinstance(result, MirrorError):
+                errors.append(f"{repo_path}: {result.message}")
+                outcome.error_kind = outcome.error_kind or result.kind
+            elif isinstance(result, BaseException):
+                raise result
             else:
-                source = self.repository(spec.repository_ref(repo_path if spec.kind is SourceKind.PREFIX
-                                                             else None))
-                all_tags = await source.list_tags()
-                references = select_tags(all_tags, job.tag_filter)
-                if job.referrers:
-                    extra = sorted(t for t in all_tags if FALLBACK_TAG.match(t) and t not in references)
-                    references.extend(extra)
-            dests: list[Repository] = []
-            for dest_spec in job.destinations:
-                dest_ref = map_repository(spec, repo_path, dest_spec)
-                if job.create_repositories and isinstance(dest_ref, ImageRef) and is_ecr_host(dest_ref.host):
-                    await self._ensure_ecr(dest_ref)
-                dests.append(self.repository(dest_ref, create=True,
-                                             max_blob_size=limits.get(dest_spec.host)))
-            for reference in references:
-                tag_or_digest = reference
-                dest_reference = reference
-                if spec.kind is SourceKind.IMAGE and spec.tag is not None:
-                    dest_reference = spec.tag
-                tasks.append(CopyTask(
-                    source, tag_or_digest, [Destination(d, dest_reference) for d in dests],
-                    job.platforms, job.overwrite, job.name,
-                ))
+                tasks.extend(result)
+        if errors:
+            more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
+            outcome.error = "; ".join(errors[:5]) + more
         return tasks
+
+    async def _plan_repository(self, job: JobSpec, repo_path: str) -> list[CopyTask]:
+        spec = job.source
+        limits = dict(job.max_blob_sizes)
+        if spec.kind is SourceKind.IMAGE:
+            source = self.repository(spec.repository_ref())
+            references = [spec.image_ref().reference]
+        else:
+            source = self.repository(
+                spec.repository_ref(repo_path if spec.kind is SourceKind.PREFIX else None)
+            )
+            all_tags = await source.list_tags()
+            references = select_tags(all_tags, job.tag_filter)
+            if job.referrers:
+                fallback = [t for t in all_tags if FALLBACK_TAG.match(t) and t not in references]
+                references.extend(sorted(fallback))
+        dests: list[Repository] = []
+        for dest_spec in job.destinations:
+            dest_ref = map_repository(spec, repo_path, dest_spec)
+            if job.create_repositories and isinstance(dest_ref, ImageRef) and is_ecr_host(dest_ref.host):
+                await self._ensure_ecr(dest_ref)
+            dests.append(self.repository(dest_ref, create=True, max_blob_size=limits.get(dest_spec.host)))
+        # An image source pinned to a tag keeps that tag; a digest-only source is pushed by digest.
+        pinned_tag = spec.tag if spec.kind is SourceKind.IMAGE else None
+        return [
+            CopyTask(source, reference, [Destination(d, pinned_tag or reference) for d in dests],
+                     job.platforms, job.overwrite, job.name)
+            for reference in references
+        ]
 
     async def _ensure_ecr(self, ref: ImageRef) -> None:
         key = f"{ref.host}/{ref.repository}"
