@@ -261,3 +261,25 @@ jobs:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_referrers_fallback_tags_follow_their_images(registry_pair: Any, tmp_path: Path) -> None:
+    src, dst = registry_pair
+    img = push_image(src, "apps/signed", "v1", seed="signed")
+    sig_tag = "sha256-" + img.digest.split(":", 1)[1] + ".sig"
+    push_image(src, "apps/signed", sig_tag, layer_sizes=(300,), seed="signature")
+    text = f"""
+version: 1
+jobs:
+  - name: signed
+    source: {src.host}/apps/signed
+    destinations: [{dst.host}/m]
+    tags: {{include: ["^v"]}}
+    referrers: REFERRERS
+"""
+    config = write_config(tmp_path / "c.yaml", text.replace("REFERRERS", "false"))
+    assert sync(config, "--once") == 0
+    assert manifest_exists(dst, "m/signed", "v1") and not manifest_exists(dst, "m/signed", sig_tag)
+    config = write_config(tmp_path / "c.yaml", text.replace("REFERRERS", "true"))
+    assert sync(config, "--once") == 0
+    assert manifest_exists(dst, "m/signed", sig_tag)
