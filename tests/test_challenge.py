@@ -93,3 +93,28 @@ def test_location_and_links() -> None:
     assert next_link(URL("https://reg.example/v2/x"), None) is None
     with pytest.raises(UnsafeRequest):
         next_link(URL("https://reg.example/v2/x"), '<https://evil.example/v2/x>; rel="next"')
+
+
+async def test_read_bounded_reads_a_body_that_arrives_in_pieces() -> None:
+    import asyncio
+    from unittest import mock
+
+    import aiohttp
+
+    from mirror.transport.errors import read_bounded
+
+    reader = aiohttp.StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=asyncio.get_running_loop())
+
+    async def feed() -> None:
+        for piece in (b"abc", b"defg", b"hij"):
+            reader.feed_data(piece)
+            await asyncio.sleep(0.01)
+        reader.feed_eof()
+
+    task = asyncio.create_task(feed())
+    assert await read_bounded(reader, 100) == b"abcdefghij"
+    await task
+    short = aiohttp.StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=asyncio.get_running_loop())
+    short.feed_data(b"x" * 50)
+    short.feed_eof()
+    assert len(await read_bounded(short, 10)) == 11  # one byte over: the caller sees it is too long

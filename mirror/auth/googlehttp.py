@@ -131,7 +131,12 @@ class AiohttpRequest(transport.Request):
                     method, url, data=body, headers=dict(headers or {}), allow_redirects=False
                 ) as resp,
             ):
-                data = await resp.content.read(self.max_body + 1)
+                data = b""
+                while len(data) <= self.max_body:  # read() may return a part: read to the end
+                    chunk = await resp.content.read(self.max_body + 1 - len(data))
+                    if not chunk:
+                        break
+                    data += chunk
                 if len(data) > self.max_body:
                     raise transport_error(
                         f"{method} {_where(url)}: answer larger than {self.max_body} bytes"

@@ -25,7 +25,13 @@ from yarl import URL
 from mirror import __version__
 from mirror.auth.credentials import Credential, CredentialProvider, StaticProvider
 from mirror.transport.challenge import Challenge, pick_challenge
-from mirror.transport.errors import MAX_ERROR_BODY, from_exception, redact_url, registry_error
+from mirror.transport.errors import (
+    MAX_ERROR_BODY,
+    from_exception,
+    read_bounded,
+    redact_url,
+    registry_error,
+)
 from mirror.transport.lifetime import check_lifetime, expected_seconds, refresh_margin
 from mirror.transport.limits import RateLimiter
 from mirror.transport.retry import RetryPolicy, parse_retry_after
@@ -208,7 +214,7 @@ class Transport:
                         resp = await self._get_session().get(
                             url, allow_redirects=False, ssl=self._ssl_for(opts)
                         )
-                        body = await resp.content.read(MAX_ERROR_BODY)
+                        body = await read_bounded(resp.content, MAX_ERROR_BODY)
                         resp.release()
                     self._count(host, "GET", resp.status)
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -312,7 +318,7 @@ class Transport:
                     self._check_credentials_safe(host, realm)
                     headers["Authorization"] = _basic(cred)
                 resp = await session.get(url, headers=headers, allow_redirects=False, ssl=ssl_opt)
-            body = await resp.content.read(64 * 1024 + 1)
+            body = await read_bounded(resp.content, 64 * 1024)
             resp.release()
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise from_exception(exc, "GET", redact_url(str(realm))) from None
@@ -418,7 +424,7 @@ class Transport:
             method, host, path, scopes=scopes, headers=headers, body=body,
             content_length=content_length, ok=ok, retry=retry, transfer_size=transfer_size,
         ) as resp:
-            data = await resp.content.read(max_body + 1) if method != "HEAD" else b""
+            data = await read_bounded(resp.content, max_body) if method != "HEAD" else b""
             if len(data) > max_body:
                 raise RegistryError(
                     f"{method} {redact_url(str(resp.url))}: response larger than {max_body} bytes",
@@ -464,7 +470,7 @@ class Transport:
                     break
                 err_body = b""
                 if method != "HEAD":
-                    err_body = await resp.content.read(MAX_ERROR_BODY)
+                    err_body = await read_bounded(resp.content, MAX_ERROR_BODY)
                 resp.release()
                 error = registry_error(
                     method, redact_url(str(resp.url)), resp.status, err_body,

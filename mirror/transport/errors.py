@@ -66,6 +66,22 @@ def from_exception(exc: BaseException, method: str, url: str) -> MirrorError:
     raise exc
 
 
+async def read_bounded(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """The whole body, or its first ``limit + 1`` bytes when it is longer (callers check).
+
+    ``StreamReader.read(n)`` returns whatever has arrived, so a single call may give a prefix.
+    """
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await content.read(limit + 1 - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
+
+
 def redact_url(url: str) -> str:
     """A URL safe for logs: query parameters (upload state, signed URLs) dropped."""
     return url.split("?", 1)[0]
