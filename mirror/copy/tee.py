@@ -99,6 +99,7 @@ async def tee(
 
     tasks = [asyncio.create_task(run(p, s)) for p, s in zip(pipes, sinks, strict=True)]
     source_error: BaseException | None = None
+    cut_off = [False] * len(pipes)  # sinks still reading when the source failed
     count = 0
     try:
         hasher = desc.digest.hasher()
@@ -126,6 +127,7 @@ async def tee(
             await _send_all(pipes, _END)
     except Exception as exc:
         source_error = exc
+        cut_off = [not p.closed for p in pipes]
         for pipe in pipes:
             pipe.fail(exc)
     except BaseException as exc:  # cancellation: abort every sink, then propagate
@@ -145,7 +147,8 @@ async def tee(
         else:
             errors.append(None)
     if source_error is not None:
-        errors = [e or source_error for e in errors]
+        # A sink cut off by the source's failure reports that failure, not its own aborted request.
+        errors = [source_error if cut or e is None else e for e, cut in zip(errors, cut_off, strict=True)]
     return TeeResult(source_error, errors, count)
 
 

@@ -12,10 +12,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 from yarl import URL
 
 from mirror.registry.base import BlobReader, ChunkSource, FetchedManifest, ManifestInfo
 from mirror.transport.client import Transport
+from mirror.transport.errors import redact_url
 from mirror.transport.urls import next_link, resolve_location, with_digest
 from mirror.types import mediatypes as mt
 from mirror.types.digest import Digest
@@ -25,6 +27,7 @@ from mirror.types.errors import (
     MirrorError,
     NotFound,
     RegistryError,
+    TransportError,
 )
 from mirror.types.manifest import Descriptor, parse_manifest
 
@@ -53,10 +56,20 @@ class HttpBlobReader:
         # Chunks as the HTTP parser produced them: re-joining them into fixed-size reads would
         # copy every byte once more (and churn large allocations).
         content = self._response.content
+        received = 0
         while True:
-            chunk, _ = await content.readchunk()
+            try:
+                chunk, _ = await content.readchunk()
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                # A body cut short is a temporary transport failure (a fresh read may succeed).
+                raise TransportError(
+                    f"GET {redact_url(str(self._response.url))}: the connection broke after "
+                    f"{received} of {self.size if self.size is not None else 'an unknown number of'} "
+                    f"bytes: {type(exc).__name__}: {exc or 'timed out'}"
+                ) from None
             if not chunk:
                 return
+            received += len(chunk)
             yield chunk
 
     async def close(self) -> None:
