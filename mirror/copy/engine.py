@@ -378,9 +378,7 @@ class CopyEngine:
                     reader = await need.source.open_blob(desc)
                 except MirrorError as exc:
                     self._emit(ev.TRANSFER_FINISHED, repo=need.source, digest=str(desc.digest))
-                    if self.retry.should_retry(exc, attempt):
-                        await self.sleep(self.retry.delay(attempt))
-                        continue
+                    # Not retried here: the store already retried opening (transport, botocore).
                     for repo in remaining:
                         outcomes[repo.name] = exc
                     break
@@ -395,6 +393,7 @@ class CopyEngine:
                 self._emit(ev.BLOB_READ, repo=need.source, digest=str(desc.digest),
                            size=result.bytes_read)
                 retry_next: list[Repository] = []
+                retry_after: list[float] = []
                 for repo, error in zip(remaining, result.sink_errors, strict=True):
                     if error is None:
                         outcomes[repo.name] = "pushed"
@@ -403,13 +402,16 @@ class CopyEngine:
                                    size=desc.size)
                     elif _temporary(error) and self.retry.should_retry(_as_mirror(error), attempt):
                         retry_next.append(repo)
+                        wait = getattr(error, "retry_after", None)
+                        if wait is not None:
+                            retry_after.append(wait)
                     else:
                         outcomes[repo.name] = error
                         self._emit(ev.BLOB_FAILED, repo=repo, digest=str(desc.digest),
                                    detail=_kind(error))
                 remaining = retry_next
                 if remaining:
-                    await self.sleep(self.retry.delay(attempt))
+                    await self.sleep(self.retry.delay(attempt, max(retry_after, default=None)))
         return outcomes
 
     # -- phase 3: manifests ------------------------------------------------------------------
