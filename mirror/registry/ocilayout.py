@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from mirror.registry.base import BlobReader, ChunkSource, FetchedManifest, ManifestInfo
+from mirror.registry.layoutindex import MAX_INDEX_BYTES, REF_NAME, index_bytes, parse_index, tag_of
 from mirror.types import mediatypes as mt
 from mirror.types.digest import Digest
 from mirror.types.errors import (
     DigestMismatch,
-    InvalidReference,
     ManifestError,
     MirrorError,
     NotFound,
@@ -31,9 +31,7 @@ from mirror.types.errors import (
 from mirror.types.manifest import Descriptor, parse_manifest
 from mirror.types.reference import validate_tag
 
-REF_NAME = "org.opencontainers.image.ref.name"
 READ_CHUNK = 1024 * 1024
-MAX_INDEX_BYTES = 64 * 1024 * 1024
 
 
 class FileBlobReader:
@@ -90,7 +88,7 @@ class OciLayout:
         layout = json.dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}).encode()
         _atomic_write(self.path / "oci-layout", layout)
         if not (self.path / "index.json").exists():
-            _atomic_write(self.path / "index.json", _index_bytes([]))
+            _atomic_write(self.path / "index.json", index_bytes([]))
 
     def _read_index(self) -> list[dict[str, Any]]:
         path = self.path / "index.json"
@@ -100,30 +98,7 @@ class OciLayout:
             raise NotFound(f"{self.name} has no index.json", status=404)
         with path.open("rb") as f:
             raw = f.read(MAX_INDEX_BYTES + 1)
-        if len(raw) > MAX_INDEX_BYTES:
-            raise ManifestError(f"{self.name}/index.json is larger than {MAX_INDEX_BYTES} bytes")
-        try:
-            doc = json.loads(raw)
-        except ValueError as exc:
-            raise ManifestError(f"{self.name}/index.json is not valid JSON: {exc}") from None
-        entries = doc.get("manifests") if isinstance(doc, dict) else None
-        if not isinstance(entries, list):
-            raise ManifestError(f"{self.name}/index.json has no 'manifests' list")
-        for i, entry in enumerate(entries):
-            where = f"{self.name}/index.json manifests[{i}]"
-            if not isinstance(entry, dict):
-                raise ManifestError(f"{where} is not an object")
-            try:
-                Digest.parse(str(entry.get("digest", "")))
-            except InvalidReference as exc:
-                raise ManifestError(f"{where}: {exc.message}") from None
-            name = (entry.get("annotations") or {}).get(REF_NAME)
-            if name is not None:
-                try:
-                    validate_tag(str(name))
-                except InvalidReference as exc:
-                    raise ManifestError(f"{where}: {exc.message}") from None
-        return entries
+        return parse_index(raw, f"{self.name}/index.json")
 
     def _lookup(self, reference: str) -> Descriptor | None:
         if ":" in reference:
@@ -140,7 +115,7 @@ class OciLayout:
             return Descriptor(media_type, digest, path.stat().st_size)
         validate_tag(reference)
         for entry in reversed(self._read_index()):
-            if (entry.get("annotations") or {}).get(REF_NAME) == reference:
+            if tag_of(entry) == reference:
                 digest = Digest.parse(str(entry["digest"]))
                 return Descriptor(str(entry.get("mediaType", "")), digest, int(entry.get("size", 0)))
         return None
@@ -182,9 +157,9 @@ class OciLayout:
             await asyncio.to_thread(self._set_tag, tag, entry)
 
     def _set_tag(self, tag: str, entry: dict[str, Any]) -> None:
-        entries = [e for e in self._read_index() if (e.get("annotations") or {}).get(REF_NAME) != tag]
+        entries = [e for e in self._read_index() if tag_of(e) != tag]
         entries.append(entry)
-        _atomic_write(self.path / "index.json", _index_bytes(entries))
+        _atomic_write(self.path / "index.json", index_bytes(entries))
 
     async def delete_manifest(self, reference: str) -> None:
         async with self._index_lock:
@@ -195,8 +170,8 @@ class OciLayout:
         if ":" in reference:
             kept = [e for e in entries if e.get("digest") != reference]
         else:
-            kept = [e for e in entries if (e.get("annotations") or {}).get(REF_NAME) != reference]
-        _atomic_write(self.path / "index.json", _index_bytes(kept))
+            kept = [e for e in entries if tag_of(e) != reference]
+        _atomic_write(self.path / "index.json", index_bytes(kept))
 
     # -- blobs -------------------------------------------------------------------------------
 
@@ -244,8 +219,7 @@ class OciLayout:
 
     async def list_tags(self) -> list[str]:
         entries = await asyncio.to_thread(self._read_index)
-        tags = [str((e.get("annotations") or {}).get(REF_NAME)) for e in entries]
-        return sorted({t for t in tags if t and t != "None"})
+        return sorted({t for t in map(tag_of, entries) if t})
 
 
 def _flush_and_sync(f: Any) -> None:
@@ -266,11 +240,6 @@ def _sniff_media_type(path: Path) -> str:
         return parse_manifest(_read_bounded(path, mt.MAX_MANIFEST_BYTES)).media_type
     except MirrorError:
         return ""
-
-
-def _index_bytes(entries: list[dict[str, Any]]) -> bytes:
-    doc = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}
-    return json.dumps(doc, indent=2).encode() + b"\n"
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -50,6 +50,7 @@ from typing import Any
 
 from mirror.registry.aws import STREAM_ERRORS, TRANSLATED, PreconditionFailed, translate
 from mirror.registry.base import BlobReader, ChunkSource, FetchedManifest, ManifestInfo
+from mirror.registry.layoutindex import MAX_INDEX_BYTES, REF_NAME, index_bytes, parse_index, tag_of
 from mirror.registry.multipart import (
     DEFAULT_PART_SIZE,
     MAX_OBJECT_SIZE,
@@ -57,7 +58,6 @@ from mirror.registry.multipart import (
     is_multipart,
     part_size_for,
 )
-from mirror.registry.ocilayout import MAX_INDEX_BYTES, REF_NAME
 from mirror.types import mediatypes as mt
 from mirror.types.digest import Digest
 from mirror.types.errors import (
@@ -169,52 +169,6 @@ def split_location(location: str) -> tuple[str, str]:
 
 
 # -- index.json ----------------------------------------------------------------------------------
-
-
-def parse_index(raw: bytes, where: str) -> list[dict[str, Any]]:
-    """The validated ``manifests`` of an ``index.json``; ManifestError saying what is wrong."""
-    if len(raw) > MAX_INDEX_BYTES:
-        raise ManifestError(f"{where} is larger than {MAX_INDEX_BYTES} bytes")
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{where} is not valid JSON: {exc}") from None
-    entries = doc.get("manifests") if isinstance(doc, dict) else None
-    if not isinstance(entries, list):
-        raise ManifestError(f"{where} has no 'manifests' list")
-    for i, entry in enumerate(entries):
-        at = f"{where} manifests[{i}]"
-        if not isinstance(entry, dict):
-            raise ManifestError(f"{at} is not an object")
-        try:
-            Digest.parse(str(entry.get("digest", "")))
-        except InvalidReference as exc:
-            raise ManifestError(f"{at}: {exc.message}") from None
-        if not isinstance(entry.get("mediaType", ""), str):
-            raise ManifestError(f"{at}: mediaType is not a string")
-        size = entry.get("size", 0)
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise ManifestError(f"{at}: size must be a non-negative integer")
-        annotations = entry.get("annotations")
-        if annotations is not None and not isinstance(annotations, dict):
-            raise ManifestError(f"{at}: annotations is not an object")
-        name = (annotations or {}).get(REF_NAME)
-        if name is not None:
-            try:
-                validate_tag(str(name))
-            except InvalidReference as exc:
-                raise ManifestError(f"{at}: {exc.message}") from None
-    return entries
-
-
-def index_bytes(entries: list[dict[str, Any]]) -> bytes:
-    doc = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}
-    return json.dumps(doc, indent=2).encode() + b"\n"
-
-
-def _tag_of(entry: dict[str, Any]) -> str | None:
-    name = (entry.get("annotations") or {}).get(REF_NAME)
-    return str(name) if name is not None else None
 
 
 # -- verification --------------------------------------------------------------------------------
@@ -617,7 +571,7 @@ class S3Layout:
         tag = validate_tag(reference)
         entries, _ = await self._read_index()
         for entry in reversed(entries):
-            if _tag_of(entry) == tag:
+            if tag_of(entry) == tag:
                 digest = Digest.parse(str(entry["digest"]))
                 return Descriptor(str(entry.get("mediaType", "")), digest, int(entry.get("size", 0)))
         return None
@@ -663,7 +617,7 @@ class S3Layout:
                  "annotations": {REF_NAME: tag}}
 
         def set_tag(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            return [*(e for e in entries if _tag_of(e) != tag), entry]
+            return [*(e for e in entries if tag_of(e) != tag), entry]
 
         await self._update_index(set_tag)
 
@@ -678,13 +632,13 @@ class S3Layout:
             tag = validate_tag(reference)
 
             def untag(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-                return [e for e in entries if _tag_of(e) != tag]
+                return [e for e in entries if tag_of(e) != tag]
 
         await self._update_index(untag)
 
     async def list_tags(self) -> list[str]:
         entries, _ = await self._read_index()
-        return sorted({t for t in map(_tag_of, entries) if t})
+        return sorted({t for t in map(tag_of, entries) if t})
 
     # -- blobs -------------------------------------------------------------------------------
 
