@@ -86,21 +86,40 @@ def _looks_like_host(component: str) -> bool:
     )
 
 
+class _Named:
+    """What image and layout references share: a name, then ``:tag`` and/or ``@digest``."""
+
+    tag: str | None
+    digest: Digest | None
+
+    @property
+    def name(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def reference(self) -> str:
+        """What names the manifest: the digest when pinned, otherwise the tag."""
+        if self.digest is not None:
+            return str(self.digest)
+        return self.tag or DEFAULT_TAG
+
+    def __str__(self) -> str:
+        text = self.name
+        if self.tag is not None:
+            text += f":{self.tag}"
+        if self.digest is not None:
+            text += f"@{self.digest}"
+        return text
+
+
 @dataclass(frozen=True)
-class ImageRef:
+class ImageRef(_Named):
     """An image in a registry: host, repository, and a tag and/or a digest."""
 
     host: str
     repository: str
     tag: str | None = None
     digest: Digest | None = None
-
-    @property
-    def reference(self) -> str:
-        """What goes after /manifests/: the digest when pinned, otherwise the tag."""
-        if self.digest is not None:
-            return str(self.digest)
-        return self.tag or DEFAULT_TAG
 
     @property
     def api_host(self) -> str:
@@ -119,29 +138,16 @@ class ImageRef:
     def with_repository(self, repository: str) -> ImageRef:
         return replace(self, repository=validate_repository(repository))
 
-    def __str__(self) -> str:
-        text = self.name
-        if self.tag is not None:
-            text += f":{self.tag}"
-        if self.digest is not None:
-            text += f"@{self.digest}"
-        return text
 
 
 @dataclass(frozen=True)
-class LayoutRef:
+class LayoutRef(_Named):
     """An OCI image layout: a local directory (``oci:``) or an object-store prefix (``s3://``)."""
 
     scheme: str  # "oci" or "s3"
     location: str  # directory path, or "bucket/prefix"
     tag: str | None = None
     digest: Digest | None = None
-
-    @property
-    def reference(self) -> str:
-        if self.digest is not None:
-            return str(self.digest)
-        return self.tag or DEFAULT_TAG
 
     @property
     def name(self) -> str:
@@ -153,13 +159,6 @@ class LayoutRef:
     def with_digest(self, digest: Digest) -> LayoutRef:
         return replace(self, digest=digest)
 
-    def __str__(self) -> str:
-        text = self.name
-        if self.tag is not None:
-            text += f":{self.tag}"
-        if self.digest is not None:
-            text += f"@{self.digest}"
-        return text
 
 
 Ref = ImageRef | LayoutRef
