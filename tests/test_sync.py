@@ -283,3 +283,32 @@ jobs:
     config = write_config(tmp_path / "c.yaml", text.replace("REFERRERS", "true"))
     assert sync(config, "--once") == 0
     assert manifest_exists(dst, "m/signed", sig_tag)
+
+
+async def test_long_transfers_log_progress(registry_pair: Any, proxy_factory: Any, tmp_path: Path) -> None:
+    import io
+
+    from mirror.daemon.config import load_config
+    from mirror.daemon.logs import setup_logging
+    from mirror.daemon.synccmd import Daemon
+    from tests.support.faults import Delay
+
+    src, dst = registry_pair
+    push_image(src, "apps/slow", "v1", layer_sizes=(2 * 1024 * 1024,))
+    proxy = proxy_factory.start(dst)
+    proxy.add_fault(Delay(1.0, times=None, method="PUT", path=r"/blobs/uploads/"))
+    config = load_config(write_config(tmp_path / "c.yaml", f"""
+version: 1
+jobs:
+  - name: slow
+    source: {src.host}/apps/slow:v1
+    destinations: [{proxy.host}/m]
+"""))
+    stream = io.StringIO()
+    setup_logging("json", "info", stream=stream)
+    daemon = Daemon(config, list(config.jobs), progress_interval=0.2)
+    result = await daemon.once()
+    assert result.ok
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    progress = [entry for entry in lines if entry["msg"].startswith("progress:")]
+    assert progress and progress[-1]["in_flight"] >= 1

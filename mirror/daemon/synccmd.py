@@ -27,7 +27,7 @@ from mirror.daemon.copycmd import build_provider
 from mirror.daemon.health import HealthServer
 from mirror.daemon.logs import setup_logging
 from mirror.daemon.metrics import Metrics
-from mirror.daemon.progress import human_bytes
+from mirror.daemon.progress import Progress, human_bytes
 from mirror.daemon.report import build_report, summary_lines, write_report
 from mirror.daemon.schedule import next_start
 from mirror.daemon.shard import Shard, describe, parse_shard
@@ -94,6 +94,8 @@ class Daemon:
     redactor: Redactor = field(default_factory=Redactor)
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     owned: dict[str, list[str]] = field(default_factory=dict)
+    progress: Progress = field(default_factory=Progress)
+    progress_interval: float = 30.0
     _active: set[SyncRun] = field(default_factory=set)
 
     def transport(self, events: Fanout) -> Transport:
@@ -159,14 +161,29 @@ class Daemon:
     # -- once --------------------------------------------------------------------------------
 
     async def once(self) -> SyncResult:
-        events = Fanout(self.metrics)
-        async with self.transport(events) as transport:
-            return await self.run_jobs(transport, events, self.jobs)
+        events = Fanout(self.metrics, self.progress)
+        ticker = asyncio.create_task(self._log_progress())
+        try:
+            async with self.transport(events) as transport:
+                return await self.run_jobs(transport, events, self.jobs)
+        finally:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
+
+    async def _log_progress(self) -> None:
+        """While blobs move, a log line every ``progress_interval`` seconds: long transfers show."""
+        while True:
+            await asyncio.sleep(self.progress_interval)
+            if self.progress.in_flight:
+                log.info("progress: %s", self.progress.render(),
+                         extra={"fields": {"bytes_read": self.progress.bytes_read,
+                                           "in_flight": self.progress.in_flight}})
 
     # -- serve -------------------------------------------------------------------------------
 
     async def serve(self) -> int:
-        events = Fanout(self.metrics)
+        events = Fanout(self.metrics, self.progress)
+        ticker = asyncio.create_task(self._log_progress())
         address = self.metrics_address or (self.config.metrics.address if self.config.metrics else None)
         server = HealthServer(self.metrics, address=address, shard_info=self.shard_info) if address else None
         loop = asyncio.get_running_loop()
@@ -208,6 +225,8 @@ class Daemon:
                 for task in late:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
         if server is not None:
             await server.stop()
         log.info("stopped")
