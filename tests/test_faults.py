@@ -274,12 +274,11 @@ def test_flipped_blob_bytes_are_never_accepted(registry_pair: Any, proxy_factory
     assert not blob_exists(dst, "mirror/web", victim)
     assert not manifest_exists(dst, "mirror/web", "v1")
     assert check_complete(dst, "mirror/web") == []
-    # The other blobs were copied; a later run (the path clean again) completes the image.
+    # A later run, the path clean again, completes the image.
     proxy.clear_faults()
     code, doc = copy(proxy, dst, tmp_path)
     assert_copied(src, dst, code, doc)
     assert len(proxy.select("GET", victim)) == 2  # the flipped read, then one in the second run
-    assert len(proxy.select("GET", "/blobs/sha256:")) == len(idx.blob_digests) + 1
 
 
 def test_flipped_manifest_bytes_are_refused(registry_pair: Any, proxy_factory: Any, tmp_path: Path) -> None:
