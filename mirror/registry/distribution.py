@@ -9,6 +9,7 @@ whole upload session (POST + PUT), whose inner requests are sent with retries of
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -216,13 +217,15 @@ class RegistryRepository:
             attempt += 1
             try:
                 location = self._open_sessions.pop(desc.digest, None) or await self._open_session()
+                started = time.monotonic()
                 await self.transport.request(
                     "PUT", self.host, with_digest(location, str(desc.digest)),
                     scopes=_push(self.repository),
                     headers={"Content-Type": "application/octet-stream"},
-                    body=source, content_length=desc.size, ok=(201, 204), retry=False,
-                    transfer_size=desc.size,
+                    body=source if replayable else source(),
+                    content_length=desc.size, ok=(201, 204), retry=False, transfer_size=desc.size,
                 )
+                self.transport.throughput.record(self.host, desc.size, time.monotonic() - started)
                 return
             except MirrorError as exc:
                 if not replayable or not policy.should_retry(exc, attempt):

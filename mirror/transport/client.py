@@ -53,10 +53,15 @@ from mirror.types.reference import is_loopback_host
 USER_AGENT = f"mirror/{__version__}"
 CREDENTIAL_RECHECK = 60.0  # seconds a provider's answer is kept before it is asked again
 MAX_REDIRECTS = 5
-READ_CHUNK = 1024 * 1024
+READ_CHUNK = 4 * 1024 * 1024
 
 BodyFactory = Callable[[], AsyncIterator[bytes]]
-Body = bytes | BodyFactory | None
+# bytes and factories can be sent again (a factory re-opens its source); a bare iterator cannot.
+Body = bytes | BodyFactory | AsyncIterator[bytes] | None
+
+
+def _replayable(body: Body) -> bool:
+    return body is None or isinstance(body, bytes) or callable(body)
 
 
 @dataclass(frozen=True)
@@ -477,7 +482,9 @@ class Transport:
                     parse_retry_after(resp.headers.get("Retry-After"), self.clock()),
                 )
                 if resp.status == 401:
-                    error.temporary = False
+                    # A body that could not be sent again was refused with a stale token: the
+                    # token is dropped, and the caller may retry with a fresh read of its source.
+                    error.temporary = not _replayable(body)
                 raise error
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 failure = from_exception(exc, method, redact_url(str(url)))
@@ -532,8 +539,10 @@ class Transport:
             if resp.status == 401 and not rechallenged:
                 header = resp.headers.get("WWW-Authenticate", "")
                 challenge = pick_challenge(header)
-                replayable = body is None or isinstance(body, bytes) or callable(body)
-                if challenge is not None and replayable:
+                if challenge is not None and not _replayable(body):
+                    state.challenge = challenge
+                    self._tokens.invalidate((host, frozenset(scopes)))
+                if challenge is not None and _replayable(body):
                     await resp.read()
                     resp.release()
                     rechallenged = True
