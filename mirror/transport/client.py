@@ -53,7 +53,7 @@ from mirror.types.reference import is_loopback_host
 USER_AGENT = f"mirror/{__version__}"
 CREDENTIAL_RECHECK = 60.0  # seconds a provider's answer is kept before it is asked again
 MAX_REDIRECTS = 5
-READ_CHUNK = 4 * 1024 * 1024
+READ_CHUNK = 1024 * 1024
 
 BodyFactory = Callable[[], AsyncIterator[bytes]]
 # bytes and factories can be sent again (a factory re-opens its source); a bare iterator cannot.
