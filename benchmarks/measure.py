@@ -1,6 +1,10 @@
 """Measuring a tool run: wall time, peak RSS and CPU of its processes, and the requests it caused.
 
-Processes are reaped with ``os.wait4``, whose rusage gives each child's peak RSS and CPU time.
+Peak RSS and CPU come from each process's rusage as its parent reaps it (``wait4``). Linux
+starts an exec'd process's peak-RSS record at its parent's resident size at fork, so a tool
+started directly by this (large) Python process would report at least the harness's own RSS.
+Each command is therefore started under GNU ``time`` (a tiny parent) which reports the
+command's rusage; without it, ``os.wait4`` here is used and peaks are floored at our size.
 Requests are counted on the server side, identically for every tool: the access logs of the
 docker-registry servers involved (one line per request), read from an offset taken before the run.
 """
@@ -18,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.registries import AccessRecord, Registry
+
+GNU_TIME = "/usr/bin/time"
 
 _BLOB_GET = re.compile(r"^/v2/(?P<repo>.+)/blobs/(?P<digest>sha256:[a-f0-9]{64})$")
 
@@ -48,8 +54,11 @@ def run_measured(
     began = time.monotonic()
     try:
         prev = None
+        timed = os.access(GNU_TIME, os.X_OK)
         for i, cmd in enumerate(pipeline):
             last = i == len(pipeline) - 1
+            if timed:
+                cmd = [GNU_TIME, "-f", "%M %U %S", "-o", f"{out_path}.{i}.time", *cmd]
             proc = subprocess.Popen(
                 cmd,
                 stdin=prev.stdout if prev else subprocess.DEVNULL,
@@ -94,6 +103,17 @@ def run_measured(
                 p.wait()
         stdout.close()
         stderr.close()
+    if timed:
+        rss, cpu = 0, 0.0
+        for i in range(len(pipeline)):
+            path = Path(f"{out_path}.{i}.time")
+            try:
+                fields = path.read_text().strip().splitlines()[-1].split()
+                rss += int(fields[0]) * 1024
+                cpu += float(fields[1]) + float(fields[2])
+            except (OSError, IndexError, ValueError):
+                pass
+            path.unlink(missing_ok=True)
     out = Path(f"{out_path}.out").read_text(errors="replace")
     err = Path(f"{out_path}.err").read_text(errors="replace")
     Path(f"{out_path}.out").unlink()
