@@ -424,19 +424,34 @@ class Transport:
         retry: bool = True,
         transfer_size: int = 0,
     ) -> Reply:
-        """Send a request and read its (bounded) body; raise a typed error unless ``ok``."""
-        async with self.stream(
-            method, host, path, scopes=scopes, headers=headers, body=body,
-            content_length=content_length, ok=ok, retry=retry, transfer_size=transfer_size,
-        ) as resp:
-            data = await read_bounded(resp.content, max_body) if method != "HEAD" else b""
-            if len(data) > max_body:
-                raise RegistryError(
-                    f"{method} {redact_url(str(resp.url))}: response larger than {max_body} bytes",
-                    status=resp.status,
-                    temporary=False,
-                )
-            return Reply(resp.status, resp.headers, data, resp.url)
+        """Send a request and read its (bounded) body; raise a typed error unless ``ok``.
+
+        A body that breaks off while it is read (reset, timeout) is a temporary failure: the
+        request is sent again, like one that failed before its answer.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            where: str | URL = path
+            try:
+                async with self.stream(
+                    method, host, path, scopes=scopes, headers=headers, body=body,
+                    content_length=content_length, ok=ok, retry=retry, transfer_size=transfer_size,
+                ) as resp:
+                    where = resp.url
+                    data = await read_bounded(resp.content, max_body) if method != "HEAD" else b""
+                    if len(data) > max_body:
+                        raise RegistryError(
+                            f"{method} {redact_url(str(resp.url))}: response larger than {max_body} bytes",
+                            status=resp.status,
+                            temporary=False,
+                        )
+                    return Reply(resp.status, resp.headers, data, resp.url)
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                failure = from_exception(exc, method, redact_url(str(where)))
+                if not retry or not self.retry.should_retry(failure, attempt):
+                    raise failure from None
+                await self.backoff(host, attempt, failure)
 
     @contextlib.asynccontextmanager
     async def stream(
