@@ -373,3 +373,15 @@ def test_persistent_5xx_on_a_blob_read_is_retried_at_one_layer(registry_pair: An
     assert fault.fired == len(proxy.select("GET", victim)) == 5
     assert not manifest_exists(dst, "mirror/web", "v1")
     assert_nothing_incomplete(dst)
+
+
+def test_manifest_body_cut_short_is_fetched_again(registry_pair: Any, proxy_factory: Any,
+                                                  tmp_path: Path) -> None:
+    src, dst = registry_pair
+    idx = seed(src)
+    proxy = proxy_factory.start(src)
+    cut = proxy.add_fault(Truncate(100, times=2, method="GET", path=r"/manifests/"))
+    code, doc = copy(proxy, dst, tmp_path)
+    assert_copied(src, dst, code, doc)
+    assert cut.fired == 2
+    assert len(proxy.select("GET", "/manifests/")) == 1 + len(idx.children) + 2
