@@ -237,3 +237,19 @@ def test_missing_source_exits_1(registry_pair: Any, capsys: pytest.CaptureFixtur
     src, dst = registry_pair
     assert main(["copy", f"{src.host}/nope/nope:v1", f"{dst.host}/x:v1"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_one_read_for_several_destinations(registry_factory: Any, proxy_factory: Any, tmp_path: Path) -> None:
+    src, d1, d2 = registry_factory.start(), registry_factory.start(), registry_factory.start()
+    idx = push_index(src, "fan/out", "v1", ["linux/amd64", "linux/arm64"], layer_sizes=(300_000,))
+    proxy = proxy_factory.start(src)
+    out = tmp_path / "r.json"
+    assert copy(f"{proxy.host}/fan/out:v1", f"{d1.host}/a/out:v1", f"{d2.host}/b/out:v1",
+                f"{d2.host}/c/out:v1", f"oci:{tmp_path / 'layout'}:v1", "--report", str(out)) == 0
+    for dst, repo in ((d1, "a/out"), (d2, "b/out"), (d2, "c/out")):
+        assert fetch_manifest(dst, repo, "v1").digest == idx.digest
+    reads = proxy.select("GET", "/blobs/")
+    assert len(reads) == len(idx.blob_digests)  # each blob read once for four destinations
+    doc = report(out)
+    assert doc["totals"]["bytes_read"] == doc["totals"]["unique_blob_bytes"]
+    assert doc["totals"]["blobs_mounted"] == len(idx.blob_digests)  # c/out mounted from b/out

@@ -41,12 +41,15 @@ class CopyOptions:
     report: str | None = None
     quiet: bool = False
     concurrency: int = 8
+    more_destinations: list[str] = field(default_factory=list)
     create_repository: bool = False
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="HOST/PATH[:TAG|@DIGEST], oci:DIR[:TAG] or s3://BUCKET/PREFIX[:TAG]")
-    p.add_argument("destination", help="same forms as SOURCE; no tag means latest")
+    p.add_argument("destination", nargs="+",
+                   help="one or more destinations, same forms as SOURCE; no tag means latest. "
+                   "The source is read once for all of them")
     p.add_argument("--src-creds", metavar="USER:PASS",
                    help="credentials for the source registry (or $MIRROR_SRC_CREDS)")
     p.add_argument("--dest-creds", metavar="USER:PASS",
@@ -70,7 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def options_from(ns: argparse.Namespace) -> CopyOptions:
     return CopyOptions(
         source=ns.source,
-        destination=ns.destination,
+        destination=ns.destination[0],
+        more_destinations=ns.destination[1:],
         src_creds=ns.src_creds or os.environ.get("MIRROR_SRC_CREDS"),
         dest_creds=ns.dest_creds or os.environ.get("MIRROR_DEST_CREDS"),
         platforms=ns.platforms,
@@ -94,7 +98,7 @@ def build_provider(static: StaticProvider) -> CredentialProvider:
 
 async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]:
     src = parse_reference(opts.source)
-    dst = parse_reference(opts.destination)
+    dsts = [parse_reference(d) for d in [opts.destination, *opts.more_destinations]]
     platforms = tuple(Platform.parse(p) for p in opts.platforms)
     static = StaticProvider()
     hosts: dict[str, HostOptions] = {}
@@ -102,20 +106,22 @@ async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]
         hosts[validate_host(host)] = HostOptions(plain_http=True)
     if opts.src_creds and isinstance(src, ImageRef):
         static.add(src.api_host, parse_creds(opts.src_creds, "--src-creds"))
-    if opts.dest_creds and isinstance(dst, ImageRef):
-        static.add(dst.api_host, parse_creds(opts.dest_creds, "--dest-creds"))
+    for dst in dsts:
+        if opts.dest_creds and isinstance(dst, ImageRef):
+            static.add(dst.api_host, parse_creds(opts.dest_creds, "--dest-creds"))
     progress = Progress()
     sink = Fanout()
     if not opts.quiet:
         sink.add(progress)
     started = time.monotonic()
-    if opts.create_repository and isinstance(dst, ImageRef) and is_ecr_host(dst.host):
-        await ensure_repository(dst.host, dst.repository)
+    for dst in dsts:
+        if opts.create_repository and isinstance(dst, ImageRef) and is_ecr_host(dst.host):
+            await ensure_repository(dst.host, dst.repository)
     async with Transport(build_provider(static), options=hosts, events=sink) as transport:
         source = open_repository(src, transport)
-        dest = open_repository(dst, transport, create=True)
+        destinations = [Destination(open_repository(d, transport, create=True), d.reference) for d in dsts]
         engine = CopyEngine(events=sink, transfers=opts.concurrency)
-        task = CopyTask(source, src.reference, [Destination(dest, dst.reference)], platforms, opts.overwrite)
+        task = CopyTask(source, src.reference, destinations, platforms, opts.overwrite)
         if not opts.quiet:
             progress.start()
         try:
