@@ -31,6 +31,7 @@ from mirror.types.errors import (
     TransportError,
 )
 from mirror.types.manifest import Descriptor, parse_manifest
+from mirror.types.reference import validate_tag
 
 TAGS_PAGE = 1000
 MAX_LIST_BODY = 8 * 1024 * 1024
@@ -42,6 +43,16 @@ def _pull(repo: str) -> tuple[str, ...]:
 
 def _push(repo: str) -> tuple[str, ...]:
     return (f"repository:{repo}:pull,push",)
+
+
+def _reference(reference: str) -> str:
+    """A tag or digest, checked before it becomes part of a URL path: a tag listed by a hostile
+    registry (``../../other/manifests/x``, ``a?b``) must not reach another path or repository."""
+    if ":" in reference:
+        Digest.parse(reference)
+    else:
+        validate_tag(reference)
+    return reference
 
 
 class HttpBlobReader:
@@ -114,7 +125,7 @@ class RegistryRepository:
 
     async def head_manifest(self, reference: str) -> ManifestInfo | None:
         reply = await self.transport.request(
-            "HEAD", self.host, self._path("manifests", reference),
+            "HEAD", self.host, self._path("manifests", _reference(reference)),
             scopes=_pull(self.repository), headers={"Accept": mt.ACCEPT}, ok=(200, 404),
         )
         if reply.status == 404:
@@ -134,7 +145,7 @@ class RegistryRepository:
 
     async def get_manifest(self, reference: str) -> FetchedManifest:
         reply = await self.transport.request(
-            "GET", self.host, self._path("manifests", reference),
+            "GET", self.host, self._path("manifests", _reference(reference)),
             scopes=_pull(self.repository), headers={"Accept": mt.ACCEPT},
             max_body=mt.MAX_MANIFEST_BYTES,
         )
@@ -158,7 +169,7 @@ class RegistryRepository:
     async def put_manifest(self, reference: str, raw: bytes, media_type: str) -> None:
         try:
             await self.transport.request(
-                "PUT", self.host, self._path("manifests", reference),
+                "PUT", self.host, self._path("manifests", _reference(reference)),
                 scopes=_push(self.repository), headers={"Content-Type": media_type},
                 body=raw, content_length=len(raw), ok=(200, 201, 202, 204),
             )
@@ -170,7 +181,7 @@ class RegistryRepository:
 
     async def delete_manifest(self, reference: str) -> None:
         await self.transport.request(
-            "DELETE", self.host, self._path("manifests", reference),
+            "DELETE", self.host, self._path("manifests", _reference(reference)),
             scopes=(f"repository:{self.repository}:delete", *_push(self.repository)),
             ok=(200, 202, 204),
         )
