@@ -1,0 +1,228 @@
+"""An "evil registry": a small aiohttp server on loopback that answers exactly what a test tells it
+to, including what no honest registry would send (lying digests, wrong media types, endless
+bodies, Location/Link/realm headers pointing elsewhere). Own thread and event loop, like the
+proxy, so blocking tests and the `mirror` CLI can both talk to it.
+
+    evil = EvilRegistry().start()
+    digest = evil.manifest("app", "v1", body, OCI_MANIFEST)           # GET + HEAD by tag and digest
+    evil.blob("app", data)                                             # GET + HEAD of a blob
+    evil.answer("GET", "/v2/app/tags/list", Answer(200, {"Link": ...}, b'{"tags": []}'))
+    evil.requests                                                      # what was asked, in order
+
+Anything not configured is answered 404 with an OCI error body. `Answer.endless` streams a body
+with no Content-Length until the client goes away (bounded by ENDLESS_LIMIT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.support.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST
+
+ENDLESS_LIMIT = 64 * 1024 * 1024
+ENDLESS_CHUNK = 64 * 1024
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    endless: bool = False  # stream b"{" * ... with no Content-Length until the client leaves
+
+
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str  # with the query
+    headers: dict[str, str]
+
+    @property
+    def authorization(self) -> str | None:
+        return self.headers.get("Authorization")
+
+
+@dataclass(frozen=True)
+class EvilImage:
+    digest: str
+    manifest: bytes
+    blobs: tuple[tuple[str, bytes], ...]
+
+
+class EvilRegistry:
+    def __init__(self, *, challenge: str | None = None, accept: Callable[[str | None], bool] | None = None):
+        """`challenge`: a WWW-Authenticate value; every request whose Authorization `accept`
+        refuses is answered 401 with it (no challenge: everything is open)."""
+        self.challenge = challenge
+        self.accept = accept or (lambda _auth: True)
+        self.routes: dict[tuple[str, str], Answer | Handler] = {}
+        self.requests: list[Seen] = []
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.ServerRunner | None = None
+        self.port = 0
+        self.answer("GET", "/v2/", Answer(200, {"Docker-Distribution-Api-Version": "registry/2.0"}, b"{}"))
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    # -- configuration ---------------------------------------------------------------------------
+    def answer(self, method: str, path: str, answer: Answer | Handler) -> None:
+        """Answer `method path` (the path without its query) with `answer`."""
+        with self._lock:
+            self.routes[(method.upper(), path)] = answer
+
+    def manifest(self, repo: str, ref: str | None, body: bytes, media_type: str, *,
+                 digest_header: str | None = None, get: Answer | None = None) -> str:
+        """Serve `body` under the tag `ref` (when given) and under its digest, GET and HEAD.
+        `digest_header` overrides Docker-Content-Digest; `get` replaces the GET answer."""
+        digest = sha256(body)
+        headers = {"Content-Type": media_type, "Docker-Content-Digest": digest_header or digest}
+        for name in {digest, *([ref] if ref else [])}:
+            path = f"/v2/{repo}/manifests/{name}"
+            self.answer("GET", path, get or Answer(200, headers, body))
+            self.answer("HEAD", path, Answer(200, {**headers, "Content-Length": str(len(body))}))
+        return digest
+
+    def blob(self, repo: str, data: bytes, *, get: Answer | None = None) -> str:
+        digest = sha256(data)
+        path = f"/v2/{repo}/blobs/{digest}"
+        self.answer("GET", path, get or Answer(200, {"Content-Type": "application/octet-stream"}, data))
+        self.answer("HEAD", path, Answer(200, {"Content-Length": str(len(data))}))
+        return digest
+
+    def image(self, repo: str, tag: str | None, *, seed: str, layers: Sequence[bytes] | None = None,
+              media_type: str = OCI_MANIFEST, edit: Callable[[dict[str, Any]], None] | None = None,
+              ) -> EvilImage:
+        """A small valid image (config + layers served as blobs); `edit` may change the manifest
+        document before it is serialised (to make it hostile)."""
+        docker = "docker" in media_type
+        config = json.dumps({"architecture": "amd64", "os": "linux", "seed": seed}).encode()
+        layer_data = list(layers) if layers is not None else [f"{seed}-layer".encode() * 100]
+        blobs = [(self.blob(repo, config), config), *((self.blob(repo, d), d) for d in layer_data)]
+        doc: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "config": {"mediaType": DOCKER_CONFIG if docker else OCI_CONFIG, "digest": blobs[0][0],
+                       "size": len(config)},
+            "layers": [{"mediaType": DOCKER_LAYER if docker else OCI_LAYER, "digest": d, "size": len(b)}
+                       for d, b in blobs[1:]],
+        }
+        if edit is not None:
+            edit(doc)
+        body = json.dumps(doc, indent=2).encode()
+        return EvilImage(self.manifest(repo, tag, body, media_type), body, tuple(blobs))
+
+    def tags(self, repo: str, tags: list[str], link: str | None = None) -> None:
+        headers = {"Content-Type": "application/json", **({"Link": link} if link else {})}
+        body = json.dumps({"name": repo, "tags": tags}).encode()
+        self.answer("GET", f"/v2/{repo}/tags/list", Answer(200, headers, body))
+
+    def seen(self, method: str | None = None, part: str = "") -> list[Seen]:
+        with self._lock:
+            return [s for s in self.requests if (method is None or s.method == method) and part in s.path]
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> EvilRegistry:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._astart())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                if self._runner is not None:
+                    loop.run_until_complete(self._runner.cleanup())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="evil-registry", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise TimeoutError("evil registry did not start")
+        if failure:
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and thread.is_alive():
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=15)
+        self._thread = None
+
+    def __enter__(self) -> EvilRegistry:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def _astart(self) -> None:
+        server = web.Server(self._handle, access_log=None)
+        self._runner = web.ServerRunner(server, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
+        self.port = int(sockets[0].getsockname()[1])
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        with self._lock:
+            self.requests.append(Seen(request.method, request.path_qs, dict(request.headers)))
+            route = self.routes.get((request.method, request.path))
+        if request.can_read_body:
+            while await request.content.read(ENDLESS_CHUNK):
+                pass
+        if self.challenge is not None and not self.accept(request.headers.get("Authorization")):
+            return web.Response(status=401, headers={"WWW-Authenticate": self.challenge},
+                                body=b'{"errors":[{"code":"UNAUTHORIZED","message":"evil"}]}')
+        if route is None:
+            return web.Response(status=404, content_type="application/json",
+                                body=b'{"errors":[{"code":"NAME_UNKNOWN","message":"not here"}]}')
+        if not isinstance(route, Answer):
+            return await route(request)
+        if not route.endless:
+            return web.Response(status=route.status, headers=route.headers,
+                                body=None if request.method == "HEAD" else route.body)
+        response = web.StreamResponse(status=route.status, headers=route.headers)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        sent = 0
+        try:
+            while sent < ENDLESS_LIMIT:
+                await response.write(route.body or b"{" * ENDLESS_CHUNK)
+                sent += len(route.body) or ENDLESS_CHUNK
+        except (ConnectionError, RuntimeError):
+            return response
+        await response.write_eof()
+        return response

@@ -1,0 +1,344 @@
+"""Hostile and malformed input from a registry: each bad thing gets one clear error, and the run
+carries on with the rest.
+
+The source is an "evil registry" (tests/support/evil.py) on loopback that serves lying digests,
+wrong media types, descriptor sizes that do not match the bytes, nesting beyond the engine's
+limit, loops, unknown digest algorithms, oversize and endless bodies, invalid tags, and
+`Location`/`Link`/realm/redirect headers that point at other hosts or schemes. The destination,
+where there is one, is a real `docker-registry`, checked from outside afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from mirror.auth.credentials import Credential, StaticProvider
+from mirror.copy.engine import MAX_INDEX_DEPTH, CopyEngine, CopyTask, Destination
+from mirror.copy.results import ImageResult
+from mirror.daemon.cli import main
+from mirror.registry.distribution import RegistryRepository, list_catalog
+from mirror.transport.client import Transport
+from mirror.transport.retry import RetryPolicy
+from mirror.types import mediatypes as mt
+from mirror.types.digest import Digest
+from mirror.types.errors import AuthError, UnsafeRequest
+from mirror.types.manifest import MAX_INDEX_ENTRIES, Descriptor
+from tests.support.check import assert_complete
+from tests.support.evil import Answer, EvilRegistry, sha256
+from tests.support.images import fetch_manifest, list_tags
+from tests.support.images import list_catalog as registry_catalog
+
+USER, PASSWORD = "robot", "hostile-test-password"
+BASIC = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+REPO = "fleet/app"
+FAST = RetryPolicy(attempts=2, base=0.01, cap=0.05)
+
+
+@pytest.fixture
+def evil() -> Iterator[EvilRegistry]:
+    with EvilRegistry() as server:
+        yield server
+
+
+def index_of(children: list[tuple[str, bytes, str]], media_type: str = mt.OCI_INDEX) -> bytes:
+    doc = {"schemaVersion": 2, "mediaType": media_type,
+           "manifests": [{"mediaType": t, "digest": d, "size": len(b),
+                          "platform": {"os": "linux", "architecture": "amd64"}} for d, b, t in children]}
+    return json.dumps(doc).encode()
+
+
+def build_hostile_repo(evil: EvilRegistry) -> dict[str, str]:
+    """Tags of REPO -> the fragment its one error must contain ("" for the good ones)."""
+    expected: dict[str, str] = {}
+    evil.image(REPO, "good-1", seed="good-1")
+    evil.image(REPO, "good-2", seed="good-2", media_type=mt.DOCKER_MANIFEST)
+    expected.update({"good-1": "", "good-2": ""})
+
+    schema1 = json.dumps({"schemaVersion": 1, "name": REPO, "tag": "schema1", "fsLayers": []}).encode()
+    evil.manifest(REPO, "schema1", schema1, "application/vnd.docker.distribution.manifest.v1+prettyjws")
+    expected["schema1"] = "Docker schema 1 manifests are deprecated and not supported"
+
+    unknown = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.example.thing+json"}).encode()
+    evil.manifest(REPO, "unknown-type", unknown, "application/vnd.example.thing+json")
+    expected["unknown-type"] = "unsupported manifest media type 'application/vnd.example.thing+json'"
+
+    clash = evil.image(REPO, None, seed="clash")
+    evil.manifest(REPO, "type-clash", clash.manifest, mt.DOCKER_MANIFEST_LIST)
+    expected["type-clash"] = (f"manifest body says '{mt.OCI_MANIFEST}' but it was served as "
+                              f"'{mt.DOCKER_MANIFEST_LIST}'")
+
+    def grow(doc: dict[str, Any]) -> None:
+        doc["layers"][0]["size"] += 1000
+
+    def shrink(doc: dict[str, Any]) -> None:
+        doc["layers"][0]["size"] -= 10
+
+    for tag, edit, delta in (("size-long", grow, 1000), ("size-short", shrink, -10)):
+        digest, data = evil.image(REPO, tag, seed=tag, edit=edit).blobs[1]
+        expected[tag] = f"blob {Digest.parse(digest).short} size mismatch: expected {len(data) + delta} bytes"
+
+    liar = evil.image(REPO, None, seed="digest-lie")
+    fake = sha256(b"some other manifest")
+    evil.manifest(REPO, "digest-lie", liar.manifest, mt.OCI_MANIFEST, digest_header=fake)
+    evil.answer("GET", f"/v2/{REPO}/manifests/{fake}",
+                Answer(200, {"Content-Type": mt.OCI_MANIFEST}, liar.manifest))
+    expected["digest-lie"] = f"@{fake}: the registry served a manifest whose digest is {liar.digest}"
+
+    deep = evil.image(REPO, None, seed="deep")
+    level = (deep.digest, deep.manifest, mt.OCI_MANIFEST)
+    for _ in range(MAX_INDEX_DEPTH + 2):
+        body = index_of([level])
+        level = (evil.manifest(REPO, None, body, mt.OCI_INDEX), body, mt.OCI_INDEX)
+    evil.manifest(REPO, "deep", level[1], mt.OCI_INDEX)
+    expected["deep"] = f"index nesting deeper than {MAX_INDEX_DEPTH} levels"
+
+    # A loop: the index's child, fetched by its digest, is answered with the index itself.
+    child = sha256(b"the child the index names")
+    loop = index_of([(child, b"x" * 300, mt.OCI_INDEX)])
+    evil.manifest(REPO, "cycle", loop, mt.OCI_INDEX)
+    evil.answer("GET", f"/v2/{REPO}/manifests/{child}", Answer(200, {"Content-Type": mt.OCI_INDEX}, loop))
+    expected["cycle"] = f"@{child}: the registry served a manifest whose digest is {sha256(loop)}"
+
+    def md5(doc: dict[str, Any]) -> None:
+        doc["layers"][0]["digest"] = "md5:" + "0" * 32
+
+    evil.image(REPO, "md5-layer", seed="md5", edit=md5)
+    expected["md5-layer"] = "uses unsupported algorithm 'md5'"
+
+    sha1 = evil.image(REPO, None, seed="sha1")
+    evil.answer("HEAD", f"/v2/{REPO}/manifests/sha1-head",
+                Answer(200, {"Content-Type": mt.OCI_MANIFEST, "Docker-Content-Digest": "sha1:" + "a" * 40,
+                             "Content-Length": str(len(sha1.manifest))}))
+    expected["sha1-head"] = "bad Docker-Content-Digest"
+
+    huge = b'{"schemaVersion": 2, "layers": [' + b" " * (mt.MAX_MANIFEST_BYTES + 10) + b"]}"
+    evil.manifest(REPO, "huge", huge, mt.OCI_MANIFEST)
+    expected["huge"] = f"response larger than {mt.MAX_MANIFEST_BYTES} bytes"
+    endless = sha256(b"endless")
+    evil.answer("HEAD", f"/v2/{REPO}/manifests/endless",
+                Answer(200, {"Content-Type": mt.OCI_MANIFEST, "Docker-Content-Digest": endless}))
+    evil.answer("GET", f"/v2/{REPO}/manifests/{endless}",
+                Answer(200, {"Content-Type": mt.OCI_MANIFEST}, endless=True))
+    expected["endless"] = f"response larger than {mt.MAX_MANIFEST_BYTES} bytes"
+
+    wide = index_of([(sha256(str(i).encode()), b"{}", mt.OCI_MANIFEST) for i in range(MAX_INDEX_ENTRIES + 1)])
+    evil.manifest(REPO, "wide", wide, mt.OCI_INDEX)
+    expected["wide"] = f"index lists {MAX_INDEX_ENTRIES + 1} manifests: over {MAX_INDEX_ENTRIES}"
+
+    flood = f"endless-blob-layer-{'z' * 50}".encode() * 10
+    evil.image(REPO, "endless-blob", seed="endless-blob", layers=[flood])
+    evil.blob(REPO, flood, get=Answer(200, {"Content-Type": "application/octet-stream"}, endless=True))
+    expected["endless-blob"] = f"size mismatch: expected {len(flood)} bytes, got"
+
+    # Tags that would leave the repository's path: another source repository is served under it,
+    # so following it would copy that manifest into another destination repository.
+    evil.image("fleet/victim", "pwned", seed="victim")
+    for bad in ("../../victim/manifests/pwned", "a?mount=x", "-dash", "x" * 129):
+        expected[bad] = f"tag {bad!r} is not valid"
+    evil.tags(REPO, sorted(expected))
+    return expected
+
+
+def error_of(image: dict[str, Any]) -> str:
+    return str(image["error"] or "; ".join(d["error"] for d in image["destinations"] if d["error"]))
+
+
+def test_hostile_source_each_image_fails_alone(evil: EvilRegistry, registry: Any, tmp_path: Path) -> None:
+    expected = build_hostile_repo(evil)
+    evil.tags("fleet/linky", ["v1"],
+              link='<http://registry.invalid/v2/fleet/linky/tags/list?last=v1>; rel="next"')
+    evil.image("other/ok", "v1", seed="ok")
+    evil.tags("other/ok", ["v1"])
+    bad_names = ["other/../../etc", "other/UPPER", "other/a//b"]
+    evil.answer("GET", "/v2/_catalog", Answer(200, {}, json.dumps(
+        {"repositories": ["other/ok", *bad_names]}).encode()))
+    config = tmp_path / "sync.yaml"
+    config.write_text(f"""
+version: 1
+jobs:
+  - name: hostile
+    source: {evil.host}/{REPO}
+    destinations: [{registry.host}/mirror]
+  - name: linky
+    source: {evil.host}/fleet/linky
+    destinations: [{registry.host}/mirror]
+  - name: names
+    source: {evil.host}/other/*
+    destinations: [{registry.host}/names]
+""")
+    report = tmp_path / "report.json"
+    assert main(["sync", "--config", str(config), "--once", "--report", str(report)]) == 1
+    doc = json.loads(report.read_text())
+    images = {i["source"].split(f"{REPO}:", 1)[1]: i for i in doc["images"] if i["job"] == "hostile"}
+    assert sorted(images) == sorted(expected)
+    for tag, fragment in expected.items():
+        image = images[tag]
+        if not fragment:
+            assert image["status"] == "copied", image
+            continue
+        assert image["status"] == "failed", (tag, image)
+        assert fragment in error_of(image), (tag, error_of(image))
+    jobs = {j["name"]: j for j in doc["jobs"]}
+    assert jobs["hostile"]["failed"] == len(expected) - 2
+    assert not jobs["linky"]["ok"] and "pagination link points to another host" in jobs["linky"]["error"]
+    # Bad repository names from the catalog: one error each, the good repository still copied.
+    assert jobs["names"]["images"] == 1 and jobs["names"]["failed"] == 0
+    for name in bad_names:
+        assert f"repository {name!r}: component" in jobs["names"]["error"]
+    # Only the good images landed, complete; nothing was written anywhere else.
+    assert sorted(list_tags(registry, "mirror/app")) == ["good-1", "good-2"]
+    assert_complete(registry, "mirror/app")
+    assert registry_catalog(registry) == ["mirror/app", "names/ok"]
+    for tag in ("good-1", "good-2"):
+        served = fetch_manifest(registry, "mirror/app", tag)
+        assert served.digest == sha256(served.data)
+    allowed = ("/v2/fleet/app/", "/v2/fleet/linky/", "/v2/other/ok/", "/v2/_catalog?")
+    assert all(s.path.startswith(allowed) or s.path == "/v2/" for s in evil.requests), \
+        sorted({s.path for s in evil.requests})
+    assert not evil.seen(part="victim")
+
+
+# -- headers pointing elsewhere ----------------------------------------------------------------
+
+
+def transport_for(host: str, *, creds: bool = False) -> Transport:
+    provider = StaticProvider({host: Credential(username=USER, password=PASSWORD)} if creds else {})
+    return Transport(provider, retry=FAST)
+
+
+async def copy_within(evil: EvilRegistry, *, creds: bool = False) -> ImageResult:
+    """Copy `src/app:v1` to `dst/app:v1`, both on the evil registry."""
+    evil.image("src/app", "v1", seed="within")
+    async with transport_for(evil.host, creds=creds) as transport:
+        engine = CopyEngine(retry=FAST)
+        task = CopyTask(RegistryRepository(transport, evil.host, "src/app"), "v1",
+                        [Destination(RegistryRepository(transport, evil.host, "dst/app"), "v1")])
+        try:
+            [result] = await engine.run([task])
+        finally:
+            await engine.aclose()
+    return result
+
+
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "ftp://127.0.0.1:21/upload", "gopher://x/"])
+async def test_upload_location_with_another_scheme_is_refused(evil: EvilRegistry, location: str) -> None:
+    evil.answer("POST", "/v2/dst/app/blobs/uploads/", Answer(202, {"Location": location}))
+    result = await copy_within(evil)
+    assert not result.ok
+    scheme = location.split(":", 1)[0]
+    [dest] = result.destinations
+    assert f"refusing to follow a URL with scheme {scheme!r}" in dest.error and dest.error_kind == "unsafe"
+    assert not evil.seen("PUT")  # no blob body, no manifest went anywhere
+    uploads = [s for s in evil.seen("POST", "/v2/dst/app/blobs/uploads/") if "mount=" not in s.path]
+    assert len(uploads) == 2  # one per blob (after a mount answered the same way): no retry
+
+
+async def test_upload_location_on_another_host_gets_no_credentials(evil: EvilRegistry) -> None:
+    evil.challenge = 'Basic realm="evil"'
+    evil.accept = lambda auth: auth == BASIC
+    with EvilRegistry() as storage:
+        async def stored(request: web.BaseRequest) -> web.StreamResponse:
+            return web.Response(status=201)
+
+        # `localhost` reaches the same loopback server as 127.0.0.1 but is another host.
+        target = f"http://localhost:{storage.port}/upload/session-1?_state=opaque"
+        evil.answer("POST", "/v2/dst/app/blobs/uploads/", Answer(202, {"Location": target}))
+        storage.answer("PUT", "/upload/session-1", stored)
+        evil.answer("PUT", "/v2/dst/app/manifests/v1", Answer(201))
+        result = await copy_within(evil, creds=True)
+        assert result.ok, result
+        puts = storage.seen("PUT")
+        assert len(puts) == 2 and all(p.authorization is None for p in puts)
+        assert all(p.path.startswith("/upload/session-1?_state=opaque&digest=sha256:") for p in puts)
+    assert [s.path for s in evil.seen() if s.authorization != BASIC] == ["/v2/"]  # the first ping only
+    assert [s.authorization for s in evil.seen("PUT", "/manifests/v1")] == [BASIC]
+
+
+@pytest.mark.parametrize("link", [
+    '<http://registry.invalid/v2/_catalog?last=a>; rel="next"',
+    '<https://{host}/v2/_catalog?last=a>; rel="next"',
+    '<ftp://{host}/v2/_catalog?last=a>; rel="next"',
+])
+async def test_catalog_link_to_another_host_or_scheme_is_refused(evil: EvilRegistry, link: str) -> None:
+    evil.answer("GET", "/v2/_catalog", Answer(200, {"Link": link.format(host=evil.host)},
+                                              b'{"repositories": ["a"]}'))
+    async with transport_for(evil.host) as transport:
+        with pytest.raises(UnsafeRequest, match="pagination link points to another host"):
+            await list_catalog(transport, evil.host)
+    assert len(evil.seen("GET", "/v2/_catalog")) == 1
+
+
+async def test_relative_catalog_link_is_followed(evil: EvilRegistry) -> None:
+    evil.answer("GET", "/v2/_catalog", Answer(200, {"Link": '</v2/next-page?last=a>; rel="next"'},
+                                              b'{"repositories": ["a"]}'))
+    evil.answer("GET", "/v2/next-page", Answer(200, {}, b'{"repositories": ["b"]}'))
+    async with transport_for(evil.host) as transport:
+        assert await list_catalog(transport, evil.host) == ["a", "b"]
+
+
+@pytest.mark.parametrize("realm", ["file:///etc/passwd", "ftp://127.0.0.1/token", "javascript:alert(1)", ""])
+async def test_token_realm_with_another_scheme_is_refused(evil: EvilRegistry, realm: str) -> None:
+    evil.challenge = f'Bearer realm="{realm}",service="evil"'
+    evil.accept = lambda auth: False
+    async with transport_for(evil.host, creds=True) as transport:
+        with pytest.raises(AuthError, match="sent a bearer challenge without a usable realm"):
+            await RegistryRepository(transport, evil.host, "src/app").head_manifest("v1")
+
+
+async def test_plain_http_realm_on_a_remote_host_gets_no_credentials(
+    evil: EvilRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused before anything is sent: no name is even resolved for the realm's host."""
+    import aiohttp.connector
+
+    resolved: list[str] = []
+    original = aiohttp.connector.TCPConnector._resolve_host
+
+    async def recording(self: Any, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        resolved.append(host)
+        if host not in ("127.0.0.1", "localhost"):
+            raise AssertionError(f"tried to resolve {host}")
+        return await original(self, host, port, *args, **kwargs)
+
+    monkeypatch.setattr(aiohttp.connector.TCPConnector, "_resolve_host", recording)
+    evil.challenge = 'Bearer realm="http://auth.registry.invalid/token",service="evil"'
+    evil.accept = lambda auth: False
+    async with transport_for(evil.host, creds=True) as transport:
+        with pytest.raises(UnsafeRequest, match=r"refusing to send credentials for 127\.0\.0\.1:\d+ over "
+                                                r"plain HTTP to auth\.registry\.invalid"):
+            await RegistryRepository(transport, evil.host, "src/app").head_manifest("v1")
+    assert "auth.registry.invalid" not in resolved
+    assert all(s.authorization is None for s in evil.requests)
+
+
+async def test_redirect_chain_longer_than_the_limit_is_refused(evil: EvilRegistry) -> None:
+    data = b"blob behind many redirects"
+    digest = sha256(data)
+    hops = 8
+    evil.answer("GET", f"/v2/src/app/blobs/{digest}", Answer(307, {"Location": "/hop/1"}))
+    for i in range(1, hops):
+        evil.answer("GET", f"/hop/{i}", Answer(302, {"Location": f"/hop/{i + 1}"}))
+    evil.answer("GET", f"/hop/{hops}", Answer(200, {}, data))
+    async with transport_for(evil.host) as transport:
+        repo = RegistryRepository(transport, evil.host, "src/app")
+        with pytest.raises(UnsafeRequest, match="more than 5 redirects"):
+            await repo.open_blob(Descriptor("application/octet-stream", Digest.parse(digest), len(data)))
+    assert len(evil.seen("GET", "/hop/")) == 5  # the limit, then it stopped: no retry of an unsafe answer
+
+
+@pytest.mark.parametrize("location", ["ftp://127.0.0.1/blob", "data:text/plain,hello", "//"])
+async def test_blob_redirect_to_another_scheme_is_refused(evil: EvilRegistry, location: str) -> None:
+    data = b"blob"
+    digest = sha256(data)
+    evil.answer("GET", f"/v2/src/app/blobs/{digest}", Answer(307, {"Location": location}))
+    async with transport_for(evil.host) as transport:
+        repo = RegistryRepository(transport, evil.host, "src/app")
+        with pytest.raises(UnsafeRequest):
+            await repo.open_blob(Descriptor("application/octet-stream", Digest.parse(digest), len(data)))
