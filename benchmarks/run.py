@@ -317,6 +317,7 @@ def scenario_fleet(ctx: Context) -> dict[str, Any]:
         dst = ctx.regs.start()
         for phase, into in (("cold", cold), ("warm", warm)):
             watch = TrafficWatch(src, [dst])
+            cpu0 = src.cpu_seconds() + dst.cpu_seconds()
             if tool == "mirror":
                 cfg = mirror_sync_config(ctx.tmp / f"fleet-{i}.yaml", src, [dst], spec.prefix)
                 report = ctx.tmp / f"fleet-{i}-{phase}.json"
@@ -345,6 +346,7 @@ def scenario_fleet(ctx: Context) -> dict[str, Any]:
                 stats = run_measured(ctx.skopeo.wrap(argv, f"fleet-{i}"), timeout=3600)
                 extra = {}
             traffic = watch.collect()
+            extra["registry_cpu"] = round(src.cpu_seconds() + dst.cpu_seconds() - cpu0, 2)
             ok = stats.returncode == 0 and (phase == "warm" or check_copied(dst, images, as_mirror_repo))
             into.append(sample(tool, stats, traffic, ok, **extra))
             say(
@@ -378,6 +380,7 @@ def scenario_fanout(ctx: Context) -> dict[str, Any]:
     for i, tool in enumerate(alternate(["mirror", "skopeo sync x3"], ctx.runs)):
         dests = [ctx.regs.start() for _ in range(3)]
         watch = TrafficWatch(src, dests)
+        cpu0 = sum(r.cpu_seconds() for r in [src, *dests])
         if tool == "mirror":
             cfg = mirror_sync_config(ctx.tmp / f"fanout-{i}.yaml", src, dests, spec.prefix)
             stats = run_measured(
@@ -400,8 +403,9 @@ def scenario_fanout(ctx: Context) -> dict[str, Any]:
                 parts.append(" ".join(_sh(a) for a in ctx.skopeo.wrap(argv, f"fanout-{i}")))
             stats = run_measured(["sh", "-c", " && ".join(parts)], timeout=3600)
         traffic = watch.collect()
+        registry_cpu = round(sum(r.cpu_seconds() for r in [src, *dests]) - cpu0, 2)
         ok = stats.returncode == 0 and all(check_copied(d, images, as_mirror_repo) for d in dests)
-        samples.append(sample(tool, stats, traffic, ok))
+        samples.append(sample(tool, stats, traffic, ok, registry_cpu=registry_cpu))
         say(f"    {tool}: {stats.wall:.2f}s, source bytes {traffic.source_blob_get_bytes / MiB:.0f} MiB")
         for d in dests:
             d.destroy()
@@ -819,9 +823,9 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{doc['runs']} alternating runs per tool, medians{' (quick sizes)' if doc['quick'] else ''}; "
         f"load average {doc['load_start']:.1f} at start, {doc['load_end']:.1f} at end.",
         "",
-        "| scenario | tool | wall s | vs peer | peak RSS | CPU s | requests | source bytes read "
-        "| unique bytes | dup blob GETs |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | tool | wall s | vs peer | peak RSS | CPU s | registries CPU s | requests "
+        "| source bytes read | unique bytes | dup blob GETs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     res = doc["results"]
     for scn in ("fleet-cold", "fleet-warm", "fan-out", "big-blob"):
@@ -835,7 +839,8 @@ def markdown(doc: dict[str, Any]) -> str:
             ratio = row["wall"] / tools[peer]["wall"] if name != peer else 1.0
             lines.append(
                 f"| {scn} | {name}{'' if row['ok'] else ' (FAILED)'} | {row['wall']:.2f} | {ratio:.2f} | "
-                f"{_mb(row['peak_rss'])} | {row['cpu']:.1f} | {int(row.get('requests', 0))} | "
+                f"{_mb(row['peak_rss'])} | {row['cpu']:.1f} | {row.get('registry_cpu', 0):.1f} | "
+                f"{int(row.get('requests', 0))} | "
                 f"{_mb(row.get('source_blob_get_bytes', 0))} | {_mb(unique)} | "
                 f"{int(row.get('duplicate_source_blob_gets', 0))} |"
             )
