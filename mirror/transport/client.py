@@ -37,7 +37,7 @@ from mirror.transport.limits import RateLimiter
 from mirror.transport.retry import RetryPolicy, parse_retry_after
 from mirror.transport.throughput import ThroughputMeter
 from mirror.transport.tokens import Token, TokenCache, parse_token_response
-from mirror.transport.urls import check_same_scheme_family, host_of
+from mirror.transport.urls import check_same_scheme_family, credentials_allowed, host_of, ping_schemes
 from mirror.types import events as ev
 from mirror.types.clock import Clock, system_clock
 from mirror.types.errors import (
@@ -48,7 +48,6 @@ from mirror.types.errors import (
     UnsafeRequest,
 )
 from mirror.types.events import Event, EventSink
-from mirror.types.reference import is_loopback_host
 
 USER_AGENT = f"mirror/{__version__}"
 CREDENTIAL_RECHECK = 60.0  # seconds a provider's answer is kept before it is asked again
@@ -205,11 +204,7 @@ class Transport:
 
     async def _ping(self, host: str, state: _HostState) -> None:
         opts = state.options
-        schemes = ["https"]
-        if opts.plain_http:
-            schemes = ["http"]
-        elif is_loopback_host(host):
-            schemes = ["https", "http"]  # as docker does for loopback registries
+        schemes = ping_schemes(host, opts.plain_http)
         last: MirrorError | None = None
         for scheme in schemes:
             url = URL.build(scheme=scheme, authority=host, path="/v2/")
@@ -281,7 +276,7 @@ class Transport:
                 self.on_secret(secret)
 
     def _check_credentials_safe(self, host: str, target: URL) -> None:
-        if target.scheme == "http" and not is_loopback_host(host_of(target)):
+        if not credentials_allowed(target):
             raise UnsafeRequest(
                 f"refusing to send credentials for {host} over plain HTTP to "
                 f"{target.host}: serve the registry over https (plain HTTP with credentials is "

@@ -22,6 +22,23 @@ def host_of(url: URL) -> str:
     return host
 
 
+def ping_schemes(host: str, plain_http: bool = False) -> tuple[str, ...]:
+    """The schemes tried for a registry, in order: https only; http only when plain HTTP was
+    opted in for the host; https then http for a loopback host (as docker does)."""
+    if plain_http:
+        return ("http",)
+    if is_loopback_host(host):
+        return ("https", "http")
+    return ("https",)
+
+
+def credentials_allowed(target: URL) -> bool:
+    """Whether credentials may be sent to ``target``: over https, or plain HTTP to loopback."""
+    if target.scheme == "https":
+        return True
+    return target.scheme == "http" and is_loopback_host(host_of(target))
+
+
 def resolve_location(base: URL, location: str) -> URL:
     """Resolve a (possibly relative) Location against the request URL, keeping its query."""
     target = base.join(URL(location, encoded=True))
