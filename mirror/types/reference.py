@@ -9,6 +9,7 @@ Forms accepted:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, replace
 
@@ -247,9 +248,17 @@ def parse_repository(text: str) -> ImageRef:
 
 
 def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (``name[:port]`` or ``[v6][:port]``) is this machine: ``localhost``, an
+    IPv4 address in 127.0.0.0/8, or ``::1``. A DNS name that only starts with ``127.`` (say
+    ``127.example.com``) can resolve anywhere and is not loopback."""
     name = host
     if name.startswith("["):
         name = name[1 : name.find("]")]
-    elif ":" in name:
+    elif name.count(":") == 1:
         name = name.rsplit(":", 1)[0]
-    return name in ("localhost", "::1") or name.startswith("127.")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
