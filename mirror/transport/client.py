@@ -219,8 +219,10 @@ class Transport:
                     self._count(host, "GET", resp.status)
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                     last = from_exception(exc, "GET", str(url))
-                    if len(schemes) > 1 and scheme == "https":
-                        break  # try plain http on loopback
+                    if len(schemes) > 1 and scheme == "https" and not isinstance(
+                        exc, aiohttp.ClientConnectorCertificateError
+                    ):
+                        break  # try plain http on loopback, unless it speaks TLS with a bad certificate
                     if self.retry.should_retry(last, attempt):
                         await self.backoff(host, attempt, last)
                         continue

@@ -58,7 +58,10 @@ def from_exception(exc: BaseException, method: str, url: str) -> MirrorError:
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return TransportError(f"{method} {url}: timed out")
     if isinstance(exc, aiohttp.ClientSSLError):
-        err = TransportError(f"{method} {url}: TLS error: {exc}")
+        hint = ""
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            hint = " (a registry with a certificate from a private CA needs ca_file set for its host)"
+        err = TransportError(f"{method} {url}: TLS error: {exc}{hint}")
         err.temporary = False
         return err
     if isinstance(exc, aiohttp.ClientError | OSError):
