@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from mirror.auth.credentials import Credential, CredentialProvider, StaticProvider
+from mirror.auth.redact import RedactingProvider, Redactor
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.results import ImageResult, RunStats
 from mirror.daemon.progress import Progress
@@ -43,6 +44,9 @@ class CopyOptions:
     concurrency: int = 8
     more_destinations: list[str] = field(default_factory=list)
     create_repository: bool = False
+    # Learns every credential and token used, so the report and summary never repeat one
+    # (a registry may quote them back in an error message).
+    redactor: Redactor = field(default_factory=Redactor, repr=False)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -109,6 +113,9 @@ async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]
     for dst in dsts:
         if opts.dest_creds and isinstance(dst, ImageRef):
             static.add(dst.api_host, parse_creds(opts.dest_creds, "--dest-creds"))
+    for flag, text in (("--src-creds", opts.src_creds), ("--dest-creds", opts.dest_creds)):
+        if text:
+            opts.redactor.add_credential(parse_creds(text, flag))
     progress = Progress()
     sink = Fanout()
     if not opts.quiet:
@@ -117,7 +124,8 @@ async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]
     for dst in dsts:
         if opts.create_repository and isinstance(dst, ImageRef) and is_ecr_host(dst.host):
             await ensure_repository(dst.host, dst.repository)
-    async with Transport(build_provider(static), options=hosts, events=sink) as transport:
+    provider = RedactingProvider(build_provider(static), opts.redactor)
+    async with Transport(provider, options=hosts, events=sink, on_secret=opts.redactor.add) as transport:
         source = open_repository(src, transport)
         destinations = [Destination(open_repository(d, transport, create=True), d.reference) for d in dsts]
         engine = CopyEngine(events=sink, transfers=opts.concurrency)
@@ -138,8 +146,8 @@ async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]
 
 def finish(opts: CopyOptions, code: int, results: list[ImageResult], stats: RunStats) -> int:
     if opts.report:
-        write_report(opts.report, build_report("copy", results, stats))
+        write_report(opts.report, build_report("copy", results, stats), redact=opts.redactor.redact)
     if not opts.quiet or code:
         for line in summary_lines(results, stats):
-            print(line, file=sys.stderr)
+            print(opts.redactor.redact(line), file=sys.stderr)
     return code
