@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import ssl
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -65,9 +66,12 @@ class EvilImage:
 
 
 class EvilRegistry:
-    def __init__(self, *, challenge: str | None = None, accept: Callable[[str | None], bool] | None = None):
+    def __init__(self, *, challenge: str | None = None, accept: Callable[[str | None], bool] | None = None,
+                 ssl_context: ssl.SSLContext | None = None):
         """`challenge`: a WWW-Authenticate value; every request whose Authorization `accept`
-        refuses is answered 401 with it (no challenge: everything is open)."""
+        refuses is answered 401 with it (no challenge: everything is open). `ssl_context`:
+        serve HTTPS with it."""
+        self.ssl_context = ssl_context
         self.challenge = challenge
         self.accept = accept or (lambda _auth: True)
         self.routes: dict[tuple[str, str], Answer | Handler] = {}
@@ -85,7 +89,7 @@ class EvilRegistry:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}"
 
     # -- configuration ---------------------------------------------------------------------------
     def answer(self, method: str, path: str, answer: Answer | Handler) -> None:
@@ -191,7 +195,7 @@ class EvilRegistry:
         server = web.Server(self._handle, access_log=None)
         self._runner = web.ServerRunner(server, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
         await site.start()
         sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
         self.port = int(sockets[0].getsockname()[1])
