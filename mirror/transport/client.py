@@ -37,7 +37,13 @@ from mirror.transport.limits import RateLimiter
 from mirror.transport.retry import RetryPolicy, parse_retry_after
 from mirror.transport.throughput import ThroughputMeter
 from mirror.transport.tokens import Token, TokenCache, parse_token_response
-from mirror.transport.urls import check_same_scheme_family, credentials_allowed, host_of, ping_schemes
+from mirror.transport.urls import (
+    credentials_allowed,
+    host_of,
+    parse_url,
+    ping_schemes,
+    resolve_location,
+)
 from mirror.types import events as ev
 from mirror.types.clock import Clock, system_clock
 from mirror.types.errors import (
@@ -292,7 +298,10 @@ class Transport:
         now = self.clock()
         if cred is not None and cred.registry_token:
             return Token(cred.registry_token, now, cred.expires_at or now + 3600 * 24 * 365)
-        realm = URL(challenge.realm) if challenge.realm else None
+        try:
+            realm = parse_url(challenge.realm) if challenge.realm else None
+        except UnsafeRequest:
+            realm = None
         if realm is None or realm.scheme not in ("http", "https") or not realm.host:
             raise AuthError(f"{host} sent a bearer challenge without a usable realm")
         scope_list = sorted(scopes) if scopes else list(challenge.scopes)
@@ -582,8 +591,7 @@ class Transport:
             if not location:
                 return resp
             resp.release()
-            target = url.join(URL(location, encoded=True))
-            check_same_scheme_family(url, target)
+            target = resolve_location(url, location)
             if host_of(target) != host_of(url) or target.scheme != url.scheme:
                 headers = CIMultiDict((k, v) for k, v in headers.items() if k.lower() != "authorization")
             url = target

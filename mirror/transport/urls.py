@@ -39,9 +39,37 @@ def credentials_allowed(target: URL) -> bool:
     return target.scheme == "http" and is_loopback_host(host_of(target))
 
 
+def _checked(url: URL, text: str) -> URL:
+    try:  # yarl finds some faults (bad port, bad IPv6 literal) only when the parts are read
+        str(url)
+        _ = url.port, url.host
+    except (ValueError, TypeError) as exc:
+        raise UnsafeRequest(f"malformed URL {text[:200]!r}: {exc}") from None
+    return url
+
+
+def parse_url(text: str) -> URL:
+    """``text`` as a URL; a malformed one (as a hostile registry may send) is refused."""
+    try:
+        url = URL(text, encoded=True)
+    except (ValueError, TypeError) as exc:
+        raise UnsafeRequest(f"malformed URL {text[:200]!r}: {exc}") from None
+    return _checked(url, text)
+
+
+def join_url(base: URL, text: str) -> URL:
+    """``text`` (absolute or relative) resolved against ``base``; a malformed one is refused."""
+    target = parse_url(text)
+    try:
+        joined = base.join(target)
+    except (ValueError, TypeError) as exc:
+        raise UnsafeRequest(f"malformed URL {text[:200]!r}: {exc}") from None
+    return _checked(joined, text)
+
+
 def resolve_location(base: URL, location: str) -> URL:
     """Resolve a (possibly relative) Location against the request URL, keeping its query."""
-    target = base.join(URL(location, encoded=True))
+    target = join_url(base, location)
     check_same_scheme_family(base, target)
     return target
 
@@ -67,7 +95,7 @@ def next_link(base: URL, header: str | None) -> URL | None:
     for match in _LINK.finditer(header):
         target, params = match.group(1), match.group(2)
         if re.search(r'rel\s*=\s*"?next"?', params):
-            url = base.join(URL(target, encoded=True))
+            url = join_url(base, target)
             if host_of(url) != host_of(base) or url.scheme != base.scheme:
                 raise UnsafeRequest(f"pagination link points to another host: {url.with_query(None)}")
             return url
