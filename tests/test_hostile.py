@@ -410,3 +410,28 @@ def test_a_listed_tag_either_validates_or_is_refused_before_any_request(tag: str
         assert repr(tag) in exc.message
         return
     assert not {"/", "?", "#", "%", ":"} & set(tag) and not tag.startswith((".", "-"))
+
+
+# -- config files with bad types ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("concurrency: many\n", "concurrency: expected a whole number, got 'many'"),
+    ("registries:\n  r.example.com: {plain_http: maybe}\n",
+     'registries["r.example.com"].plain_http: expected true or false, got \'maybe\''),
+    ("registries:\n  r.example.com: {ca_file: 5}\n", 'registries["r.example.com"].ca_file: expected text'),
+    ("registries:\n  'bad host!': {}\n", "registry host 'bad host!' is not a valid host name"),
+    ("jobs:\n  - {name: a, source: r.example.com/a, destinations: 7}\n",
+     "jobs[0].destinations: expected a list, got 7"),
+    ("jobs:\n  - {name: a, source: r.example.com/a, destinations: [d.example.com/x],\n"
+     "     tags: {latest: 1e400}}\n",
+     "jobs[0].tags.latest: expected a whole number"),
+    ("a: &a [*a]\n", "nested more than 50 levels deep"),
+])
+def test_config_with_bad_types_is_one_clear_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        text: str, message: str) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("version: 1\n" + text)
+    assert main(["sync", "--config", str(config), "--once"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
