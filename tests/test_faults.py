@@ -104,7 +104,8 @@ def test_error_bursts_on_the_destination(registry_pair: Any, proxy_factory: Any,
     assert [f.fired for f in faults] == [2, 2, 2, 2]
     # A refused blob PUT carried a whole body; the retry sent it again in full, with Content-Length.
     puts = proxy.select("PUT", "/blobs/uploads/")
-    assert all(not r.chunked and r.content_length is not None for r in puts)
+    assert all(not r.chunked and r.content_length == r.body_bytes for r in puts)
+    assert sum(1 for r in puts if r.status == 503) == 2
 
 
 def test_persistent_5xx_fails_cleanly(registry_pair: Any, proxy_factory: Any, tmp_path: Path) -> None:
