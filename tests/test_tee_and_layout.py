@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,3 +153,27 @@ async def test_layout_put_blob_rejects_wrong_bytes(tmp_path: Path) -> None:
         await layout.put_blob(desc, wrong, replayable=True)
     assert not await layout.has_blob(desc.digest)
     assert not list((tmp_path / "l" / "blobs" / "sha256").iterdir())
+
+
+async def test_an_unexpected_error_fails_one_image_not_the_run(tmp_path: Path) -> None:
+    src = OciLayout(tmp_path / "src", create=True)
+    await push_demo_image(src, "good")
+    await push_demo_image(src, "bad", note="other")
+
+    class Flaky(OciLayout):
+        async def head_manifest(self, reference: str) -> Any:
+            if reference == "bad":
+                raise KeyError("a bug")
+            return await super().head_manifest(reference)
+
+    flaky = Flaky(tmp_path / "src")
+    dst = OciLayout(tmp_path / "dst", create=True)
+    good, bad = await CopyEngine().run(
+        [
+            CopyTask(flaky, "good", [Destination(dst, "good")]),
+            CopyTask(flaky, "bad", [Destination(dst, "bad")]),
+        ]
+    )
+    assert good.status == "copied"
+    assert bad.status == "failed" and bad.error_kind == "internal" and "KeyError" in bad.error
+    assert await dst.list_tags() == ["good"]

@@ -19,6 +19,7 @@ Every step emits an event; the engine itself knows nothing of metrics, reports o
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -43,6 +44,8 @@ from mirror.types.events import Event, EventSink
 from mirror.types.manifest import Descriptor, Manifest, Platform, filter_index, parse_manifest
 
 MAX_INDEX_DEPTH = 4
+
+log = logging.getLogger("mirror")
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,10 @@ class CopyEngine:
                 plan.manifests = [(str(m.digest), m) for m in ordered[:-1]]
                 plan.manifests.append((plan.dest.reference, ordered[-1]))
             resolved.plans = [p for p in resolved.plans if not p.result.error]
-        except MirrorError as exc:
+        except Exception as caught:  # one image's failure, whatever it is, never ends the run
+            exc = _as_mirror(caught)
+            if not isinstance(caught, MirrorError):
+                log.exception("unexpected error resolving %s", task.display)
             result.error, result.error_kind = exc.message, exc.kind
             for plan in resolved.plans:
                 _fail(plan.result, exc)
@@ -458,7 +464,9 @@ class CopyEngine:
             self.stats.blobs_pushed += dres.blobs_pushed
             self.stats.blobs_mounted += dres.blobs_mounted
             self.stats.blobs_skipped += dres.blobs_skipped
-        except MirrorError as exc:
+        except Exception as exc:  # one destination's failure, whatever it is, never ends the run
+            if not isinstance(exc, MirrorError):
+                log.exception("unexpected error copying to %s", plan.dest.display)
             _fail(dres, exc)
             if isinstance(exc, RegistryError) and exc.kind == "tag_conflict":
                 dres.status = r.CONFLICT
@@ -499,7 +507,11 @@ def _temporary(error: BaseException) -> bool:
 
 
 def _as_mirror(error: BaseException) -> MirrorError:
-    return error if isinstance(error, MirrorError) else MirrorError(str(error))
+    if isinstance(error, MirrorError):
+        return error
+    wrapped = MirrorError(f"internal error: {type(error).__name__}: {error}")
+    wrapped.kind = "internal"
+    return wrapped
 
 
 def _kind(error: BaseException) -> str:
