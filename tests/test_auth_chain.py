@@ -99,8 +99,14 @@ async def test_describe_walks_the_chain() -> None:
     token = Credential(
         "oauth2accesstoken", "ya29.describe-secret", expires_at=clock() + 3540, provider="google (x)"
     )
-    chain = ChainProvider([Fixed("static"), Fixed("docker-config", Credential()), Fixed("google", token),
-                           Fixed("ecr", error=AssertionError("never asked"))])
+    chain = ChainProvider(
+        [
+            Fixed("static"),
+            Fixed("docker-config", Credential()),
+            Fixed("google", token),
+            Fixed("ecr", error=AssertionError("never asked")),
+        ]
+    )
     d = await describe("gcr.io", chain, clock=clock)
     assert d.answered_by == "google (x)"
     assert d.kind == "OAuth2 access token"
@@ -108,7 +114,9 @@ async def test_describe_walks_the_chain() -> None:
     assert d.expires_at == clock() + 3540 and d.remaining == 3540
     assert not d.non_expiring and not d.anonymous
     assert [(c.provider, c.outcome) for c in d.consulted] == [
-        ("static", "nothing"), ("docker-config", "anonymous"), ("google", "answered")
+        ("static", "nothing"),
+        ("docker-config", "anonymous"),
+        ("google", "answered"),
     ]
     text = format_description(d)
     assert "provider:    google (x)" in text

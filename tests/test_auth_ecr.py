@@ -33,10 +33,20 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Test credentials only; no shared files, no instance metadata, no proxy."""
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "HTTP_PROXY", "HTTPS_PROXY",
-                 "http_proxy", "https_proxy"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_ROLE_ARN",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key-id")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
@@ -73,10 +83,14 @@ def recording_session() -> tuple[AioSession, Recorder]:
     ("host", "expected"),
     [
         (f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com", EcrHost(ACCOUNT, "eu-west-1", False, "amazonaws.com")),
-        (f"{ACCOUNT}.dkr.ecr.cn-north-1.amazonaws.com.cn",
-         EcrHost(ACCOUNT, "cn-north-1", False, "amazonaws.com.cn")),
-        (f"{ACCOUNT}.dkr.ecr-fips.us-east-1.amazonaws.com",
-         EcrHost(ACCOUNT, "us-east-1", True, "amazonaws.com")),
+        (
+            f"{ACCOUNT}.dkr.ecr.cn-north-1.amazonaws.com.cn",
+            EcrHost(ACCOUNT, "cn-north-1", False, "amazonaws.com.cn"),
+        ),
+        (
+            f"{ACCOUNT}.dkr.ecr-fips.us-east-1.amazonaws.com",
+            EcrHost(ACCOUNT, "us-east-1", True, "amazonaws.com"),
+        ),
         (f"{ACCOUNT}.dkr-ecr.us-west-2.on.aws", EcrHost(ACCOUNT, "us-west-2", False, "on.aws")),
         (f"{ACCOUNT}.DKR.ECR.EU-WEST-1.AMAZONAWS.COM", EcrHost(ACCOUNT, "eu-west-1", False, "amazonaws.com")),
         ("public.ecr.aws", None),
@@ -222,8 +236,12 @@ async def test_missing_expiry_is_twelve_hours() -> None:
 
 async def test_refusal_is_reported() -> None:
     error = ClientError(
-        {"Error": {"Code": "AccessDeniedException", "Message": "User is not authorized to perform: "
-                   "ecr:GetAuthorizationToken"}},
+        {
+            "Error": {
+                "Code": "AccessDeniedException",
+                "Message": "User is not authorized to perform: ecr:GetAuthorizationToken",
+            }
+        },
         "GetAuthorizationToken",
     )
     provider = EcrProvider(session=FakeSession(error=error))

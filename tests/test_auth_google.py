@@ -38,10 +38,7 @@ from mirror.types.errors import AuthError
 TOKEN_URI = "https://oauth2.googleapis.com/token"
 SA_EMAIL = "mirror@proj.iam.gserviceaccount.com"
 TARGET = "pusher@proj.iam.gserviceaccount.com"
-IAM_URL = (
-    "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/"
-    f"{TARGET}:generateAccessToken"
-)
+IAM_URL = f"https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{TARGET}:generateAccessToken"
 MDS = "http://metadata.google.internal/computeMetadata/v1"
 
 
@@ -529,7 +526,6 @@ async def test_request_adapter_bounds_the_body() -> None:
             await asyncio.to_thread(request, "https://example.test/big")
         small = await asyncio.to_thread(request, "https://example.test/small")
     assert small.status == 200 and small.data == b"ok" and small.headers["x-a"] == "b"
-
 
 
 async def test_metadata_support_missing_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -78,10 +78,14 @@ async def test_docker_config(tmp_path: Path) -> None:
     helper.chmod(helper.stat().st_mode | stat.S_IXUSR)
     environ = {"PATH": f"{bin_dir}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path)}
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({
-        "auths": {"r.example": {"auth": base64.b64encode(b"u:dock-pass-SECRET").decode()}},
-        "credHelpers": {"h.example": "leaky", "bad.example": "leaky"},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "auths": {"r.example": {"auth": base64.b64encode(b"u:dock-pass-SECRET").decode()}},
+                "credHelpers": {"h.example": "leaky", "bad.example": "leaky"},
+            }
+        )
+    )
     provider = DockerConfigProvider(config, environ=environ)
     creds: list[Credential] = []
     errors: list[BaseException] = []
@@ -122,8 +126,16 @@ async def test_google(tmp_path: Path, pem: str) -> None:  # noqa: F811
         _, exc = await capture(provider.resolve("gcr.io"))
         errors += [exc] if exc else []
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"type": "service_account", "private_key": "not-a-key-SECRET",
-                               "client_email": "a@b", "token_uri": TOKEN_URI}))
+    bad.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "private_key": "not-a-key-SECRET",
+                "client_email": "a@b",
+                "token_uri": TOKEN_URI,
+            }
+        )
+    )
     _, exc = await capture(GoogleProvider(KeyFile(str(bad))).resolve("gcr.io"))
     errors += [exc] if exc else []
     _, exc = await capture(GoogleProvider(KeyFile(str(bad), as_json_key=True)).resolve("gcr.io"))
@@ -169,7 +181,9 @@ def test_credential_repr_never_shows(field: str) -> None:
     values: dict[str, str] = {"password": "", "identity_token": "", "registry_token": ""}
     values[field] = "the-SECRET"
     cred = Credential(
-        "u", values["password"], identity_token=values["identity_token"],
+        "u",
+        values["password"],
+        identity_token=values["identity_token"],
         registry_token=values["registry_token"],
     )
     assert "the-SECRET" not in repr(cred) and "the-SECRET" not in str(cred)

@@ -244,8 +244,18 @@ def test_one_read_for_several_destinations(registry_factory: Any, proxy_factory:
     idx = push_index(src, "fan/out", "v1", ["linux/amd64", "linux/arm64"], layer_sizes=(300_000,))
     proxy = proxy_factory.start(src)
     out = tmp_path / "r.json"
-    assert copy(f"{proxy.host}/fan/out:v1", f"{d1.host}/a/out:v1", f"{d2.host}/b/out:v1",
-                f"{d2.host}/c/out:v1", f"oci:{tmp_path / 'layout'}:v1", "--report", str(out)) == 0
+    assert (
+        copy(
+            f"{proxy.host}/fan/out:v1",
+            f"{d1.host}/a/out:v1",
+            f"{d2.host}/b/out:v1",
+            f"{d2.host}/c/out:v1",
+            f"oci:{tmp_path / 'layout'}:v1",
+            "--report",
+            str(out),
+        )
+        == 0
+    )
     for dst, repo in ((d1, "a/out"), (d2, "b/out"), (d2, "c/out")):
         assert fetch_manifest(dst, repo, "v1").digest == idx.digest
     reads = proxy.select("GET", "/blobs/")

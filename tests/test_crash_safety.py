@@ -33,10 +33,24 @@ REPOS = ("fleet/a", "fleet/b", "fleet/c", "fleet/d")
 
 def seed_fleet(src: Any) -> None:
     base = layer(512 * KiB, "fleet-base")
-    push_index(src, "fleet/a", "v1", ["linux/amd64", "linux/arm64", "linux/arm/v7"], seed="a",
-               layer_sizes=(256 * KiB,), base_layers=[base])
-    push_index(src, "fleet/b", "v1", ["linux/amd64", "linux/arm64"], seed="b", media="docker",
-               layer_sizes=(200 * KiB, 8 * KiB))
+    push_index(
+        src,
+        "fleet/a",
+        "v1",
+        ["linux/amd64", "linux/arm64", "linux/arm/v7"],
+        seed="a",
+        layer_sizes=(256 * KiB,),
+        base_layers=[base],
+    )
+    push_index(
+        src,
+        "fleet/b",
+        "v1",
+        ["linux/amd64", "linux/arm64"],
+        seed="b",
+        media="docker",
+        layer_sizes=(200 * KiB, 8 * KiB),
+    )
     push_image(src, "fleet/c", "v1", layer_sizes=(300 * KiB, 20 * KiB), seed="c", base_layers=[base])
     push_image(src, "fleet/d", "v1", layer_sizes=(280 * KiB,), seed="d1", media="docker")
     push_image(src, "fleet/d", "v2", layer_sizes=(280 * KiB, 1 * KiB), seed="d2", media="docker")
@@ -46,7 +60,9 @@ def start_sync(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "mirror", "sync", "--config", str(config), "--once"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
 
@@ -111,7 +127,9 @@ jobs:
     report = tmp_path / "report.json"
     final = subprocess.run(
         [sys.executable, "-m", "mirror", "sync", "--config", str(config), "--once", "--report", str(report)],
-        stdin=subprocess.DEVNULL, capture_output=True, timeout=RUN_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=RUN_TIMEOUT,
     )
     assert final.returncode == 0, final.stderr.decode()[-2000:]
     assert json.loads(report.read_text())["ok"]

@@ -40,19 +40,35 @@ MiB = 1024 * KiB
 BIG = 384 * KiB  # the layer the body faults aim at
 
 
-def copy(src: Any, dst: Any, tmp_path: Path, *, src_repo: str = "apps/web", dst_repo: str = "mirror/web",
-         tag: str = "v1") -> tuple[int, dict[str, Any]]:
+def copy(
+    src: Any,
+    dst: Any,
+    tmp_path: Path,
+    *,
+    src_repo: str = "apps/web",
+    dst_repo: str = "mirror/web",
+    tag: str = "v1",
+) -> tuple[int, dict[str, Any]]:
     out = tmp_path / f"report-{time.monotonic_ns()}.json"
-    code = main(["copy", "--quiet", f"{src.host}/{src_repo}:{tag}", f"{dst.host}/{dst_repo}:{tag}",
-                 "--report", str(out)])
+    code = main(
+        [
+            "copy",
+            "--quiet",
+            f"{src.host}/{src_repo}:{tag}",
+            f"{dst.host}/{dst_repo}:{tag}",
+            "--report",
+            str(out),
+        ]
+    )
     doc: dict[str, Any] = json.loads(out.read_text())
     return code, doc
 
 
 def seed(src: Any) -> Any:
     """A two-platform index; each child has a 384 KiB layer and a small one."""
-    return push_index(src, "apps/web", "v1", ["linux/amd64", "linux/arm64"], layer_sizes=(BIG, 3 * KiB),
-                      seed="faults")
+    return push_index(
+        src, "apps/web", "v1", ["linux/amd64", "linux/arm64"], layer_sizes=(BIG, 3 * KiB), seed="faults"
+    )
 
 
 def big_layers(idx: Any) -> list[str]:
@@ -139,8 +155,11 @@ def test_429_retry_after_is_honoured(registry_pair: Any, proxy_factory: Any, tmp
         assert throttled.fault == "too-many-requests"
         # The same request was sent again no sooner than Retry-After (1 s) after the 429
         # (a blob PUT goes to a new upload session: the same digest= in its query).
-        again = [r for r in records if r is not throttled and r.path == throttled.path] if method == "GET" \
+        again = (
+            [r for r in records if r is not throttled and r.path == throttled.path]
+            if method == "GET"
             else [r for r in records if r is not throttled and _digest(r) == _digest(throttled)]
+        )
         assert again, f"no retry after the 429 on {part}"
         assert throttled.finished is not None
         waited = min(r.started for r in again) - throttled.finished
@@ -208,8 +227,11 @@ async def test_read_timeout_on_a_stalled_answer_is_retried(registry_pair: Any, p
     stall = proxy.add_fault(Delay(2.0, times=1, method="GET", path=r"/manifests/sha256:"))
     async with Transport(read_timeout=0.5, retry=RetryPolicy(base=0.05)) as transport:
         engine = CopyEngine()
-        task = CopyTask(RegistryRepository(transport, proxy.host, "apps/web"), "v1",
-                        [Destination(RegistryRepository(transport, dst.host, "mirror/web"), "v1")])
+        task = CopyTask(
+            RegistryRepository(transport, proxy.host, "apps/web"),
+            "v1",
+            [Destination(RegistryRepository(transport, dst.host, "mirror/web"), "v1")],
+        )
         try:
             [result] = await engine.run([task])
         finally:
@@ -226,8 +248,9 @@ async def test_read_timeout_on_a_stalled_answer_is_retried(registry_pair: Any, p
 
 
 @pytest.mark.parametrize("cut", ["headers-only", "all-but-last-byte"])
-def test_truncated_blob_is_fetched_again(registry_pair: Any, proxy_factory: Any, tmp_path: Path,
-                                         cut: str) -> None:
+def test_truncated_blob_is_fetched_again(
+    registry_pair: Any, proxy_factory: Any, tmp_path: Path, cut: str
+) -> None:
     src, dst = registry_pair
     idx = seed(src)
     proxy = proxy_factory.start(src)
@@ -238,8 +261,9 @@ def test_truncated_blob_is_fetched_again(registry_pair: Any, proxy_factory: Any,
     assert fault.fired == 1 and len(proxy.select("GET", victim)) == 2
 
 
-def test_blob_truncated_every_time_never_lands(registry_pair: Any, proxy_factory: Any,
-                                                 tmp_path: Path) -> None:
+def test_blob_truncated_every_time_never_lands(
+    registry_pair: Any, proxy_factory: Any, tmp_path: Path
+) -> None:
     src, dst = registry_pair
     idx = seed(src)
     proxy = proxy_factory.start(src)
@@ -259,8 +283,9 @@ def test_blob_truncated_every_time_never_lands(registry_pair: Any, proxy_factory
 # -- flipped bytes -----------------------------------------------------------------------------
 
 
-def test_flipped_blob_bytes_are_never_accepted(registry_pair: Any, proxy_factory: Any,
-                                                tmp_path: Path) -> None:
+def test_flipped_blob_bytes_are_never_accepted(
+    registry_pair: Any, proxy_factory: Any, tmp_path: Path
+) -> None:
     src, dst = registry_pair
     idx = seed(src)
     proxy = proxy_factory.start(src)
@@ -323,9 +348,13 @@ def test_destination_restart_mid_upload(registry_pair: Any, proxy_factory: Any, 
     slow = sproxy.add_fault(SlowBody(256 * KiB, times=1, method="GET", path=victim))
     worker, result = _in_thread(lambda: copy(sproxy, dproxy, tmp_path))
     try:
-        wait_until(lambda: any(r.finished is None and r.body_bytes > 0
-                               for r in dproxy.select("PUT", "/blobs/uploads/")),
-                   timeout=20, what="a blob PUT in flight")
+        wait_until(
+            lambda: any(
+                r.finished is None and r.body_bytes > 0 for r in dproxy.select("PUT", "/blobs/uploads/")
+            ),
+            timeout=20,
+            what="a blob PUT in flight",
+        )
         dst.restart(down_seconds=0.5)
     finally:
         worker.join(timeout=60)
@@ -359,8 +388,9 @@ def test_source_restart_mid_run(registry_pair: Any, proxy_factory: Any, tmp_path
     assert statuses[0] == 502 and statuses[-1] == 200, statuses
 
 
-def test_persistent_5xx_on_a_blob_read_is_retried_at_one_layer(registry_pair: Any, proxy_factory: Any,
-                                                                 tmp_path: Path) -> None:
+def test_persistent_5xx_on_a_blob_read_is_retried_at_one_layer(
+    registry_pair: Any, proxy_factory: Any, tmp_path: Path
+) -> None:
     """Retries happen at exactly one layer: a blob GET refused every time is sent
     RetryPolicy().attempts times in all, not once per attempt of every layer above."""
     src, dst = registry_pair
@@ -376,8 +406,9 @@ def test_persistent_5xx_on_a_blob_read_is_retried_at_one_layer(registry_pair: An
     assert_nothing_incomplete(dst)
 
 
-def test_manifest_body_cut_short_is_fetched_again(registry_pair: Any, proxy_factory: Any,
-                                                  tmp_path: Path) -> None:
+def test_manifest_body_cut_short_is_fetched_again(
+    registry_pair: Any, proxy_factory: Any, tmp_path: Path
+) -> None:
     src, dst = registry_pair
     idx = seed(src)
     proxy = proxy_factory.start(src)

@@ -54,9 +54,19 @@ def evil() -> Iterator[EvilRegistry]:
 
 
 def index_of(children: list[tuple[str, bytes, str]], media_type: str = mt.OCI_INDEX) -> bytes:
-    doc = {"schemaVersion": 2, "mediaType": media_type,
-           "manifests": [{"mediaType": t, "digest": d, "size": len(b),
-                          "platform": {"os": "linux", "architecture": "amd64"}} for d, b, t in children]}
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "manifests": [
+            {
+                "mediaType": t,
+                "digest": d,
+                "size": len(b),
+                "platform": {"os": "linux", "architecture": "amd64"},
+            }
+            for d, b, t in children
+        ],
+    }
     return json.dumps(doc).encode()
 
 
@@ -77,8 +87,9 @@ def build_hostile_repo(evil: EvilRegistry) -> dict[str, str]:
 
     clash = evil.image(REPO, None, seed="clash")
     evil.manifest(REPO, "type-clash", clash.manifest, mt.DOCKER_MANIFEST_LIST)
-    expected["type-clash"] = (f"manifest body says '{mt.OCI_MANIFEST}' but it was served as "
-                              f"'{mt.DOCKER_MANIFEST_LIST}'")
+    expected["type-clash"] = (
+        f"manifest body says '{mt.OCI_MANIFEST}' but it was served as '{mt.DOCKER_MANIFEST_LIST}'"
+    )
 
     def grow(doc: dict[str, Any]) -> None:
         doc["layers"][0]["size"] += 1000
@@ -93,8 +104,9 @@ def build_hostile_repo(evil: EvilRegistry) -> dict[str, str]:
     liar = evil.image(REPO, None, seed="digest-lie")
     fake = sha256(b"some other manifest")
     evil.manifest(REPO, "digest-lie", liar.manifest, mt.OCI_MANIFEST, digest_header=fake)
-    evil.answer("GET", f"/v2/{REPO}/manifests/{fake}",
-                Answer(200, {"Content-Type": mt.OCI_MANIFEST}, liar.manifest))
+    evil.answer(
+        "GET", f"/v2/{REPO}/manifests/{fake}", Answer(200, {"Content-Type": mt.OCI_MANIFEST}, liar.manifest)
+    )
     expected["digest-lie"] = f"@{fake}: the registry served a manifest whose digest is {liar.digest}"
 
     deep = evil.image(REPO, None, seed="deep")
@@ -119,19 +131,32 @@ def build_hostile_repo(evil: EvilRegistry) -> dict[str, str]:
     expected["md5-layer"] = "uses unsupported algorithm 'md5'"
 
     sha1 = evil.image(REPO, None, seed="sha1")
-    evil.answer("HEAD", f"/v2/{REPO}/manifests/sha1-head",
-                Answer(200, {"Content-Type": mt.OCI_MANIFEST, "Docker-Content-Digest": "sha1:" + "a" * 40,
-                             "Content-Length": str(len(sha1.manifest))}))
+    evil.answer(
+        "HEAD",
+        f"/v2/{REPO}/manifests/sha1-head",
+        Answer(
+            200,
+            {
+                "Content-Type": mt.OCI_MANIFEST,
+                "Docker-Content-Digest": "sha1:" + "a" * 40,
+                "Content-Length": str(len(sha1.manifest)),
+            },
+        ),
+    )
     expected["sha1-head"] = "bad Docker-Content-Digest"
 
     huge = b'{"schemaVersion": 2, "layers": [' + b" " * (mt.MAX_MANIFEST_BYTES + 10) + b"]}"
     evil.manifest(REPO, "huge", huge, mt.OCI_MANIFEST)
     expected["huge"] = f"response larger than {mt.MAX_MANIFEST_BYTES} bytes"
     endless = sha256(b"endless")
-    evil.answer("HEAD", f"/v2/{REPO}/manifests/endless",
-                Answer(200, {"Content-Type": mt.OCI_MANIFEST, "Docker-Content-Digest": endless}))
-    evil.answer("GET", f"/v2/{REPO}/manifests/{endless}",
-                Answer(200, {"Content-Type": mt.OCI_MANIFEST}, endless=True))
+    evil.answer(
+        "HEAD",
+        f"/v2/{REPO}/manifests/endless",
+        Answer(200, {"Content-Type": mt.OCI_MANIFEST, "Docker-Content-Digest": endless}),
+    )
+    evil.answer(
+        "GET", f"/v2/{REPO}/manifests/{endless}", Answer(200, {"Content-Type": mt.OCI_MANIFEST}, endless=True)
+    )
     expected["endless"] = f"response larger than {mt.MAX_MANIFEST_BYTES} bytes"
 
     wide = index_of([(sha256(str(i).encode()), b"{}", mt.OCI_MANIFEST) for i in range(MAX_INDEX_ENTRIES + 1)])
@@ -158,13 +183,17 @@ def error_of(image: dict[str, Any]) -> str:
 
 def test_hostile_source_each_image_fails_alone(evil: EvilRegistry, registry: Any, tmp_path: Path) -> None:
     expected = build_hostile_repo(evil)
-    evil.tags("fleet/linky", ["v1"],
-              link='<http://registry.invalid/v2/fleet/linky/tags/list?last=v1>; rel="next"')
+    evil.tags(
+        "fleet/linky", ["v1"], link='<http://registry.invalid/v2/fleet/linky/tags/list?last=v1>; rel="next"'
+    )
     evil.image("other/ok", "v1", seed="ok")
     evil.tags("other/ok", ["v1"])
     bad_names = ["other/../../etc", "other/UPPER", "other/a//b"]
-    evil.answer("GET", "/v2/_catalog", Answer(200, {}, json.dumps(
-        {"repositories": ["other/ok", *bad_names]}).encode()))
+    evil.answer(
+        "GET",
+        "/v2/_catalog",
+        Answer(200, {}, json.dumps({"repositories": ["other/ok", *bad_names]}).encode()),
+    )
     config = tmp_path / "sync.yaml"
     config.write_text(f"""
 version: 1
@@ -206,8 +235,9 @@ jobs:
         served = fetch_manifest(registry, "mirror/app", tag)
         assert served.digest == sha256(served.data)
     allowed = ("/v2/fleet/app/", "/v2/fleet/linky/", "/v2/other/ok/", "/v2/_catalog?")
-    assert all(s.path.startswith(allowed) or s.path == "/v2/" for s in evil.requests), \
-        sorted({s.path for s in evil.requests})
+    assert all(s.path.startswith(allowed) or s.path == "/v2/" for s in evil.requests), sorted(
+        {s.path for s in evil.requests}
+    )
     assert not evil.seen(part="victim")
 
 
@@ -224,8 +254,11 @@ async def copy_within(evil: EvilRegistry, *, creds: bool = False) -> ImageResult
     evil.image("src/app", "v1", seed="within")
     async with transport_for(evil.host, creds=creds) as transport:
         engine = CopyEngine(retry=FAST)
-        task = CopyTask(RegistryRepository(transport, evil.host, "src/app"), "v1",
-                        [Destination(RegistryRepository(transport, evil.host, "dst/app"), "v1")])
+        task = CopyTask(
+            RegistryRepository(transport, evil.host, "src/app"),
+            "v1",
+            [Destination(RegistryRepository(transport, evil.host, "dst/app"), "v1")],
+        )
         try:
             [result] = await engine.run([task])
         finally:
@@ -233,16 +266,20 @@ async def copy_within(evil: EvilRegistry, *, creds: bool = False) -> ImageResult
     return result
 
 
-@pytest.mark.parametrize(("location", "message"), [
-    ("file:///etc/passwd", "refusing to follow a URL with scheme 'file'"),
-    ("ftp://127.0.0.1:21/upload", "refusing to follow a URL with scheme 'ftp'"),
-    ("gopher://x/", "refusing to follow a URL with scheme 'gopher'"),
-    ("http://[", "malformed URL 'http://['"),
-    ("0://[", "malformed URL '0://['"),
-    ("http://127.0.0.1:99999/upload", "malformed URL 'http://127.0.0.1:99999/upload'"),
-])
-async def test_upload_location_with_another_scheme_is_refused(evil: EvilRegistry, location: str,
-                                                              message: str) -> None:
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        ("file:///etc/passwd", "refusing to follow a URL with scheme 'file'"),
+        ("ftp://127.0.0.1:21/upload", "refusing to follow a URL with scheme 'ftp'"),
+        ("gopher://x/", "refusing to follow a URL with scheme 'gopher'"),
+        ("http://[", "malformed URL 'http://['"),
+        ("0://[", "malformed URL '0://['"),
+        ("http://127.0.0.1:99999/upload", "malformed URL 'http://127.0.0.1:99999/upload'"),
+    ],
+)
+async def test_upload_location_with_another_scheme_is_refused(
+    evil: EvilRegistry, location: str, message: str
+) -> None:
     evil.answer("POST", "/v2/dst/app/blobs/uploads/", Answer(202, {"Location": location}))
     result = await copy_within(evil)
     assert not result.ok
@@ -257,6 +294,7 @@ async def test_upload_location_on_another_host_gets_no_credentials(evil: EvilReg
     evil.challenge = 'Basic realm="evil"'
     evil.accept = lambda auth: auth == BASIC
     with EvilRegistry() as storage:
+
         async def stored(request: web.BaseRequest) -> web.StreamResponse:
             return web.Response(status=201)
 
@@ -274,17 +312,25 @@ async def test_upload_location_on_another_host_gets_no_credentials(evil: EvilReg
     assert [s.authorization for s in evil.seen("PUT", "/manifests/v1")] == [BASIC]
 
 
-@pytest.mark.parametrize(("link", "message"), [
-    ('<http://registry.invalid/v2/_catalog?last=a>; rel="next"', "pagination link points to another host"),
-    ('<https://{host}/v2/_catalog?last=a>; rel="next"', "pagination link points to another host"),
-    ('<ftp://{host}/v2/_catalog?last=a>; rel="next"', "pagination link points to another host"),
-    ('<0://[>; rel="next"', "malformed URL"),
-    ('<http://{host}:0x1/>; rel="next"', "malformed URL"),
-])
-async def test_catalog_link_to_another_host_or_scheme_is_refused(evil: EvilRegistry, link: str,
-                                                                 message: str) -> None:
-    evil.answer("GET", "/v2/_catalog", Answer(200, {"Link": link.format(host=evil.host)},
-                                              b'{"repositories": ["a"]}'))
+@pytest.mark.parametrize(
+    ("link", "message"),
+    [
+        (
+            '<http://registry.invalid/v2/_catalog?last=a>; rel="next"',
+            "pagination link points to another host",
+        ),
+        ('<https://{host}/v2/_catalog?last=a>; rel="next"', "pagination link points to another host"),
+        ('<ftp://{host}/v2/_catalog?last=a>; rel="next"', "pagination link points to another host"),
+        ('<0://[>; rel="next"', "malformed URL"),
+        ('<http://{host}:0x1/>; rel="next"', "malformed URL"),
+    ],
+)
+async def test_catalog_link_to_another_host_or_scheme_is_refused(
+    evil: EvilRegistry, link: str, message: str
+) -> None:
+    evil.answer(
+        "GET", "/v2/_catalog", Answer(200, {"Link": link.format(host=evil.host)}, b'{"repositories": ["a"]}')
+    )
     async with transport_for(evil.host) as transport:
         with pytest.raises(UnsafeRequest, match=message):
             await list_catalog(transport, evil.host)
@@ -292,15 +338,27 @@ async def test_catalog_link_to_another_host_or_scheme_is_refused(evil: EvilRegis
 
 
 async def test_relative_catalog_link_is_followed(evil: EvilRegistry) -> None:
-    evil.answer("GET", "/v2/_catalog", Answer(200, {"Link": '</v2/next-page?last=a>; rel="next"'},
-                                              b'{"repositories": ["a"]}'))
+    evil.answer(
+        "GET",
+        "/v2/_catalog",
+        Answer(200, {"Link": '</v2/next-page?last=a>; rel="next"'}, b'{"repositories": ["a"]}'),
+    )
     evil.answer("GET", "/v2/next-page", Answer(200, {}, b'{"repositories": ["b"]}'))
     async with transport_for(evil.host) as transport:
         assert await list_catalog(transport, evil.host) == ["a", "b"]
 
 
-@pytest.mark.parametrize("realm", ["file:///etc/passwd", "ftp://127.0.0.1/token", "javascript:alert(1)", "",
-                                   "http://[", "http://127.0.0.1:99999/token"])
+@pytest.mark.parametrize(
+    "realm",
+    [
+        "file:///etc/passwd",
+        "ftp://127.0.0.1/token",
+        "javascript:alert(1)",
+        "",
+        "http://[",
+        "http://127.0.0.1:99999/token",
+    ],
+)
 async def test_token_realm_with_another_scheme_is_refused(evil: EvilRegistry, realm: str) -> None:
     evil.challenge = f'Bearer realm="{realm}",service="evil"'
     evil.accept = lambda auth: False
@@ -328,8 +386,11 @@ async def test_plain_http_realm_on_a_remote_host_gets_no_credentials(
     evil.challenge = 'Bearer realm="http://auth.registry.invalid/token",service="evil"'
     evil.accept = lambda auth: False
     async with transport_for(evil.host, creds=True) as transport:
-        with pytest.raises(UnsafeRequest, match=r"refusing to send credentials for 127\.0\.0\.1:\d+ over "
-                                                r"plain HTTP to auth\.registry\.invalid"):
+        with pytest.raises(
+            UnsafeRequest,
+            match=r"refusing to send credentials for 127\.0\.0\.1:\d+ over "
+            r"plain HTTP to auth\.registry\.invalid",
+        ):
             await RegistryRepository(transport, evil.host, "src/app").head_manifest("v1")
     assert "auth.registry.invalid" not in resolved
     assert all(s.authorization is None for s in evil.requests)
@@ -350,8 +411,9 @@ async def test_redirect_chain_longer_than_the_limit_is_refused(evil: EvilRegistr
     assert len(evil.seen("GET", "/hop/")) == 5  # the limit, then it stopped: no retry of an unsafe answer
 
 
-@pytest.mark.parametrize("location", ["ftp://127.0.0.1/blob", "data:text/plain,hello", "//", "http://[",
-                                      "0://::"])
+@pytest.mark.parametrize(
+    "location", ["ftp://127.0.0.1/blob", "data:text/plain,hello", "//", "http://[", "0://::"]
+)
 async def test_blob_redirect_to_another_scheme_is_refused(evil: EvilRegistry, location: str) -> None:
     data = b"blob"
     digest = sha256(data)
@@ -367,8 +429,23 @@ async def test_blob_redirect_to_another_scheme_is_refused(evil: EvilRegistry, lo
 BASE = URL("http://127.0.0.1:5000/v2/app/blobs/uploads/")
 _url_text = st.text(max_size=80) | st.builds(
     lambda head, tail: head + tail,
-    st.sampled_from(["http://", "https://", "//", "/", "?", "ftp:", "file:", "http:", "http://[", "0://",
-                     "http://127.0.0.1:", "http://user@127.0.0.1:5000", "HTTP://127.0.0.1:5000/"]),
+    st.sampled_from(
+        [
+            "http://",
+            "https://",
+            "//",
+            "/",
+            "?",
+            "ftp:",
+            "file:",
+            "http:",
+            "http://[",
+            "0://",
+            "http://127.0.0.1:",
+            "http://user@127.0.0.1:5000",
+            "HTTP://127.0.0.1:5000/",
+        ]
+    ),
     st.text(max_size=40),
 )
 
@@ -397,7 +474,7 @@ def test_any_link_stays_on_the_host_or_is_refused(target: str, rel: str) -> None
 @given(st.text(max_size=60))
 def test_loopback_is_only_localhost_127_and_v6_one(host: str) -> None:
     if is_loopback_host(host):
-        name = host[1:host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+        name = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
         assert name == "localhost" or ipaddress.ip_address(name).is_loopback
 
 
@@ -415,21 +492,34 @@ def test_a_listed_tag_either_validates_or_is_refused_before_any_request(tag: str
 # -- config files with bad types ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("concurrency: many\n", "concurrency: expected a whole number, got 'many'"),
-    ("registries:\n  r.example.com: {plain_http: maybe}\n",
-     'registries["r.example.com"].plain_http: expected true or false, got \'maybe\''),
-    ("registries:\n  r.example.com: {ca_file: 5}\n", 'registries["r.example.com"].ca_file: expected text'),
-    ("registries:\n  'bad host!': {}\n", "registry host 'bad host!' is not a valid host name"),
-    ("jobs:\n  - {name: a, source: r.example.com/a, destinations: 7}\n",
-     "jobs[0].destinations: expected a list, got 7"),
-    ("jobs:\n  - {name: a, source: r.example.com/a, destinations: [d.example.com/x],\n"
-     "     tags: {latest: 1e400}}\n",
-     "jobs[0].tags.latest: expected a whole number"),
-    ("a: &a [*a]\n", "nested more than 50 levels deep"),
-])
-def test_config_with_bad_types_is_one_clear_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                        text: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("concurrency: many\n", "concurrency: expected a whole number, got 'many'"),
+        (
+            "registries:\n  r.example.com: {plain_http: maybe}\n",
+            "registries[\"r.example.com\"].plain_http: expected true or false, got 'maybe'",
+        ),
+        (
+            "registries:\n  r.example.com: {ca_file: 5}\n",
+            'registries["r.example.com"].ca_file: expected text',
+        ),
+        ("registries:\n  'bad host!': {}\n", "registry host 'bad host!' is not a valid host name"),
+        (
+            "jobs:\n  - {name: a, source: r.example.com/a, destinations: 7}\n",
+            "jobs[0].destinations: expected a list, got 7",
+        ),
+        (
+            "jobs:\n  - {name: a, source: r.example.com/a, destinations: [d.example.com/x],\n"
+            "     tags: {latest: 1e400}}\n",
+            "jobs[0].tags.latest: expected a whole number",
+        ),
+        ("a: &a [*a]\n", "nested more than 50 levels deep"),
+    ],
+)
+def test_config_with_bad_types_is_one_clear_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("version: 1\n" + text)
     assert main(["sync", "--config", str(config), "--once"]) == 2

@@ -52,8 +52,9 @@ async def servers() -> AsyncIterator[tuple[Seen, str, int, dict[str, Any]]]:
         seen.storage.append((request.method, request.path_qs, request.headers.get("Authorization")))
         if request.query.get("X-Amz-Signature") != "presigned":
             return web.Response(status=403)
-        return web.Response(body=BLOB if request.method == "GET" else None,
-                            headers={"Content-Length": str(len(BLOB))})
+        return web.Response(
+            body=BLOB if request.method == "GET" else None, headers={"Content-Length": str(len(BLOB))}
+        )
 
     storage_app = web.Application()
     storage_app.router.add_route("*", "/{tail:.*}", storage)

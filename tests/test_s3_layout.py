@@ -84,8 +84,11 @@ def bucket(s3: Any) -> str:
 
 
 def layout(bucket: str, prefix: str = "backup/app", *, create: bool = True, **options: Any) -> S3Layout:
-    return S3Layout.from_location(f"{bucket}/{prefix}", create=create,
-                                  options=S3Options.from_env() if not options else _options(**options))
+    return S3Layout.from_location(
+        f"{bucket}/{prefix}",
+        create=create,
+        options=S3Options.from_env() if not options else _options(**options),
+    )
 
 
 def _options(**changes: Any) -> S3Options:
@@ -98,8 +101,9 @@ def blob(size: int, seed: int = 1) -> tuple[Descriptor, bytes]:
     return Descriptor("application/octet-stream", Digest.of(data), size), data
 
 
-def chunks_of(data: bytes, chunk: int = MiB, fail_after: int | None = None,
-              read: list[int] | None = None) -> ChunkSource:
+def chunks_of(
+    data: bytes, chunk: int = MiB, fail_after: int | None = None, read: list[int] | None = None
+) -> ChunkSource:
     async def source() -> AsyncIterator[bytes]:
         for offset in range(0, len(data), chunk):
             if fail_after is not None and offset >= fail_after:
@@ -140,12 +144,18 @@ async def test_blobs_manifests_tags(s3: Any, bucket: str) -> None:
     assert await repo.has_blob(desc.digest)
     assert await read_all(repo, desc) == data
 
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": str(desc.digest),
-                   "size": desc.size},
-        "layers": [],
-    }).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": str(desc.digest),
+                "size": desc.size,
+            },
+            "layers": [],
+        }
+    ).encode()
     digest = Digest.of(manifest)
     await repo.put_manifest("v1", manifest, mt.OCI_MANIFEST)
     await repo.put_manifest("v2", manifest, mt.OCI_MANIFEST)
@@ -161,10 +171,14 @@ async def test_blobs_manifests_tags(s3: Any, bucket: str) -> None:
         await repo.get_manifest("nope")
 
     # the OCI image layout, under the prefix
-    assert keys(s3, bucket) == sorted([
-        "backup/app/oci-layout", "backup/app/index.json",
-        f"backup/app/blobs/sha256/{desc.digest.hex}", f"backup/app/blobs/sha256/{digest.hex}",
-    ])
+    assert keys(s3, bucket) == sorted(
+        [
+            "backup/app/oci-layout",
+            "backup/app/index.json",
+            f"backup/app/blobs/sha256/{desc.digest.hex}",
+            f"backup/app/blobs/sha256/{digest.hex}",
+        ]
+    )
     layout_doc = json.loads(s3.get_object(Bucket=bucket, Key="backup/app/oci-layout")["Body"].read())
     assert layout_doc == {"imageLayoutVersion": "1.0.0"}
     index = json.loads(s3.get_object(Bucket=bucket, Key="backup/app/index.json")["Body"].read())
@@ -406,10 +420,14 @@ async def test_concurrent_writers_do_not_lose_tags(bucket: str) -> None:
 
 
 HEX = "a" * 64
-MANIFEST = json.dumps({
-    "schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "layers": [],
-    "config": {"mediaType": mt.OCI_EMPTY, "digest": str(Digest.of(b"{}")), "size": 2},
-}).encode()
+MANIFEST = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "layers": [],
+        "config": {"mediaType": mt.OCI_EMPTY, "digest": str(Digest.of(b"{}")), "size": 2},
+    }
+).encode()
 
 
 @pytest.mark.parametrize(
@@ -442,8 +460,12 @@ async def test_hostile_index_is_rejected(s3: Any, bucket: str, entry: Any, messa
 
 def test_index_documents() -> None:
     assert parse_index(b'{"manifests": []}', "x") == []
-    for raw, message in ((b"[]", "no 'manifests'"), (b"{", "not valid JSON"),
-                         (b'{"manifests": {}}', "no 'manifests'"), (b"\xff", "not valid JSON")):
+    for raw, message in (
+        (b"[]", "no 'manifests'"),
+        (b"{", "not valid JSON"),
+        (b'{"manifests": {}}', "no 'manifests'"),
+        (b"\xff", "not valid JSON"),
+    ):
         with pytest.raises(ManifestError, match=message):
             parse_index(raw, "x")
 
@@ -470,24 +492,35 @@ async def test_missing_layout_and_bucket(s3: Any, bucket: str) -> None:
 
 
 def test_options_from_environment() -> None:
-    env = {"AWS_ENDPOINT_URL": "http://a", "AWS_REGION": "eu-west-3", "AWS_DEFAULT_REGION": "us-east-1",
-           "MIRROR_S3_PART_SIZE": str(8 * MiB), "MIRROR_S3_CONCURRENCY": "6",
-           "MIRROR_S3_ADDRESSING_STYLE": "path", "MIRROR_S3_CONDITIONAL_WRITES": "0"}
+    env = {
+        "AWS_ENDPOINT_URL": "http://a",
+        "AWS_REGION": "eu-west-3",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "MIRROR_S3_PART_SIZE": str(8 * MiB),
+        "MIRROR_S3_CONCURRENCY": "6",
+        "MIRROR_S3_ADDRESSING_STYLE": "path",
+        "MIRROR_S3_CONDITIONAL_WRITES": "0",
+    }
     o = S3Options.from_env(env)
     assert (o.endpoint_url, o.region, o.part_size, o.concurrency) == ("http://a", "eu-west-3", 8 * MiB, 6)
     assert o.addressing_style == "path" and not o.conditional_writes
     assert S3Options.from_env({**env, "MIRROR_S3_ENDPOINT_URL": "http://b"}).endpoint_url == "http://b"
     assert S3Options.from_env({}) == S3Options()
-    for bad in ({"MIRROR_S3_PART_SIZE": "big"}, {"MIRROR_S3_PART_SIZE": "1024"},
-                {"MIRROR_S3_CONCURRENCY": "0"}, {"MIRROR_S3_CONDITIONAL_WRITES": "maybe"},
-                {"MIRROR_S3_ADDRESSING_STYLE": "sideways"}):
+    for bad in (
+        {"MIRROR_S3_PART_SIZE": "big"},
+        {"MIRROR_S3_PART_SIZE": "1024"},
+        {"MIRROR_S3_CONCURRENCY": "0"},
+        {"MIRROR_S3_CONDITIONAL_WRITES": "maybe"},
+        {"MIRROR_S3_ADDRESSING_STYLE": "sideways"},
+    ):
         with pytest.raises(InputError):
             S3Options.from_env(bad)
     assert "secret" not in repr(S3Options(secret_access_key="secret", access_key_id="AKIA"))
 
 
-@pytest.mark.parametrize("location", ["Bad_Bucket/x", "b/x", "bucket/../x", "bucket/a//b", "bucket/./a",
-                                      "bucket/a\\..\\b"])
+@pytest.mark.parametrize(
+    "location", ["Bad_Bucket/x", "b/x", "bucket/../x", "bucket/a//b", "bucket/./a", "bucket/a\\..\\b"]
+)
 def test_bad_locations(location: str) -> None:
     with pytest.raises(InvalidReference):
         split_location(location)
@@ -501,8 +534,10 @@ def test_split_location() -> None:
 
 
 def _client_error(code: str, status: int) -> bce.ClientError:
-    return bce.ClientError({"Error": {"Code": code, "Message": "msg"},
-                            "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
+    return bce.ClientError(
+        {"Error": {"Code": code, "Message": "msg"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "GetObject",
+    )
 
 
 def test_error_translation() -> None:

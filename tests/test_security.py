@@ -56,38 +56,44 @@ def provider(*hosts: str) -> StaticProvider:
 # -- the decisions, without a network ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("host", "plain_http", "schemes"), [
-    ("registry.invalid", False, ("https",)),
-    ("registry.example.com:5000", False, ("https",)),
-    ("10.0.0.1:5000", False, ("https",)),
-    ("192.168.1.20", False, ("https",)),
-    ("[2001:db8::1]:5000", False, ("https",)),
-    ("127.0.0.1:5000", False, ("https", "http")),
-    ("127.1.2.3", False, ("https", "http")),
-    ("localhost:5000", False, ("https", "http")),
-    ("[::1]:5000", False, ("https", "http")),
-    # Names that merely look like loopback are remote hosts.
-    ("127.evil.example:5000", False, ("https",)),
-    ("127.0.0.1.nip.io", False, ("https",)),
-    ("localhost.evil.example", False, ("https",)),
-    ("registry.invalid", True, ("http",)),
-    ("127.0.0.1:5000", True, ("http",)),
-])
+@pytest.mark.parametrize(
+    ("host", "plain_http", "schemes"),
+    [
+        ("registry.invalid", False, ("https",)),
+        ("registry.example.com:5000", False, ("https",)),
+        ("10.0.0.1:5000", False, ("https",)),
+        ("192.168.1.20", False, ("https",)),
+        ("[2001:db8::1]:5000", False, ("https",)),
+        ("127.0.0.1:5000", False, ("https", "http")),
+        ("127.1.2.3", False, ("https", "http")),
+        ("localhost:5000", False, ("https", "http")),
+        ("[::1]:5000", False, ("https", "http")),
+        # Names that merely look like loopback are remote hosts.
+        ("127.evil.example:5000", False, ("https",)),
+        ("127.0.0.1.nip.io", False, ("https",)),
+        ("localhost.evil.example", False, ("https",)),
+        ("registry.invalid", True, ("http",)),
+        ("127.0.0.1:5000", True, ("http",)),
+    ],
+)
 def test_ping_schemes(host: str, plain_http: bool, schemes: tuple[str, ...]) -> None:
     assert urls.ping_schemes(host, plain_http) == schemes
 
 
-@pytest.mark.parametrize(("url", "allowed"), [
-    ("https://registry.invalid/v2/", True),
-    ("https://auth.example.com/token", True),
-    ("http://registry.invalid/v2/", False),
-    ("http://10.1.2.3/token", False),
-    ("http://127.evil.example/token", False),
-    ("http://127.0.0.1:5000/token", True),
-    ("http://localhost/token", True),
-    ("http://[::1]:8080/token", True),
-    ("ftp://127.0.0.1/token", False),
-])
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://registry.invalid/v2/", True),
+        ("https://auth.example.com/token", True),
+        ("http://registry.invalid/v2/", False),
+        ("http://10.1.2.3/token", False),
+        ("http://127.evil.example/token", False),
+        ("http://127.0.0.1:5000/token", True),
+        ("http://localhost/token", True),
+        ("http://[::1]:8080/token", True),
+        ("ftp://127.0.0.1/token", False),
+    ],
+)
 def test_credentials_allowed(url: str, allowed: bool) -> None:
     assert urls.credentials_allowed(URL(url)) is allowed
 
@@ -95,8 +101,11 @@ def test_credentials_allowed(url: str, allowed: bool) -> None:
 _label = st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
 
 
-@given(labels=st.lists(_label, min_size=1, max_size=4), port=st.integers(1, 65535) | st.none(),
-       plain_http=st.booleans())
+@given(
+    labels=st.lists(_label, min_size=1, max_size=4),
+    port=st.integers(1, 65535) | st.none(),
+    plain_http=st.booleans(),
+)
 def test_any_non_loopback_name_is_https_only(labels: list[str], port: int | None, plain_http: bool) -> None:
     name = ".".join(labels)
     if name == "localhost":
@@ -107,7 +116,8 @@ def test_any_non_loopback_name_is_https_only(labels: list[str], port: int | None
     assert schemes == (("http",) if plain_http else (("https", "http") if loopback else ("https",)))
     assert urls.credentials_allowed(URL.build(scheme="https", host=name, port=port))
     assert urls.credentials_allowed(URL.build(scheme="http", host=name, port=port)) is (
-        loopback and all(int(p) < 256 for p in labels))
+        loopback and all(int(p) < 256 for p in labels)
+    )
 
 
 # -- TLS -----------------------------------------------------------------------------------------
@@ -139,8 +149,9 @@ async def test_tls_with_the_custom_ca_is_accepted(tls_registry: EvilRegistry, pk
         assert str(await transport.base_url(tls_registry.host)).startswith("https://")
 
 
-def test_sync_with_ca_file_from_config(tls_registry: EvilRegistry, pki: Pki, registry: Any,
-                                       tmp_path: Path) -> None:
+def test_sync_with_ca_file_from_config(
+    tls_registry: EvilRegistry, pki: Pki, registry: Any, tmp_path: Path
+) -> None:
     config = tmp_path / "sync.yaml"
     text = f"""
 version: 1
@@ -182,8 +193,11 @@ async def test_basic_credentials_never_go_over_plain_http_to_a_remote_host(remot
         lab.image("apps/web", "v1", seed="lab")
         options = {lab.host: HostOptions(plain_http=True)}  # plain HTTP was opted in ...
         async with Transport(provider(lab.host), options=options, retry=FAST) as transport:
-            with pytest.raises(UnsafeRequest, match=r"refusing to send credentials for 127\.0\.0\.1:\d+ "
-                                                    r"over plain HTTP"):
+            with pytest.raises(
+                UnsafeRequest,
+                match=r"refusing to send credentials for 127\.0\.0\.1:\d+ "
+                r"over plain HTTP",
+            ):
                 await RegistryRepository(transport, lab.host, "apps/web").head_manifest("v1")
         # ... but the credentials were not: only the unauthenticated ping reached the server.
         assert [(s.method, s.path, s.authorization) for s in lab.requests] == [("GET", "/v2/", None)]
@@ -199,6 +213,7 @@ async def test_plain_http_with_credentials_on_loopback_is_allowed() -> None:
 
 def token_realm(pki: Pki | None) -> EvilRegistry:
     """A token endpoint (`GET /token`) that wants the Basic credentials and hands out TOKEN."""
+
     async def token(request: web.BaseRequest) -> web.StreamResponse:
         if request.headers.get("Authorization") != BASIC:
             return web.Response(status=401)
@@ -248,6 +263,7 @@ async def test_plain_http_token_realm_on_a_remote_host_gets_nothing(remote: None
 
 def echoing_registry() -> EvilRegistry:
     """Refuses every push, quoting the Authorization header it was sent in the error message."""
+
     async def echo(request: web.BaseRequest) -> web.StreamResponse:
         quoted = request.headers.get("Authorization", "")
         body = {"errors": [{"code": "DENIED", "message": f"not with {quoted} ({PASSWORD})"}]}
@@ -259,13 +275,24 @@ def echoing_registry() -> EvilRegistry:
     return server
 
 
-def test_copy_never_repeats_an_echoed_secret(registry: Any, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_copy_never_repeats_an_echoed_secret(
+    registry: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     push_image(registry, "apps/web", "v1")
     report = tmp_path / "report.json"
     with echoing_registry() as echo:
-        code = main(["copy", "--quiet", f"{registry.host}/apps/web:v1", f"{echo.host}/mirror/web:v1",
-                     "--dest-creds", f"{USER}:{PASSWORD}", "--report", str(report)])
+        code = main(
+            [
+                "copy",
+                "--quiet",
+                f"{registry.host}/apps/web:v1",
+                f"{echo.host}/mirror/web:v1",
+                "--dest-creds",
+                f"{USER}:{PASSWORD}",
+                "--report",
+                str(report),
+            ]
+        )
         assert echo.seen("POST"), "the hostile registry was never asked"
     assert code == 1
     err = capsys.readouterr().err
@@ -275,8 +302,9 @@ def test_copy_never_repeats_an_echoed_secret(registry: Any, tmp_path: Path,
         assert secret not in written and secret not in err
 
 
-def test_sync_never_repeats_an_echoed_secret(registry: Any, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_sync_never_repeats_an_echoed_secret(
+    registry: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     push_image(registry, "apps/web", "v1")
     report = tmp_path / "report.json"
     with echoing_registry() as echo:

@@ -297,13 +297,18 @@ async def test_long_transfers_log_progress(registry_pair: Any, proxy_factory: An
     push_image(src, "apps/slow", "v1", layer_sizes=(2 * 1024 * 1024,))
     proxy = proxy_factory.start(dst)
     proxy.add_fault(Delay(1.0, times=None, method="PUT", path=r"/blobs/uploads/"))
-    config = load_config(write_config(tmp_path / "c.yaml", f"""
+    config = load_config(
+        write_config(
+            tmp_path / "c.yaml",
+            f"""
 version: 1
 jobs:
   - name: slow
     source: {src.host}/apps/slow:v1
     destinations: [{proxy.host}/m]
-"""))
+""",
+        )
+    )
     stream = io.StringIO()
     setup_logging("json", "info", stream=stream)
     daemon = Daemon(config, list(config.jobs), progress_interval=0.2)

@@ -67,8 +67,19 @@ def test_a_stale_token_is_rechallenged_exactly_once(registry_factory: Any, proxy
 
     proxy.clock = skewed_once
     duser, dpw = dst.creds
-    assert main(["copy", "--quiet", "--dest-creds", f"{duser}:{dpw}", f"{src.host}/team/app:v1",
-                 f"{proxy.host}/team/app:v1"]) == 0
+    assert (
+        main(
+            [
+                "copy",
+                "--quiet",
+                "--dest-creds",
+                f"{duser}:{dpw}",
+                f"{src.host}/team/app:v1",
+                f"{proxy.host}/team/app:v1",
+            ]
+        )
+        == 0
+    )
     assert proxy.expired_rejections == 1
     rejected = next(i for i, r in enumerate(proxy.records) if r.rejected_expired)
     retry = proxy.records[rejected + 1]
@@ -76,8 +87,9 @@ def test_a_stale_token_is_rechallenged_exactly_once(registry_factory: Any, proxy
     assert retry.status in (200, 404)
 
 
-def test_refused_streamed_upload_is_retried_with_a_fresh_source_read(registry_pair: Any,
-                                                                      proxy_factory: Any) -> None:
+def test_refused_streamed_upload_is_retried_with_a_fresh_source_read(
+    registry_pair: Any, proxy_factory: Any
+) -> None:
     src, dst = registry_pair
     img = push_image(src, "team/big", "v1", layer_sizes=(3 * 1024 * 1024,))
     sproxy = proxy_factory.start(src)

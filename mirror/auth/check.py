@@ -94,9 +94,7 @@ async def describe(
             answer = cred
             break
     if answer is None:
-        return AuthDescription(
-            host, None, "anonymous", "none", None, None, tuple(consulted), error
-        )
+        return AuthDescription(host, None, "anonymous", "none", None, None, tuple(consulted), error)
     remaining = None if answer.expires_at is None else answer.remaining(clock())
     return AuthDescription(
         host=host,
@@ -137,7 +135,8 @@ def format_description(d: AuthDescription) -> str:
             when = datetime.fromtimestamp(d.expires_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
             remaining = d.remaining if d.remaining is not None else 0.0
             relation = (
-                f"expired {human_duration(-remaining)} ago" if remaining <= 0
+                f"expired {human_duration(-remaining)} ago"
+                if remaining <= 0
                 else f"in {human_duration(remaining)}"
             )
             lines.append(f"expires:     {when} ({relation})")

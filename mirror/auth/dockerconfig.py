@@ -151,8 +151,7 @@ class DockerConfig:
                 decoded = base64.b64decode(encoded, validate=False).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError):
                 raise AuthError(
-                    f"docker config {self.path}: the 'auth' entry for {key} is not base64 of "
-                    "user:password"
+                    f"docker config {self.path}: the 'auth' entry for {key} is not base64 of user:password"
                 ) from None
             user, sep, secret = decoded.partition(":")
             if not sep:
@@ -272,8 +271,12 @@ class DockerConfigProvider:
             )
         obtained = self.clock()
         rc, out, err = await _run(
-            [executable, "get"], server.encode(), dict(env), self.helper_timeout,
-            self.max_helper_output, program,
+            [executable, "get"],
+            server.encode(),
+            dict(env),
+            self.helper_timeout,
+            self.max_helper_output,
+            program,
         )
         text_out = out.decode("utf-8", "replace").strip()
         text_err = err.decode("utf-8", "replace").strip()
@@ -290,8 +293,7 @@ class DockerConfigProvider:
             answer = json.loads(text_out)
         except ValueError:
             raise AuthError(
-                f"docker credential helper {program} answered {server} with something that is not "
-                "JSON"
+                f"docker credential helper {program} answered {server} with something that is not JSON"
             ) from None
         if not isinstance(answer, dict):
             raise AuthError(f"docker credential helper {program} answered {server} with no object")

@@ -72,9 +72,7 @@ def host_matches(host: str, pattern: str) -> bool:
     return _pattern(pattern).match(host.lower()) is not None
 
 
-def universe_of_host(
-    host: str, registry_hosts: Mapping[str, Sequence[str]] = REGISTRY_HOSTS
-) -> str | None:
+def universe_of_host(host: str, registry_hosts: Mapping[str, Sequence[str]] = REGISTRY_HOSTS) -> str | None:
     """The universe domain whose registries include ``host``, if any."""
     for universe, patterns in registry_hosts.items():
         if any(host_matches(host, p) for p in patterns):
@@ -317,9 +315,7 @@ class GoogleProvider:
             except OSError as exc:
                 raise AuthError(f"{self.label}: cannot read the key file: {exc.strerror}") from None
             except (ValueError, gexc.GoogleAuthError) as exc:
-                raise AuthError(
-                    f"{self.label}: not a service account key file ({_summary(exc)})"
-                ) from None
+                raise AuthError(f"{self.label}: not a service account key file ({_summary(exc)})") from None
             return _Loaded(None, universe, encoded)
         request = AiohttpRequest(asyncio.get_running_loop(), timeout=self.http_timeout)
         try:

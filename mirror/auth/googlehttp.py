@@ -108,9 +108,7 @@ class AiohttpRequest(transport.Request):
             return future.result(seconds + 5.0)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            raise transport_error(
-                f"{method} {_where(url)}: no answer within {seconds:g} s"
-            ) from None
+            raise transport_error(f"{method} {_where(url)}: no answer within {seconds:g} s") from None
         except concurrent.futures.CancelledError:
             raise transport_error(f"{method} {_where(url)}: cancelled") from None
 
@@ -138,9 +136,7 @@ class AiohttpRequest(transport.Request):
                         break
                     data += chunk
                 if len(data) > self.max_body:
-                    raise transport_error(
-                        f"{method} {_where(url)}: answer larger than {self.max_body} bytes"
-                    )
+                    raise transport_error(f"{method} {_where(url)}: answer larger than {self.max_body} bytes")
                 return Response(resp.status, CIMultiDict(resp.headers), data)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             detail = str(exc) or type(exc).__name__

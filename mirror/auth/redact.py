@@ -43,9 +43,7 @@ def _json_key_secrets(text: str) -> set[str]:
     if isinstance(key, str) and key:
         found.add(key)
         found.add(json.dumps(key)[1:-1])  # as escaped inside a JSON document
-        found.update(
-            line for line in key.splitlines() if len(line) >= 16 and not line.startswith("-----")
-        )
+        found.update(line for line in key.splitlines() if len(line) >= 16 and not line.startswith("-----"))
     return found
 
 

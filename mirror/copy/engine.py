@@ -205,20 +205,21 @@ class CopyEngine:
                     continue
                 if info is not None and info.digest == target:
                     dres.status = r.SKIPPED
-                    self._emit(ev.IMAGE_SKIPPED, repo=dest.repo, digest=str(target),
-                               detail=task.job)
+                    self._emit(ev.IMAGE_SKIPPED, repo=dest.repo, digest=str(target), detail=task.job)
                     continue
                 if info is not None and ":" not in dest.reference and not task.overwrite:
                     conflict = TagConflict(dest.display, str(info.digest), str(target))
                     _fail(dres, conflict)
                     dres.status = r.CONFLICT
-                    self._emit(ev.TAG_CONFLICT, repo=dest.repo, digest=str(target),
-                               detail=task.job)
+                    self._emit(ev.TAG_CONFLICT, repo=dest.repo, digest=str(target), detail=task.job)
                     continue
                 if ":" in dest.reference and dest.reference != str(target):
-                    _fail(dres, ManifestError(
-                        f"{dest.display}: the destination digest does not match the copied {target}"
-                    ))
+                    _fail(
+                        dres,
+                        ManifestError(
+                            f"{dest.display}: the destination digest does not match the copied {target}"
+                        ),
+                    )
                     continue
                 resolved.plans.append(_Plan(dest, dres))
             if not resolved.plans:
@@ -237,10 +238,13 @@ class CopyEngine:
                 too_big = [b for b in blobs.values() if limit is not None and b.size > limit]
                 if too_big:
                     biggest = max(too_big, key=lambda b: b.size)
-                    _fail(plan.result, BlobTooLarge(
-                        f"blob {biggest.digest.short} is {biggest.size} bytes, over the "
-                        f"{limit}-byte maximum of {plan.dest.repo.name}; nothing was sent"
-                    ))
+                    _fail(
+                        plan.result,
+                        BlobTooLarge(
+                            f"blob {biggest.digest.short} is {biggest.size} bytes, over the "
+                            f"{limit}-byte maximum of {plan.dest.repo.name}; nothing was sent"
+                        ),
+                    )
                     continue
                 plan.blobs = dict(blobs)
                 plan.manifests = [(str(m.digest), m) for m in ordered[:-1]]
@@ -378,8 +382,7 @@ class CopyEngine:
                     outcomes.update((repo.name, stopped) for repo in remaining)
                     break
                 attempt += 1
-                self._emit(ev.TRANSFER_STARTED, repo=need.source, digest=str(desc.digest),
-                           size=desc.size)
+                self._emit(ev.TRANSFER_STARTED, repo=need.source, digest=str(desc.digest), size=desc.size)
                 try:
                     reader = await need.source.open_blob(desc)
                 except MirrorError as exc:
@@ -388,6 +391,7 @@ class CopyEngine:
                     for repo in remaining:
                         outcomes[repo.name] = exc
                     break
+
                 def progress(n: int, source: Repository = need.source) -> None:
                     self._emit(ev.BLOB_PROGRESS, repo=source, digest=str(desc.digest), size=n)
 
@@ -396,16 +400,14 @@ class CopyEngine:
                 self._emit(ev.TRANSFER_FINISHED, repo=need.source, digest=str(desc.digest))
                 self.stats.bytes_read += result.bytes_read
                 self.stats.blobs_read += 1
-                self._emit(ev.BLOB_READ, repo=need.source, digest=str(desc.digest),
-                           size=result.bytes_read)
+                self._emit(ev.BLOB_READ, repo=need.source, digest=str(desc.digest), size=result.bytes_read)
                 retry_next: list[Repository] = []
                 retry_after: list[float] = []
                 for repo, error in zip(remaining, result.sink_errors, strict=True):
                     if error is None:
                         outcomes[repo.name] = "pushed"
                         self._holders.setdefault((repo.registry, desc.digest), _repository(repo))
-                        self._emit(ev.BLOB_PUSHED, repo=repo, digest=str(desc.digest),
-                                   size=desc.size)
+                        self._emit(ev.BLOB_PUSHED, repo=repo, digest=str(desc.digest), size=desc.size)
                     elif _temporary(error) and self.retry.should_retry(_as_mirror(error), attempt):
                         retry_next.append(repo)
                         wait = getattr(error, "retry_after", None)
@@ -413,8 +415,7 @@ class CopyEngine:
                             retry_after.append(wait)
                     else:
                         outcomes[repo.name] = error
-                        self._emit(ev.BLOB_FAILED, repo=repo, digest=str(desc.digest),
-                                   detail=_kind(error))
+                        self._emit(ev.BLOB_FAILED, repo=repo, digest=str(desc.digest), detail=_kind(error))
                 remaining = retry_next
                 if remaining:
                     await self.sleep(self.retry.delay(attempt, max(retry_after, default=None)))
@@ -471,8 +472,9 @@ class CopyEngine:
             if isinstance(exc, RegistryError) and exc.kind == "tag_conflict":
                 dres.status = r.CONFLICT
 
-    async def _push(self, repo: Repository, reference: str, manifest: Manifest, job: str,
-                    always: bool = False) -> None:
+    async def _push(
+        self, repo: Repository, reference: str, manifest: Manifest, job: str, always: bool = False
+    ) -> None:
         key = (repo.name, reference)
         if key in self._pushed and not always:
             return

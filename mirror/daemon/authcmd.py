@@ -16,8 +16,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     check = sub.add_parser("check", help="show which credential answers for a registry host")
     check.add_argument("host", help="registry host, e.g. europe-west1-docker.pkg.dev")
     check.add_argument("--config", metavar="FILE", help="also consider the registries of a config file")
-    check.add_argument("--min-valid", type=float, default=0.0, metavar="SECONDS",
-                       help="ask providers for a credential valid this much longer (refreshing it)")
+    check.add_argument(
+        "--min-valid",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="ask providers for a credential valid this much longer (refreshing it)",
+    )
 
 
 async def run_auth(ns: argparse.Namespace) -> int:

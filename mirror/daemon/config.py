@@ -463,7 +463,7 @@ class RegistryConfig(_Model):
             raise ValueError("password without username: add username")
         if self.username and not (self.password or self.identity_token):
             raise ValueError(
-                f"username {self.username!r} has no password: set password (e.g. \"${{REGISTRY_PASSWORD}}\") "
+                f'username {self.username!r} has no password: set password (e.g. "${{REGISTRY_PASSWORD}}") '
                 "or password_file, or remove username for anonymous access"
             )
         return self
@@ -544,9 +544,7 @@ class JobSettings(_Model):
 class _JobTarget(_Model):
     name: JobName
     source: SourceField
-    destinations: Annotated[tuple[DestinationField, ...], BeforeValidator(_one_or_more)] = Field(
-        min_length=1
-    )
+    destinations: Annotated[tuple[DestinationField, ...], BeforeValidator(_one_or_more)] = Field(min_length=1)
 
 
 class Job(JobSettings, _JobTarget):

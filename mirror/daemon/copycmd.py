@@ -51,27 +51,49 @@ class CopyOptions:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="HOST/PATH[:TAG|@DIGEST], oci:DIR[:TAG] or s3://BUCKET/PREFIX[:TAG]")
-    p.add_argument("destination", nargs="+",
-                   help="one or more destinations, same forms as SOURCE; no tag means latest. "
-                   "The source is read once for all of them")
-    p.add_argument("--src-creds", metavar="USER:PASS",
-                   help="credentials for the source registry (or $MIRROR_SRC_CREDS)")
-    p.add_argument("--dest-creds", metavar="USER:PASS",
-                   help="credentials for the destination registry (or $MIRROR_DEST_CREDS)")
-    p.add_argument("--platform", action="append", default=[], dest="platforms", metavar="OS/ARCH[/VARIANT]",
-                   help="copy only these platforms of an index (repeatable); the index pushed then "
-                   "has a new digest")
-    p.add_argument("--plain-http", action="append", default=[], metavar="HOST",
-                   help="talk plain HTTP to HOST (repeatable); loopback hosts may without it")
-    p.add_argument("--overwrite", action="store_true",
-                   help="allow moving a destination tag that names another digest")
+    p.add_argument(
+        "destination",
+        nargs="+",
+        help="one or more destinations, same forms as SOURCE; no tag means latest. "
+        "The source is read once for all of them",
+    )
+    p.add_argument(
+        "--src-creds", metavar="USER:PASS", help="credentials for the source registry (or $MIRROR_SRC_CREDS)"
+    )
+    p.add_argument(
+        "--dest-creds",
+        metavar="USER:PASS",
+        help="credentials for the destination registry (or $MIRROR_DEST_CREDS)",
+    )
+    p.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        dest="platforms",
+        metavar="OS/ARCH[/VARIANT]",
+        help="copy only these platforms of an index (repeatable); the index pushed then has a new digest",
+    )
+    p.add_argument(
+        "--plain-http",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="talk plain HTTP to HOST (repeatable); loopback hosts may without it",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="allow moving a destination tag that names another digest"
+    )
     p.add_argument("--report", metavar="FILE", help="write a JSON report of the copy")
-    p.add_argument("--concurrency", type=int, default=8, metavar="N",
-                   help="blob transfers at the same time (default 8)")
+    p.add_argument(
+        "--concurrency", type=int, default=8, metavar="N", help="blob transfers at the same time (default 8)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line, no summary")
-    p.add_argument("--create-repository", action="store_true",
-                   help="create the destination repository first where pushing does not (Amazon ECR: "
-                   "CreateRepository with the standard AWS credentials)")
+    p.add_argument(
+        "--create-repository",
+        action="store_true",
+        help="create the destination repository first where pushing does not (Amazon ECR: "
+        "CreateRepository with the standard AWS credentials)",
+    )
 
 
 def options_from(ns: argparse.Namespace) -> CopyOptions:

@@ -23,8 +23,9 @@ async def run_demo(directory: str) -> int:
     source = OciLayout(source_dir, create=True)
     digest = await push_demo_image(source, "demo")
     print(f"made oci:{source_dir}:demo  {digest}  (3 platforms)", file=sys.stderr)
-    opts = CopyOptions(f"oci:{source_dir}:demo", f"oci:{copy_dir}:demo", quiet=False,
-                       report=str(root / "report.json"))
+    opts = CopyOptions(
+        f"oci:{source_dir}:demo", f"oci:{copy_dir}:demo", quiet=False, report=str(root / "report.json")
+    )
     code, results, stats = await run_copy(opts)
     finish(opts, code, results, stats)
     if code:

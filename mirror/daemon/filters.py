@@ -41,9 +41,7 @@ _SEMVER_SHAPE = re.compile(r"^v?\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$")
 def compile_pattern(text: object) -> re.Pattern[str]:
     """Compile a tag pattern; raise :class:`ConfigError` with the position of the problem."""
     if not isinstance(text, str):
-        raise ConfigError(
-            f"expected a regular expression (a string), got {type(text).__name__}; quote it"
-        )
+        raise ConfigError(f"expected a regular expression (a string), got {type(text).__name__}; quote it")
     try:
         return re.compile(text)
     except (re.error, RecursionError, OverflowError) as exc:

@@ -31,8 +31,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
-def setup_logging(fmt: str = "text", level: str = "info", *, redactor: Redactor | None = None,
-                  stream: TextIO | None = None) -> logging.Logger:
+def setup_logging(
+    fmt: str = "text", level: str = "info", *, redactor: Redactor | None = None, stream: TextIO | None = None
+) -> logging.Logger:
     logger = logging.getLogger(LOGGER)
     logger.handlers.clear()
     handler = logging.StreamHandler(stream or sys.stderr)

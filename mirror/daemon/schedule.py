@@ -139,9 +139,7 @@ def parse_cron(expression: object, jitter: float = 0.0) -> Cron:
             raise ConfigError(f"cron expression {expression!r} is not valid; {form}")
         text = text.lower()
     elif len(text.split(" ")) != 5:
-        raise ConfigError(
-            f"cron expression {expression!r} has {len(text.split())} fields, not 5; {form}"
-        )
+        raise ConfigError(f"cron expression {expression!r} has {len(text.split())} fields, not 5; {form}")
     try:
         croniter(text, _CRON_PROBE_BASE).get_next(float)
     except (ValueError, KeyError, TypeError, IndexError, OverflowError) as exc:

@@ -167,8 +167,14 @@ class SyncRun:
         # An image source pinned to a tag keeps that tag; a digest-only source is pushed by digest.
         pinned_tag = spec.tag if spec.kind is SourceKind.IMAGE else None
         return [
-            CopyTask(source, reference, [Destination(d, pinned_tag or reference) for d in dests],
-                     job.platforms, job.overwrite, job.name)
+            CopyTask(
+                source,
+                reference,
+                [Destination(d, pinned_tag or reference) for d in dests],
+                job.platforms,
+                job.overwrite,
+                job.name,
+            )
             for reference in references
         ]
 
@@ -234,11 +240,16 @@ class SyncRun:
                 if key in seen:
                     continue
                 seen.add(key)
-                found.append(CopyTask(
-                    source, str(desc.digest),
-                    [Destination(d.repo, str(desc.digest)) for d in task.destinations],
-                    (), task.overwrite, task.job,
-                ))
+                found.append(
+                    CopyTask(
+                        source,
+                        str(desc.digest),
+                        [Destination(d.repo, str(desc.digest)) for d in task.destinations],
+                        (),
+                        task.overwrite,
+                        task.job,
+                    )
+                )
         return found
 
     def stop(self) -> None:

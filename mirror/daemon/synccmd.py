@@ -45,13 +45,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan; write nothing (with --once)")
     p.add_argument("--report", metavar="FILE", help="write a JSON report (each run, in serve mode)")
     p.add_argument("--job", action="append", default=[], metavar="NAME", help="run only these jobs")
-    p.add_argument("--shard", metavar="INDEX/COUNT",
-                   help="own only this shard of the source repositories; INDEX may be 'auto' "
-                   "(the StatefulSet ordinal from the host name)")
-    p.add_argument("--metrics-address", metavar="HOST:PORT",
-                   help="serve /metrics, /healthz, /readyz, /shard here (overrides metrics.address)")
-    p.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
-                   help="on SIGTERM/SIGINT, how long moving transfers may take to finish")
+    p.add_argument(
+        "--shard",
+        metavar="INDEX/COUNT",
+        help="own only this shard of the source repositories; INDEX may be 'auto' "
+        "(the StatefulSet ordinal from the host name)",
+    )
+    p.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="serve /metrics, /healthz, /readyz, /shard here (overrides metrics.address)",
+    )
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, how long moving transfers may take to finish",
+    )
 
 
 def job_spec(config: Config, job: Job) -> JobSpec:
@@ -101,12 +112,18 @@ class Daemon:
     def transport(self, events: Fanout) -> Transport:
         static = StaticProvider(self.config.credentials())
         provider = RedactingProvider(build_provider(static), self.redactor)
-        return Transport(provider, options=self.config.host_options(), events=events,
-                         on_secret=self.redactor.add)
+        return Transport(
+            provider, options=self.config.host_options(), events=events, on_secret=self.redactor.add
+        )
 
     async def run_jobs(self, transport: Transport, events: Fanout, jobs: list[Job]) -> SyncResult:
-        run = SyncRun(transport, events=events, transfers=self.config.concurrency, shard=self.shard,
-                      dry_run=self.dry_run)
+        run = SyncRun(
+            transport,
+            events=events,
+            transfers=self.config.concurrency,
+            shard=self.shard,
+            dry_run=self.dry_run,
+        )
         self._active.add(run)
         for job in jobs:
             self.metrics.job_started(job)
@@ -120,14 +137,24 @@ class Daemon:
         for job, outcome in zip(jobs, result.jobs, strict=True):
             self.metrics.job_finished(job, outcome.ok, elapsed)
             self.owned[job.name] = outcome.repositories
-            fields = {"job": job.name, "ok": outcome.ok, "images": outcome.images,
-                      "failed": outcome.failed, "seconds": round(elapsed, 3)}
+            fields = {
+                "job": job.name,
+                "ok": outcome.ok,
+                "images": outcome.images,
+                "failed": outcome.failed,
+                "seconds": round(elapsed, 3),
+            }
             if outcome.error:
                 fields["error"] = outcome.error
                 log.error("job %s failed: %s", job.name, outcome.error, extra={"fields": fields})
             else:
-                log.info("job %s: %d images, %d failed", job.name, outcome.images, outcome.failed,
-                         extra={"fields": fields})
+                log.info(
+                    "job %s: %d images, %d failed",
+                    job.name,
+                    outcome.images,
+                    outcome.failed,
+                    extra={"fields": fields},
+                )
         for image in result.images:
             if not image.ok:
                 for line in summary_lines([image], RunStats())[:-1]:
@@ -139,12 +166,24 @@ class Daemon:
         if not self.report_path:
             return
         jobs = [
-            {"name": j.name, "ok": j.ok, "images": j.images, "failed": j.failed, "error": j.error,
-             "repositories": len(j.repositories)}
+            {
+                "name": j.name,
+                "ok": j.ok,
+                "images": j.images,
+                "failed": j.failed,
+                "error": j.error,
+                "repositories": len(j.repositories),
+            }
             for j in result.jobs
         ]
-        doc = build_report("sync", images, stats, jobs=jobs, dry_run=self.dry_run,
-                           shard=str(self.shard) if self.shard else None)
+        doc = build_report(
+            "sync",
+            images,
+            stats,
+            jobs=jobs,
+            dry_run=self.dry_run,
+            shard=str(self.shard) if self.shard else None,
+        )
         write_report(self.report_path, doc, redact=self.redactor.redact)
 
     def shard_info(self) -> dict[str, object]:
@@ -175,9 +214,16 @@ class Daemon:
         while True:
             await asyncio.sleep(self.progress_interval)
             if self.progress.in_flight:
-                log.info("progress: %s", self.progress.render(),
-                         extra={"fields": {"bytes_read": self.progress.bytes_read,
-                                           "in_flight": self.progress.in_flight}})
+                log.info(
+                    "progress: %s",
+                    self.progress.render(),
+                    extra={
+                        "fields": {
+                            "bytes_read": self.progress.bytes_read,
+                            "in_flight": self.progress.in_flight,
+                        }
+                    },
+                )
 
     # -- serve -------------------------------------------------------------------------------
 
@@ -215,8 +261,11 @@ class Daemon:
                 wait = min([t - now for t in due.values()], default=1.0)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop_requested.wait(), timeout=max(0.05, min(wait, 1.0)))
-            log.info("stopping: letting %d running job(s) finish moving blobs (up to %.0fs)",
-                     len(running), self.grace)
+            log.info(
+                "stopping: letting %d running job(s) finish moving blobs (up to %.0fs)",
+                len(running),
+                self.grace,
+            )
             if server is not None:
                 server.set_shutting_down()
             pending = list(running.values())
@@ -262,9 +311,12 @@ def print_plan(result: SyncResult) -> None:
         for dest in image.destinations:
             if dest.status != "planned":
                 continue
-            print(f"  {image.source} -> {dest.destination}  blobs: {dest.blobs_pushed} to send "
-                  f"({human_bytes(dest.bytes_written)}), {dest.blobs_mounted} to mount, "
-                  f"{dest.blobs_skipped} present", file=out)
+            print(
+                f"  {image.source} -> {dest.destination}  blobs: {dest.blobs_pushed} to send "
+                f"({human_bytes(dest.bytes_written)}), {dest.blobs_mounted} to mount, "
+                f"{dest.blobs_skipped} present",
+                file=out,
+            )
             pushed += dest.blobs_pushed
             mounted += dest.blobs_mounted
             skipped += dest.blobs_skipped
@@ -273,17 +325,28 @@ def print_plan(result: SyncResult) -> None:
             if dest.status in ("conflict", "failed"):
                 print(f"  {dest.status.upper()} {dest.destination}: {dest.error}", file=out)
     unique = result.stats.unique_blob_bytes
-    print(f"blobs: {pushed} sends, {mounted} mounts, {skipped} already present; "
-          f"{human_bytes(moved)} to write from {human_bytes(unique)} of unique blobs read once "
-          f"(dedup saves {human_bytes(max(0, moved - unique))} of source reads)", file=out)
+    print(
+        f"blobs: {pushed} sends, {mounted} mounts, {skipped} already present; "
+        f"{human_bytes(moved)} to write from {human_bytes(unique)} of unique blobs read once "
+        f"(dedup saves {human_bytes(max(0, moved - unique))} of source reads)",
+        file=out,
+    )
 
 
 async def run_sync(ns: argparse.Namespace) -> int:
     config = load_config(ns.config)
     jobs = load_jobs(config, ns.job)
     shard = parse_shard(ns.shard, hostname=os.environ.get("HOSTNAME")) if ns.shard else None
-    daemon = Daemon(config, jobs, shard=shard, report_path=ns.report, dry_run=ns.dry_run,
-                    grace=ns.grace, metrics_address=ns.metrics_address, redactor=_redactor(config))
+    daemon = Daemon(
+        config,
+        jobs,
+        shard=shard,
+        report_path=ns.report,
+        dry_run=ns.dry_run,
+        grace=ns.grace,
+        metrics_address=ns.metrics_address,
+        redactor=_redactor(config),
+    )
     setup_logging(config.log.format, config.log.level, redactor=daemon.redactor)
     if ns.once or ns.dry_run:
         result = await daemon.once()
@@ -297,6 +360,11 @@ async def run_sync(ns: argparse.Namespace) -> int:
 
 
 def _totals(stats: RunStats) -> dict[str, Any]:
-    return {"bytes_read": stats.bytes_read, "bytes_written": stats.bytes_written,
-            "blobs_pushed": stats.blobs_pushed, "blobs_mounted": stats.blobs_mounted,
-            "blobs_skipped": stats.blobs_skipped, "requests": stats.requests}
+    return {
+        "bytes_read": stats.bytes_read,
+        "bytes_written": stats.bytes_written,
+        "blobs_pushed": stats.blobs_pushed,
+        "blobs_mounted": stats.blobs_mounted,
+        "blobs_skipped": stats.blobs_skipped,
+        "requests": stats.requests,
+    }

@@ -17,19 +17,38 @@ from botocore import exceptions as bce
 
 from mirror.types.errors import AuthError, MirrorError, NotFound, RegistryError, TransportError
 
-AUTH_CODES = frozenset({
-    "AccessDenied", "AccessDeniedException", "AllAccessDisabled", "ExpiredToken",
-    "ExpiredTokenException", "InvalidAccessKeyId", "InvalidClientTokenId", "InvalidToken",
-    "SignatureDoesNotMatch", "UnrecognizedClientException", "AuthorizationHeaderMalformed",
-})
+AUTH_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "AllAccessDisabled",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidAccessKeyId",
+        "InvalidClientTokenId",
+        "InvalidToken",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClientException",
+        "AuthorizationHeaderMalformed",
+    }
+)
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NotFound", "404"})
 CREDENTIAL_ERRORS: tuple[type[Exception], ...] = (
-    bce.NoCredentialsError, bce.PartialCredentialsError, bce.CredentialRetrievalError,
-    bce.TokenRetrievalError, bce.SSOError, bce.UnknownCredentialError, bce.NoAuthTokenError,
+    bce.NoCredentialsError,
+    bce.PartialCredentialsError,
+    bce.CredentialRetrievalError,
+    bce.TokenRetrievalError,
+    bce.SSOError,
+    bce.UnknownCredentialError,
+    bce.NoAuthTokenError,
 )
 STREAM_ERRORS: tuple[type[BaseException], ...] = (
-    bce.ResponseStreamingError, bce.ReadTimeoutError, bce.IncompleteReadError,
-    aiohttp.ClientError, asyncio.TimeoutError, ConnectionError,
+    bce.ResponseStreamingError,
+    bce.ReadTimeoutError,
+    bce.IncompleteReadError,
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    ConnectionError,
 )
 
 
@@ -58,8 +77,9 @@ def translate(exc: BaseException, what: str, *, streaming: bool = False) -> Mirr
         if status == 412 or code == "PreconditionFailed":
             return PreconditionFailed(f"{what}: a condition of the request did not hold ({message})")
         if code == "NoSuchBucket":
-            return NotFound(f"{what}: the bucket does not exist ({message})", status=404, code=code,
-                            temporary=False)
+            return NotFound(
+                f"{what}: the bucket does not exist ({message})", status=404, code=code, temporary=False
+            )
         if code in NOT_FOUND_CODES or status == 404:
             return NotFound(f"{what}: not found", status=404, code=code, temporary=False)
         if code in AUTH_CODES or status in (401, 403):
@@ -68,8 +88,9 @@ def translate(exc: BaseException, what: str, *, streaming: bool = False) -> Mirr
                 "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance/pod role) "
                 "and their permissions"
             )
-        return RegistryError(f"{what}: AWS answered {status} {code}: {message}", status=status,
-                             code=code, temporary=False)
+        return RegistryError(
+            f"{what}: AWS answered {status} {code}: {message}", status=status, code=code, temporary=False
+        )
     if isinstance(exc, CREDENTIAL_ERRORS):
         return AuthError(
             f"{what}: no usable AWS credentials ({exc}); set AWS_ACCESS_KEY_ID and "
@@ -87,6 +108,10 @@ def translate(exc: BaseException, what: str, *, streaming: bool = False) -> Mirr
 
 
 TRANSLATED: tuple[type[BaseException], ...] = (
-    bce.BotoCoreError, bce.ClientError, aiohttp.ClientError, asyncio.TimeoutError, OSError,
+    bce.BotoCoreError,
+    bce.ClientError,
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    OSError,
 )
 """Exceptions :func:`translate` turns into MirrorError; anything else propagates unchanged."""

@@ -125,8 +125,12 @@ class RegistryRepository:
 
     async def head_manifest(self, reference: str) -> ManifestInfo | None:
         reply = await self.transport.request(
-            "HEAD", self.host, self._path("manifests", _reference(reference)),
-            scopes=_pull(self.repository), headers={"Accept": mt.ACCEPT}, ok=(200, 404),
+            "HEAD",
+            self.host,
+            self._path("manifests", _reference(reference)),
+            scopes=_pull(self.repository),
+            headers={"Accept": mt.ACCEPT},
+            ok=(200, 404),
         )
         if reply.status == 404:
             return None
@@ -145,8 +149,11 @@ class RegistryRepository:
 
     async def get_manifest(self, reference: str) -> FetchedManifest:
         reply = await self.transport.request(
-            "GET", self.host, self._path("manifests", _reference(reference)),
-            scopes=_pull(self.repository), headers={"Accept": mt.ACCEPT},
+            "GET",
+            self.host,
+            self._path("manifests", _reference(reference)),
+            scopes=_pull(self.repository),
+            headers={"Accept": mt.ACCEPT},
             max_body=mt.MAX_MANIFEST_BYTES,
         )
         media_type = (reply.headers.get("Content-Type") or "").split(";")[0].strip()
@@ -169,9 +176,14 @@ class RegistryRepository:
     async def put_manifest(self, reference: str, raw: bytes, media_type: str) -> None:
         try:
             await self.transport.request(
-                "PUT", self.host, self._path("manifests", _reference(reference)),
-                scopes=_push(self.repository), headers={"Content-Type": media_type},
-                body=raw, content_length=len(raw), ok=(200, 201, 202, 204),
+                "PUT",
+                self.host,
+                self._path("manifests", _reference(reference)),
+                scopes=_push(self.repository),
+                headers={"Content-Type": media_type},
+                body=raw,
+                content_length=len(raw),
+                ok=(200, 201, 202, 204),
             )
         except RegistryError as exc:
             if exc.is_immutability_refusal:
@@ -181,7 +193,9 @@ class RegistryRepository:
 
     async def delete_manifest(self, reference: str) -> None:
         await self.transport.request(
-            "DELETE", self.host, self._path("manifests", _reference(reference)),
+            "DELETE",
+            self.host,
+            self._path("manifests", _reference(reference)),
             scopes=(f"repository:{self.repository}:delete", *_push(self.repository)),
             ok=(200, 202, 204),
         )
@@ -190,8 +204,11 @@ class RegistryRepository:
 
     async def has_blob(self, digest: Digest) -> bool:
         reply = await self.transport.request(
-            "HEAD", self.host, self._path("blobs", str(digest)),
-            scopes=_pull(self.repository), ok=(200, 404),
+            "HEAD",
+            self.host,
+            self._path("blobs", str(digest)),
+            scopes=_pull(self.repository),
+            ok=(200, 404),
         )
         return reply.status == 200
 
@@ -200,8 +217,11 @@ class RegistryRepository:
         try:
             response = await stack.enter_async_context(
                 self.transport.stream(
-                    "GET", self.host, self._path("blobs", str(desc.digest)),
-                    scopes=_pull(self.repository), transfer_size=desc.size,
+                    "GET",
+                    self.host,
+                    self._path("blobs", str(desc.digest)),
+                    scopes=_pull(self.repository),
+                    transfer_size=desc.size,
                 )
             )
         except BaseException:
@@ -211,8 +231,14 @@ class RegistryRepository:
 
     async def _open_session(self) -> URL:
         reply = await self.transport.request(
-            "POST", self.host, self._path("blobs", "uploads/"),
-            scopes=_push(self.repository), body=b"", content_length=0, ok=(202,), retry=False,
+            "POST",
+            self.host,
+            self._path("blobs", "uploads/"),
+            scopes=_push(self.repository),
+            body=b"",
+            content_length=0,
+            ok=(202,),
+            retry=False,
         )
         return self._location(reply.url, reply.headers.get("Location"))
 
@@ -230,11 +256,16 @@ class RegistryRepository:
                 location = self._open_sessions.pop(desc.digest, None) or await self._open_session()
                 started = time.monotonic()
                 await self.transport.request(
-                    "PUT", self.host, with_digest(location, str(desc.digest)),
+                    "PUT",
+                    self.host,
+                    with_digest(location, str(desc.digest)),
                     scopes=_push(self.repository),
                     headers={"Content-Type": "application/octet-stream"},
                     body=source if replayable else source(),
-                    content_length=desc.size, ok=(201, 204), retry=False, transfer_size=desc.size,
+                    content_length=desc.size,
+                    ok=(201, 204),
+                    retry=False,
+                    transfer_size=desc.size,
                 )
                 self.transport.throughput.record(self.host, desc.size, time.monotonic() - started)
                 return
@@ -245,12 +276,15 @@ class RegistryRepository:
 
     async def mount_blob(self, digest: Digest, from_repository: str) -> bool:
         reply = await self.transport.request(
-            "POST", self.host,
-            URL(self._path("blobs", "uploads/"), encoded=False).with_query(
-                {"mount": str(digest), "from": from_repository}
-            ).raw_path_qs,
+            "POST",
+            self.host,
+            URL(self._path("blobs", "uploads/"), encoded=False)
+            .with_query({"mount": str(digest), "from": from_repository})
+            .raw_path_qs,
             scopes=(*_push(self.repository), *_pull(from_repository)),
-            body=b"", content_length=0, ok=(201, 202),
+            body=b"",
+            content_length=0,
+            ok=(201, 202),
         )
         if reply.status == 201:
             return True
@@ -264,9 +298,13 @@ class RegistryRepository:
     async def referrers(self, digest: Digest) -> list[Descriptor] | None:
         """Manifests whose ``subject`` is ``digest`` (OCI referrers API); None when unsupported."""
         reply = await self.transport.request(
-            "GET", self.host, self._path("referrers", str(digest)),
-            scopes=_pull(self.repository), headers={"Accept": mt.OCI_INDEX},
-            max_body=mt.MAX_MANIFEST_BYTES, ok=(200, 404),
+            "GET",
+            self.host,
+            self._path("referrers", str(digest)),
+            scopes=_pull(self.repository),
+            headers={"Accept": mt.OCI_INDEX},
+            max_body=mt.MAX_MANIFEST_BYTES,
+            ok=(200, 404),
         )
         if reply.status == 404:
             return None
@@ -283,7 +321,11 @@ class RegistryRepository:
         path: str | URL = f"{self._path('tags', 'list')}?n={TAGS_PAGE}"
         for _ in range(100_000):
             reply = await self.transport.request(
-                "GET", self.host, path, scopes=_pull(self.repository), max_body=MAX_LIST_BODY,
+                "GET",
+                self.host,
+                path,
+                scopes=_pull(self.repository),
+                max_body=MAX_LIST_BODY,
                 ok=(200, 404),
             )
             if reply.status == 404:

@@ -61,8 +61,12 @@ async def ensure_repository(
         raise InvalidReference(f"ECR repository {repository!r} on {host}: {exc.message}") from None
     if session is None:
         session = AioSession(profile=profile)
-    config = AioConfig(retries={"max_attempts": 5, "mode": "standard"}, use_fips_endpoint=ecr.fips,
-                       connect_timeout=10, read_timeout=30)
+    config = AioConfig(
+        retries={"max_attempts": 5, "mode": "standard"},
+        use_fips_endpoint=ecr.fips,
+        connect_timeout=10,
+        read_timeout=30,
+    )
     what = f"ecr CreateRepository {repository} in {ecr.account} {ecr.region}"
     request: dict[str, Any] = {"repositoryName": repository, "registryId": ecr.account}
     if image_tag_mutability:

@@ -151,8 +151,12 @@ class OciLayout:
                 raise DigestMismatch(reference, str(digest), what="manifest")
             return
         tag = validate_tag(reference)
-        entry = {"mediaType": media_type, "digest": str(digest), "size": len(raw),
-                 "annotations": {REF_NAME: tag}}
+        entry = {
+            "mediaType": media_type,
+            "digest": str(digest),
+            "size": len(raw),
+            "annotations": {REF_NAME: tag},
+        }
         async with self._index_lock:
             await asyncio.to_thread(self._set_tag, tag, entry)
 

@@ -261,8 +261,9 @@ class LingeringClient:
     Operations still running then keep it open until the last one releases it.
     """
 
-    def __init__(self, open_client: Callable[[], contextlib.AbstractAsyncContextManager[Any]],
-                 linger: float) -> None:
+    def __init__(
+        self, open_client: Callable[[], contextlib.AbstractAsyncContextManager[Any]], linger: float
+    ) -> None:
         self._open_client = open_client
         self._linger = linger
         self.client: Any = None
@@ -475,8 +476,15 @@ class S3Layout:
             raw = await _read_limited(resp["Body"], limit, what)
         return raw, resp.get("ETag")
 
-    async def _put(self, key: str, body: bytes, content_type: str, *, if_match: str | None = None,
-                   if_absent: bool = False) -> None:
+    async def _put(
+        self,
+        key: str,
+        body: bytes,
+        content_type: str,
+        *,
+        if_match: str | None = None,
+        if_absent: bool = False,
+    ) -> None:
         """PutObject; conditions apply only when conditional writes are on."""
         kwargs: dict[str, Any] = {"Key": key, "Body": body, "ContentType": content_type}
         if self.options.conditional_writes:
@@ -498,8 +506,7 @@ class S3Layout:
             return
         if await self._head(self._key("oci-layout")) is None:
             if not self._create:
-                raise NotFound(f"{self.name} is not an OCI image layout (no oci-layout object)",
-                               status=404)
+                raise NotFound(f"{self.name} is not an OCI image layout (no oci-layout object)", status=404)
             layout = json.dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}).encode()
             await self._put_new(self._key("oci-layout"), layout, "application/json")
             await self._put_new(self._key("index.json"), index_bytes([]), mt.OCI_INDEX)
@@ -513,8 +520,9 @@ class S3Layout:
         except NotFound as exc:
             if self._create and exc.code != "NoSuchBucket":
                 return [], None
-            raise NotFound(f"{self.name} is not an OCI image layout: {exc.message}", status=404,
-                           code=exc.code) from None
+            raise NotFound(
+                f"{self.name} is not an OCI image layout: {exc.message}", status=404, code=exc.code
+            ) from None
         entries = parse_index(raw, where)
         self._entries = entries
         return entries, etag
@@ -528,8 +536,13 @@ class S3Layout:
                 entries, etag = await self._read_index()
                 updated = change(list(entries))
                 try:
-                    await self._put(self._key("index.json"), index_bytes(updated), mt.OCI_INDEX,
-                                    if_match=etag, if_absent=etag is None)
+                    await self._put(
+                        self._key("index.json"),
+                        index_bytes(updated),
+                        mt.OCI_INDEX,
+                        if_match=etag,
+                        if_absent=etag is None,
+                    )
                 except PreconditionFailed:
                     continue
                 self._entries = updated
@@ -564,8 +577,9 @@ class S3Layout:
                     await self._read_index()
             media_type = await self._media_type(digest)
             if not media_type and size <= mt.MAX_MANIFEST_BYTES:
-                raw, _ = await self._get_small(self._blob_key(digest), mt.MAX_MANIFEST_BYTES,
-                                               f"{self.name}@{digest}")
+                raw, _ = await self._get_small(
+                    self._blob_key(digest), mt.MAX_MANIFEST_BYTES, f"{self.name}@{digest}"
+                )
                 media_type = await self._media_type(digest, raw)
             return Descriptor(media_type, digest, size)
         tag = validate_tag(reference)
@@ -592,8 +606,9 @@ class S3Layout:
                 raise NotFound(f"{self.name}: no manifest {reference}", status=404)
             digest, media_type = desc.digest, desc.media_type
         try:
-            raw, _ = await self._get_small(self._blob_key(digest), mt.MAX_MANIFEST_BYTES,
-                                           f"{self.name} manifest {digest}")
+            raw, _ = await self._get_small(
+                self._blob_key(digest), mt.MAX_MANIFEST_BYTES, f"{self.name} manifest {digest}"
+            )
         except NotFound:
             raise NotFound(f"{self.name}: no manifest {reference}", status=404) from None
         actual = Digest.of(raw, digest.algorithm)
@@ -613,8 +628,12 @@ class S3Layout:
         await self._put_new(self._blob_key(digest), raw, media_type or OCTET_STREAM)
         if tag is None:
             return
-        entry = {"mediaType": media_type, "digest": str(digest), "size": len(raw),
-                 "annotations": {REF_NAME: tag}}
+        entry = {
+            "mediaType": media_type,
+            "digest": str(digest),
+            "size": len(raw),
+            "annotations": {REF_NAME: tag},
+        }
 
         def set_tag(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return [*(e for e in entries if tag_of(e) != tag), entry]
@@ -766,10 +785,17 @@ class S3Layout:
     async def _abort(self, key: str, upload_id: str) -> None:
         """Abort a multipart upload, holding its own use of the client (it may outlive the caller)."""
         try:
-            await self._call(f"{self.name}: abort upload of {key}", "abort_multipart_upload",
-                             Key=key, UploadId=upload_id)
+            await self._call(
+                f"{self.name}: abort upload of {key}", "abort_multipart_upload", Key=key, UploadId=upload_id
+            )
         except NotFound:
             pass  # already gone
         except MirrorError as exc:
-            log.warning("%s: could not abort multipart upload %s of %s: %s; a bucket lifecycle rule "
-                        "(AbortIncompleteMultipartUpload) removes it", self.name, upload_id, key, exc.message)
+            log.warning(
+                "%s: could not abort multipart upload %s of %s: %s; a bucket lifecycle rule "
+                "(AbortIncompleteMultipartUpload) removes it",
+                self.name,
+                upload_id,
+                key,
+                exc.message,
+            )

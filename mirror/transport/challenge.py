@@ -34,7 +34,7 @@ def _skip_ws(text: str, i: int) -> int:
 
 def _token(text: str, i: int) -> tuple[str, int]:
     start = i
-    while i < len(text) and text[i] not in " \t,=\"":
+    while i < len(text) and text[i] not in ' \t,="':
         i += 1
     return text[start:i], i
 

@@ -130,7 +130,9 @@ class Transport:
         self.on_secret = on_secret
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=connect_timeout, sock_connect=connect_timeout,
+            total=None,
+            connect=connect_timeout,
+            sock_connect=connect_timeout,
             sock_read=read_timeout,
         )
         self.request_count = 0
@@ -225,8 +227,10 @@ class Transport:
                     self._count(host, "GET", resp.status)
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                     last = from_exception(exc, "GET", str(url))
-                    if len(schemes) > 1 and scheme == "https" and not isinstance(
-                        exc, aiohttp.ClientConnectorCertificateError
+                    if (
+                        len(schemes) > 1
+                        and scheme == "https"
+                        and not isinstance(exc, aiohttp.ClientConnectorCertificateError)
                     ):
                         break  # try plain http on loopback, unless it speaks TLS with a bad certificate
                     if self.retry.should_retry(last, attempt):
@@ -394,8 +398,12 @@ class Transport:
 
     def _check(self, host: str, remaining: float, expected: float, size: int, cred: Credential) -> None:
         check_lifetime(
-            host=host, size=size, rate=self.throughput.rate(host), expected=expected,
-            remaining=remaining, what=f"{cred.kind} from {cred.provider}",
+            host=host,
+            size=size,
+            rate=self.throughput.rate(host),
+            expected=expected,
+            remaining=remaining,
+            what=f"{cred.kind} from {cred.provider}",
         )
 
     def secrets_for(self, host: str) -> frozenset[str]:
@@ -441,8 +449,16 @@ class Transport:
             where: str | URL = path
             try:
                 async with self.stream(
-                    method, host, path, scopes=scopes, headers=headers, body=body,
-                    content_length=content_length, ok=ok, retry=retry, transfer_size=transfer_size,
+                    method,
+                    host,
+                    path,
+                    scopes=scopes,
+                    headers=headers,
+                    body=body,
+                    content_length=content_length,
+                    ok=ok,
+                    retry=retry,
+                    transfer_size=transfer_size,
                 ) as resp:
                     where = resp.url
                     data = await read_bounded(resp.content, max_body) if method != "HEAD" else b""
@@ -489,8 +505,16 @@ class Transport:
             attempt += 1
             try:
                 resp = await self._send(
-                    method, host, url, scopes, headers, body, content_length,
-                    expected, transfer_size, hold_slot=not long_running,
+                    method,
+                    host,
+                    url,
+                    scopes,
+                    headers,
+                    body,
+                    content_length,
+                    expected,
+                    transfer_size,
+                    hold_slot=not long_running,
                 )
                 if resp.status in ok:
                     break
@@ -499,7 +523,10 @@ class Transport:
                     err_body = await read_bounded(resp.content, MAX_ERROR_BODY)
                 resp.release()
                 error = registry_error(
-                    method, redact_url(str(resp.url)), resp.status, err_body,
+                    method,
+                    redact_url(str(resp.url)),
+                    resp.status,
+                    err_body,
                     parse_retry_after(resp.headers.get("Retry-After"), self.clock()),
                 )
                 if resp.status == 401:

@@ -9,7 +9,7 @@ from yarl import URL
 from mirror.types.errors import UnsafeRequest
 from mirror.types.reference import is_loopback_host
 
-_LINK = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,]*)*)')
+_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]*)*)")
 
 
 def host_of(url: URL) -> str:
@@ -77,9 +77,7 @@ def resolve_location(base: URL, location: str) -> URL:
 def check_same_scheme_family(base: URL, target: URL) -> None:
     if target.scheme not in ("http", "https"):
         raise UnsafeRequest(f"refusing to follow a URL with scheme {target.scheme!r}: {target}")
-    if base.scheme == "https" and target.scheme == "http" and not is_loopback_host(
-        host_of(target)
-    ):
+    if base.scheme == "https" and target.scheme == "http" and not is_loopback_host(host_of(target)):
         raise UnsafeRequest(f"refusing to downgrade from https to http: {target.with_query(None)}")
 
 

@@ -23,9 +23,7 @@ Third-party exceptions (aiohttp, botocore) are translated into these at the boun
 from __future__ import annotations
 
 # OCI error codes that mean "try again later" (distribution spec + registries seen in the wild).
-TEMPORARY_OCI_CODES = frozenset(
-    {"BLOB_UPLOAD_INVALID", "TOOMANYREQUESTS", "UNKNOWN", "UNAVAILABLE"}
-)
+TEMPORARY_OCI_CODES = frozenset({"BLOB_UPLOAD_INVALID", "TOOMANYREQUESTS", "UNKNOWN", "UNAVAILABLE"})
 TEMPORARY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 

@@ -134,9 +134,7 @@ def parse_manifest(raw: bytes, media_type: str = "", *, digest: Digest | None = 
     if body_type is not None and not isinstance(body_type, str):
         raise ManifestError("manifest mediaType is not a string")
     if body_type and header_type and mt.is_manifest(header_type) and body_type != header_type:
-        raise ManifestError(
-            f"manifest body says {body_type!r} but it was served as {header_type!r}"
-        )
+        raise ManifestError(f"manifest body says {body_type!r} but it was served as {header_type!r}")
     kind = body_type or header_type
     if not kind:
         # OCI allows omitting mediaType; infer from the shape.
@@ -176,9 +174,7 @@ def parse_manifest(raw: bytes, media_type: str = "", *, digest: Digest | None = 
         raise ManifestError("image manifest has no 'config'")
     config = _descriptor(doc["config"], "config")
     parsed = tuple(_descriptor(layer, f"layers[{i}]") for i, layer in enumerate(layers))
-    return Manifest(
-        kind, raw, computed, config=config, layers=parsed, subject=subject, annotations=ann
-    )
+    return Manifest(kind, raw, computed, config=config, layers=parsed, subject=subject, annotations=ann)
 
 
 def filter_index(index: Manifest, wanted: list[Platform]) -> Manifest:

@@ -140,7 +140,6 @@ class ImageRef(_Named):
         return replace(self, repository=validate_repository(repository))
 
 
-
 @dataclass(frozen=True)
 class LayoutRef(_Named):
     """An OCI image layout: a local directory (``oci:``) or an object-store prefix (``s3://``)."""
@@ -159,7 +158,6 @@ class LayoutRef(_Named):
 
     def with_digest(self, digest: Digest) -> LayoutRef:
         return replace(self, digest=digest)
-
 
 
 Ref = ImageRef | LayoutRef

@@ -36,8 +36,9 @@ class _Walker:
 
     def blob_present(self, digest: str) -> bool:
         if digest not in self.blobs:
-            r = self.client.request("HEAD", f"/v2/{self.repo}/blobs/{digest}", self.repo, actions="pull",
-                                    expect=(200, 404))
+            r = self.client.request(
+                "HEAD", f"/v2/{self.repo}/blobs/{digest}", self.repo, actions="pull", expect=(200, 404)
+            )
             self.blobs[digest] = r.status_code == 200
         return self.blobs[digest]
 
@@ -53,8 +54,14 @@ class _Walker:
     def _manifest(self, ref: str, where: str, depth: int) -> list[str]:
         if depth > MAX_DEPTH:
             return [f"{where}: nested deeper than {MAX_DEPTH}"]
-        r = self.client.request("GET", f"/v2/{self.repo}/manifests/{ref}", self.repo, actions="pull",
-                                expect=(200, 404), headers={"Accept": ACCEPT_ALL})
+        r = self.client.request(
+            "GET",
+            f"/v2/{self.repo}/manifests/{ref}",
+            self.repo,
+            actions="pull",
+            expect=(200, 404),
+            headers={"Accept": ACCEPT_ALL},
+        )
         if r.status_code == 404:
             return [f"{where}: manifest {ref} is missing"]
         data = r.content
@@ -99,8 +106,7 @@ def assert_complete(handle: Any, repo: str, *, creds: tuple[str, str] | None = N
     assert not problems, "incomplete destination:\n  " + "\n  ".join(problems)
 
 
-def assert_same_repo(src: Any, src_repo: str, dst: Any, dst_repo: str,
-                     tags: list[str] | None = None) -> None:
+def assert_same_repo(src: Any, src_repo: str, dst: Any, dst_repo: str, tags: list[str] | None = None) -> None:
     """`dst_repo` holds every tag of `src_repo` (or `tags`) with the same manifest bytes and digest,
     and is complete."""
     wanted = sorted(tags if tags is not None else list_tags(src, src_repo))

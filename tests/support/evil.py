@@ -66,8 +66,13 @@ class EvilImage:
 
 
 class EvilRegistry:
-    def __init__(self, *, challenge: str | None = None, accept: Callable[[str | None], bool] | None = None,
-                 ssl_context: ssl.SSLContext | None = None):
+    def __init__(
+        self,
+        *,
+        challenge: str | None = None,
+        accept: Callable[[str | None], bool] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ):
         """`challenge`: a WWW-Authenticate value; every request whose Authorization `accept`
         refuses is answered 401 with it (no challenge: everything is open). `ssl_context`:
         serve HTTPS with it."""
@@ -97,8 +102,16 @@ class EvilRegistry:
         with self._lock:
             self.routes[(method.upper(), path)] = answer
 
-    def manifest(self, repo: str, ref: str | None, body: bytes, media_type: str, *,
-                 digest_header: str | None = None, get: Answer | None = None) -> str:
+    def manifest(
+        self,
+        repo: str,
+        ref: str | None,
+        body: bytes,
+        media_type: str,
+        *,
+        digest_header: str | None = None,
+        get: Answer | None = None,
+    ) -> str:
         """Serve `body` under the tag `ref` (when given) and under its digest, GET and HEAD.
         `digest_header` overrides Docker-Content-Digest; `get` replaces the GET answer."""
         digest = sha256(body)
@@ -116,9 +129,16 @@ class EvilRegistry:
         self.answer("HEAD", path, Answer(200, {"Content-Length": str(len(data))}))
         return digest
 
-    def image(self, repo: str, tag: str | None, *, seed: str, layers: Sequence[bytes] | None = None,
-              media_type: str = OCI_MANIFEST, edit: Callable[[dict[str, Any]], None] | None = None,
-              ) -> EvilImage:
+    def image(
+        self,
+        repo: str,
+        tag: str | None,
+        *,
+        seed: str,
+        layers: Sequence[bytes] | None = None,
+        media_type: str = OCI_MANIFEST,
+        edit: Callable[[dict[str, Any]], None] | None = None,
+    ) -> EvilImage:
         """A small valid image (config + layers served as blobs); `edit` may change the manifest
         document before it is serialised (to make it hostile)."""
         docker = "docker" in media_type
@@ -128,10 +148,15 @@ class EvilRegistry:
         doc: dict[str, Any] = {
             "schemaVersion": 2,
             "mediaType": media_type,
-            "config": {"mediaType": DOCKER_CONFIG if docker else OCI_CONFIG, "digest": blobs[0][0],
-                       "size": len(config)},
-            "layers": [{"mediaType": DOCKER_LAYER if docker else OCI_LAYER, "digest": d, "size": len(b)}
-                       for d, b in blobs[1:]],
+            "config": {
+                "mediaType": DOCKER_CONFIG if docker else OCI_CONFIG,
+                "digest": blobs[0][0],
+                "size": len(config),
+            },
+            "layers": [
+                {"mediaType": DOCKER_LAYER if docker else OCI_LAYER, "digest": d, "size": len(b)}
+                for d, b in blobs[1:]
+            ],
         }
         if edit is not None:
             edit(doc)
@@ -208,16 +233,25 @@ class EvilRegistry:
             while await request.content.read(ENDLESS_CHUNK):
                 pass
         if self.challenge is not None and not self.accept(request.headers.get("Authorization")):
-            return web.Response(status=401, headers={"WWW-Authenticate": self.challenge},
-                                body=b'{"errors":[{"code":"UNAUTHORIZED","message":"evil"}]}')
+            return web.Response(
+                status=401,
+                headers={"WWW-Authenticate": self.challenge},
+                body=b'{"errors":[{"code":"UNAUTHORIZED","message":"evil"}]}',
+            )
         if route is None:
-            return web.Response(status=404, content_type="application/json",
-                                body=b'{"errors":[{"code":"NAME_UNKNOWN","message":"not here"}]}')
+            return web.Response(
+                status=404,
+                content_type="application/json",
+                body=b'{"errors":[{"code":"NAME_UNKNOWN","message":"not here"}]}',
+            )
         if not isinstance(route, Answer):
             return await route(request)
         if not route.endless:
-            return web.Response(status=route.status, headers=route.headers,
-                                body=None if request.method == "HEAD" else route.body)
+            return web.Response(
+                status=route.status,
+                headers=route.headers,
+                body=None if request.method == "HEAD" else route.body,
+            )
         response = web.StreamResponse(status=route.status, headers=route.headers)
         response.enable_chunked_encoding()
         await response.prepare(request)
