@@ -82,6 +82,7 @@ def pyspy(name: str, make_argv: Callable[[], list[str]]) -> None:
                 "100",
                 "--threads",
                 "--nonblocking",
+                *(["--nolineno"] if fmt == "flamegraph" else []),  # a smaller SVG
                 "-f",
                 fmt,
                 "-o",
