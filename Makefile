@@ -33,6 +33,7 @@ system-deps:
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mirror tests benchmarks
+	$(VENV)/bin/ruff format --check mirror
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy mirror
