@@ -122,6 +122,7 @@ class CopyEngine:
         self._holders: dict[tuple[str, Digest], str] = {}  # (registry, digest) -> repository name
         self._no_mount: set[str] = set()  # registries that answered 202 to a mount we knew was valid
         self._pushed: set[tuple[str, str]] = set()
+        self._counted: set[tuple[str, Digest]] = set()
         self._stopping = False
         self.stats = r.RunStats()
 
@@ -461,16 +462,29 @@ class CopyEngine:
             await self._push(repo, reference, top, item.task.job, always=True)
             dres.manifests_pushed = len(plan.manifests)
             dres.status = r.COPIED
-            self.stats.bytes_written += dres.bytes_written
-            self.stats.blobs_pushed += dres.blobs_pushed
-            self.stats.blobs_mounted += dres.blobs_mounted
-            self.stats.blobs_skipped += dres.blobs_skipped
+            self._count_blobs(repo, plan.blobs)
         except Exception as exc:  # one destination's failure, whatever it is, never ends the run
             if not isinstance(exc, MirrorError):
                 log.exception("unexpected error copying to %s", plan.dest.display)
             _fail(dres, exc)
             if isinstance(exc, RegistryError) and exc.kind == "tag_conflict":
                 dres.status = r.CONFLICT
+
+    def _count_blobs(self, repo: Repository, blobs: dict[Digest, Descriptor]) -> None:
+        """Run totals count each (repository, blob) once, however many images share it."""
+        for digest, desc in blobs.items():
+            key = (repo.name, digest)
+            if key in self._counted:
+                continue
+            self._counted.add(key)
+            outcome = self._blobs.run(digest, _missing_need(digest)).result().get(repo.name)
+            if outcome == "pushed":
+                self.stats.blobs_pushed += 1
+                self.stats.bytes_written += desc.size
+            elif outcome == "mounted":
+                self.stats.blobs_mounted += 1
+            else:
+                self.stats.blobs_skipped += 1
 
     async def _push(
         self, repo: Repository, reference: str, manifest: Manifest, job: str, always: bool = False
