@@ -332,17 +332,7 @@ def scenario_fleet(ctx: Context) -> dict[str, Any]:
                     "bytes_read_reported": doc.get("bytes_read", 0),
                 }
             else:
-                argv = [
-                    "skopeo",
-                    "sync",
-                    "--src",
-                    "yaml",
-                    "--dest",
-                    "docker",
-                    "--dest-tls-verify=false",
-                    str(skopeo_cfg),
-                    f"{dst.host}/mirror",
-                ]
+                argv = _skopeo_sync_argv(skopeo_cfg, dst.host)
                 stats = run_measured(ctx.skopeo.wrap(argv, f"fleet-{i}"), timeout=3600)
                 extra = {}
             traffic = watch.collect()
@@ -389,17 +379,7 @@ def scenario_fanout(ctx: Context) -> dict[str, Any]:
         else:
             parts = []
             for d in dests:
-                argv = [
-                    "skopeo",
-                    "sync",
-                    "--src",
-                    "yaml",
-                    "--dest",
-                    "docker",
-                    "--dest-tls-verify=false",
-                    str(skopeo_cfg),
-                    f"{d.host}/mirror",
-                ]
+                argv = _skopeo_sync_argv(skopeo_cfg, d.host)
                 parts.append(" ".join(_sh(a) for a in ctx.skopeo.wrap(argv, f"fanout-{i}")))
             stats = run_measured(["sh", "-c", " && ".join(parts)], timeout=3600)
         traffic = watch.collect()
@@ -959,3 +939,18 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _skopeo_sync_argv(config: Path, host: str) -> list[str]:
+    """`skopeo sync` of the repositories listed in ``config`` into ``host``/mirror."""
+    return [
+        "skopeo",
+        "sync",
+        "--src",
+        "yaml",
+        "--dest",
+        "docker",
+        "--dest-tls-verify=false",
+        str(config),
+        f"{host}/mirror",
+    ]
