@@ -400,8 +400,10 @@ class RegistryProxy:
                 if wrapped is not body:
                     record.fault = fault.name
                 body = wrapped
-            await response.prepare(request)
+            # Recorded before the headers go out: a client may read the whole answer and inspect
+            # the records before this coroutine runs again.
             record.status = upstream.status
+            await response.prepare(request)
             try:
                 async for chunk in body:
                     await response.write(chunk)
