@@ -937,10 +937,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _skopeo_sync_argv(config: Path, host: str) -> list[str]:
     """`skopeo sync` of the repositories listed in ``config`` into ``host``/mirror."""
     return [
@@ -954,3 +950,7 @@ def _skopeo_sync_argv(config: Path, host: str) -> list[str]:
         str(config),
         f"{host}/mirror",
     ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
