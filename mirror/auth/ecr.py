@@ -16,16 +16,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession, get_session
 from botocore import exceptions as botoexc
 
 from mirror.auth.credentials import Credential
 from mirror.auth.expiry import DEFAULT_REFRESH_MARGIN, CredentialCache, anchor_expiry, epoch_of
 from mirror.types.clock import Clock, system_clock
 from mirror.types.errors import AuthError
+
+if TYPE_CHECKING:  # aiobotocore takes a third of a second to import: only when ECR is used
+    from aiobotocore.session import AioSession
 
 ECR_USER = "AWS"
 TOKEN_LIFETIME = 12 * 3600.0
@@ -86,6 +87,8 @@ class EcrProvider:
 
     def _get_session(self) -> AioSession:
         if self._session is None:
+            from aiobotocore.session import get_session
+
             self._session = get_session()
             if self.profile:
                 self._session.set_config_variable("profile", self.profile)
@@ -102,6 +105,8 @@ class EcrProvider:
         return await self._cache.get((ecr.region, ecr.fips, ecr.domain), min_valid, fetch)
 
     async def _fetch(self, host: str, ecr: EcrHost) -> Credential:
+        from aiobotocore.config import AioConfig
+
         where = f"ecr GetAuthorizationToken in {ecr.region}"
         config = AioConfig(
             connect_timeout=self.connect_timeout,

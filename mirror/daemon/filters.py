@@ -29,8 +29,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import semantic_version
-
 from mirror.types.errors import ConfigError
 
 __all__ = ["TagFilter", "compile_pattern", "parse_range", "select_tags", "semver_of", "sort_tags"]
@@ -59,6 +57,8 @@ def parse_range(text: object) -> Any:
     example = "e.g. '>=1.2 <2', '^1.4', '~2.0' or '1.x'"
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"expected a semver range (a non-empty string), {example}")
+    import semantic_version  # imported where used: most configs have no semver filter
+
     try:
         return semantic_version.NpmSpec(text)
     except (ValueError, TypeError, IndexError, KeyError) as exc:
@@ -69,6 +69,8 @@ def semver_of(tag: str) -> Any:
     """The ``semantic_version.Version`` a tag names, or ``None`` when it is not a semantic version."""
     if not _SEMVER_SHAPE.match(tag):
         return None
+    import semantic_version
+
     try:
         return semantic_version.Version(tag[1:] if tag.startswith("v") else tag)
     except ValueError:

@@ -25,10 +25,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from croniter import croniter
+from typing import TYPE_CHECKING
 
 from mirror.types.errors import ConfigError
+
+if TYPE_CHECKING:  # croniter is imported by the cron paths only: most schedules are intervals
+    from croniter import croniter
 
 __all__ = [
     "CRON_MACROS",
@@ -140,6 +142,8 @@ def parse_cron(expression: object, jitter: float = 0.0) -> Cron:
         text = text.lower()
     elif len(text.split(" ")) != 5:
         raise ConfigError(f"cron expression {expression!r} has {len(text.split())} fields, not 5; {form}")
+    from croniter import croniter
+
     try:
         croniter(text, _CRON_PROBE_BASE).get_next(float)
     except (ValueError, KeyError, TypeError, IndexError, OverflowError) as exc:
@@ -153,6 +157,8 @@ def parse_cron(expression: object, jitter: float = 0.0) -> Cron:
 def _cron_fires_after(expression: str, base: float) -> croniter:
     # croniter yields fire times strictly after its start; one second back lets a fire time equal
     # to ``base`` through, and callers skip anything earlier than they want.
+    from croniter import croniter
+
     start = datetime.fromtimestamp(math.floor(base) - 1, UTC)
     return croniter(expression, start)
 

@@ -17,16 +17,14 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mirror.auth.credentials import StaticProvider
 from mirror.auth.redact import RedactingProvider, Redactor
 from mirror.copy.results import ImageResult, RunStats
 from mirror.daemon.config import Config, Job, load_config
 from mirror.daemon.copycmd import build_provider
-from mirror.daemon.health import HealthServer
 from mirror.daemon.logs import setup_logging
-from mirror.daemon.metrics import Metrics
 from mirror.daemon.progress import Progress, human_bytes
 from mirror.daemon.report import build_report, summary_lines, write_report
 from mirror.daemon.schedule import next_start
@@ -34,7 +32,10 @@ from mirror.daemon.shard import Shard, describe, parse_shard
 from mirror.daemon.sync import JobSpec, SyncResult, SyncRun
 from mirror.transport.client import Transport
 from mirror.types.clock import Clock, system_clock
-from mirror.types.events import Fanout
+from mirror.types.events import EventSink, Fanout
+
+if TYPE_CHECKING:
+    from mirror.daemon.metrics import Metrics
 
 log = logging.getLogger("mirror")
 
@@ -101,7 +102,9 @@ class Daemon:
     grace: float = 30.0
     metrics_address: str | None = None
     clock: Clock = system_clock
-    metrics: Metrics = field(default_factory=Metrics)
+    # None when nothing can read them (``--once`` has no /metrics listener): prometheus_client is
+    # then never imported and no event is counted twice.
+    metrics: Metrics | None = field(default_factory=lambda: _new_metrics())
     redactor: Redactor = field(default_factory=Redactor)
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     owned: dict[str, list[str]] = field(default_factory=dict)
@@ -126,7 +129,8 @@ class Daemon:
         )
         self._active.add(run)
         for job in jobs:
-            self.metrics.job_started(job)
+            if self.metrics is not None:
+                self.metrics.job_started(job)
         started = time.monotonic()
         try:
             result = await run.run([job_spec(self.config, j) for j in jobs])
@@ -135,7 +139,8 @@ class Daemon:
             await run.aclose()
         elapsed = time.monotonic() - started
         for job, outcome in zip(jobs, result.jobs, strict=True):
-            self.metrics.job_finished(job, outcome.ok, elapsed)
+            if self.metrics is not None:
+                self.metrics.job_finished(job, outcome.ok, elapsed)
             self.owned[job.name] = outcome.repositories
             fields = {
                 "job": job.name,
@@ -199,8 +204,14 @@ class Daemon:
 
     # -- once --------------------------------------------------------------------------------
 
+    def _events(self) -> Fanout:
+        sinks: list[EventSink] = [self.progress]
+        if self.metrics is not None:
+            sinks.insert(0, self.metrics)
+        return Fanout(*sinks)
+
     async def once(self) -> SyncResult:
-        events = Fanout(self.metrics, self.progress)
+        events = self._events()
         ticker = asyncio.create_task(self._log_progress())
         try:
             async with self.transport(events) as transport:
@@ -228,7 +239,11 @@ class Daemon:
     # -- serve -------------------------------------------------------------------------------
 
     async def serve(self) -> int:
-        events = Fanout(self.metrics, self.progress)
+        from mirror.daemon.health import HealthServer  # aiohttp.web: only for a listener
+
+        if self.metrics is None:
+            self.metrics = _new_metrics()
+        events = self._events()
         ticker = asyncio.create_task(self._log_progress())
         address = self.metrics_address or (self.config.metrics.address if self.config.metrics else None)
         server = HealthServer(self.metrics, address=address, shard_info=self.shard_info) if address else None
@@ -280,6 +295,12 @@ class Daemon:
             await server.stop()
         log.info("stopped")
         return 0
+
+
+def _new_metrics() -> Metrics:
+    from mirror.daemon.metrics import Metrics  # prometheus_client: only when metrics are served
+
+    return Metrics()
 
 
 def _forget(running: dict[str, asyncio.Task[SyncResult]], name: str) -> Any:
@@ -345,6 +366,7 @@ async def run_sync(ns: argparse.Namespace) -> int:
         dry_run=ns.dry_run,
         grace=ns.grace,
         metrics_address=ns.metrics_address,
+        metrics=None if ns.once or ns.dry_run else _new_metrics(),
         redactor=_redactor(config),
     )
     setup_logging(config.log.format, config.log.level, redactor=daemon.redactor)

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession
 from botocore.exceptions import ClientError
 
 from mirror.auth.ecr import EcrHost, parse_ecr_host
@@ -59,6 +57,9 @@ async def ensure_repository(
         validate_repository(repository)
     except InvalidReference as exc:
         raise InvalidReference(f"ECR repository {repository!r} on {host}: {exc.message}") from None
+    from aiobotocore.config import AioConfig  # imported here: a third of a second, only for ECR
+    from aiobotocore.session import AioSession
+
     if session is None:
         session = AioSession(profile=profile)
     config = AioConfig(
