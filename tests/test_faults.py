@@ -94,7 +94,8 @@ def test_error_bursts_on_the_source(registry_pair: Any, proxy_factory: Any, tmp_
     seed(src)
     proxy = proxy_factory.start(src)
     faults = [
-        proxy.add_fault(ErrorBurst(503, times=2, method="HEAD", path=r"/manifests/")),
+        # A cold copy reads the top manifest by tag (one GET), its children by digest.
+        proxy.add_fault(ErrorBurst(503, times=2, method="GET", path=r"/manifests/(?!sha256:)")),
         proxy.add_fault(ErrorBurst(500, times=2, method="GET", path=r"/manifests/sha256:")),
         proxy.add_fault(ErrorBurst(502, times=3, method="GET", path=r"/blobs/sha256:")),
     ]

@@ -166,6 +166,11 @@ async def test_an_unexpected_error_fails_one_image_not_the_run(tmp_path: Path) -
                 raise KeyError("a bug")
             return await super().head_manifest(reference)
 
+        async def get_manifest(self, reference: str) -> Any:
+            if reference == "bad":
+                raise KeyError("a bug")
+            return await super().get_manifest(reference)
+
     flaky = Flaky(tmp_path / "src")
     dst = OciLayout(tmp_path / "dst", create=True)
     good, bad = await CopyEngine().run(

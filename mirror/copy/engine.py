@@ -176,17 +176,28 @@ class CopyEngine:
         resolved = _Resolved(task, result, [])
         try:
             top: Manifest | None = None
+            heads: list[ManifestInfo | MirrorError | None] | None = None
             if ":" in task.reference:
                 target = Digest.parse(task.reference)
             else:
-                info = await self._head(task.source, task.reference)
-                if isinstance(info, MirrorError):
-                    raise info
-                if info is None:
-                    raise NotFound(f"{task.display} does not exist", status=404)
-                target = info.digest
+                if task.destinations and all(":" not in d.reference for d in task.destinations):
+                    # Destination tags first: when none exists the source manifest is needed
+                    # anyway, and one GET by tag replaces a HEAD followed by a GET by digest.
+                    heads = await self._dest_heads(task)
+                    if all(h is None for h in heads):
+                        top = await self._fetch_tag(task)
+                if top is not None:
+                    target = top.digest
+                else:
+                    info = await self._head(task.source, task.reference)
+                    if isinstance(info, MirrorError):
+                        raise info
+                    if info is None:
+                        raise NotFound(f"{task.display} does not exist", status=404)
+                    target = info.digest
             if task.platforms:
-                top = await self._fetch(task.source, str(target))
+                if top is None:
+                    top = await self._fetch(task.source, str(target))
                 if top.is_index:
                     top = filter_index(top, list(task.platforms))
                     if top.digest != target:
@@ -197,7 +208,8 @@ class CopyEngine:
                         )
                     target = top.digest
             result.digest = str(target)
-            heads = await asyncio.gather(*(self._head(d.repo, d.reference) for d in task.destinations))
+            if heads is None:
+                heads = await self._dest_heads(task)
             for dest, info in zip(task.destinations, heads, strict=True):
                 dres = r.DestinationResult(dest.display, "", str(target))
                 result.destinations.append(dres)
@@ -261,6 +273,18 @@ class CopyEngine:
             resolved.plans = []
             self._emit(ev.IMAGE_FAILED, repo=task.source, detail=exc.kind)
         return resolved
+
+    async def _dest_heads(self, task: CopyTask) -> list[ManifestInfo | MirrorError | None]:
+        return list(await asyncio.gather(*(self._head(d.repo, d.reference) for d in task.destinations)))
+
+    async def _fetch_tag(self, task: CopyTask) -> Manifest:
+        """The source manifest by tag; also remembered under its digest for the rest of the run."""
+        try:
+            top = await self._fetch(task.source, task.reference)
+        except NotFound as exc:
+            raise NotFound(f"{task.display} does not exist ({exc.message})", status=404) from None
+        self._manifests.settle((task.source.name, str(top.digest)), top)
+        return top
 
     async def _walk(self, source: Repository, manifest: Manifest, depth: int) -> list[Manifest]:
         """Every manifest under ``manifest``, children before parents, ``manifest`` last."""

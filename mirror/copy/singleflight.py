@@ -27,6 +27,13 @@ class SingleFlight(Generic[T]):
         task.add_done_callback(lambda t: self._evict_failed(key, t))
         return task
 
+    def settle(self, key: Hashable, value: T) -> None:
+        """Record ``value`` as the finished result for ``key`` unless a task already has one."""
+        if key not in self._tasks:
+            future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+            future.set_result(value)
+            self._tasks[key] = future  # type: ignore[assignment]
+
     def _evict_failed(self, key: Hashable, task: asyncio.Task[T]) -> None:
         if (task.cancelled() or task.exception() is not None) and self._tasks.get(key) is task:
             del self._tasks[key]

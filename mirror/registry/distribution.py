@@ -166,11 +166,16 @@ class RegistryRepository:
                 f"{self.name}@{expected}: the registry served a manifest whose digest is {computed}"
             )
         header = reply.headers.get("Docker-Content-Digest", "")
-        if expected is None and header.startswith("sha256:") and header != str(computed):
-            raise ManifestError(
-                f"{self.name}:{reference}: Docker-Content-Digest says {header} but the bytes "
-                f"hash to {computed}"
-            )
+        if expected is None and header:
+            try:
+                claimed = Digest.parse(header)
+            except InvalidReference as exc:
+                raise ManifestError(f"{self.name}:{reference}: bad Docker-Content-Digest: {exc}") from None
+            if claimed != Digest.of(reply.body, claimed.algorithm):
+                raise ManifestError(
+                    f"{self.name}:{reference}: Docker-Content-Digest says {header} but the bytes "
+                    f"hash to {Digest.of(reply.body, claimed.algorithm)}"
+                )
         return FetchedManifest(reply.body, media_type, computed)
 
     async def put_manifest(self, reference: str, raw: bytes, media_type: str) -> None:
