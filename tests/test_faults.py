@@ -111,7 +111,7 @@ def test_error_bursts_on_the_destination(registry_pair: Any, proxy_factory: Any,
     seed(src)
     proxy = proxy_factory.start(dst)
     faults = [
-        proxy.add_fault(ErrorBurst(503, times=2, method="HEAD", path=r"/blobs/")),
+        proxy.add_fault(ErrorBurst(503, times=2, method="HEAD", path=r"/manifests/")),
         proxy.add_fault(ErrorBurst(500, times=2, method="POST", path=r"/blobs/uploads/")),
         proxy.add_fault(ErrorBurst(503, times=2, method="PUT", path=r"/blobs/uploads/")),
         proxy.add_fault(ErrorBurst(502, times=2, method="PUT", path=r"/manifests/")),

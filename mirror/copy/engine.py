@@ -2,12 +2,14 @@
 
 A run goes in three phases:
 
-1. *Resolve* every image (concurrently): HEAD the source and each destination; destinations
-   already at the digest drop out, and a destination tag that names another digest is a
-   conflict unless overwrite is allowed. For the rest, fetch the manifest (and an index's
-   children) by digest, verified, and list the blobs each destination needs.
+1. *Resolve* every image (concurrently): HEAD each destination tag, then the source (or, when
+   no destination has the tag, GET the source manifest by tag at once); destinations already
+   at the digest drop out, and a destination tag that names another digest is a conflict
+   unless overwrite is allowed. For the rest, fetch the manifest (and an index's children) by
+   digest, verified, and list the blobs each destination needs.
 2. *Blobs*: each digest is transferred once for the whole run (single-flight): HEAD at each
-   destination, mount from a repository of the same registry known to hold it, otherwise one
+   destination (skipped for blobs up to 64 MiB in a repository whose tag list is empty),
+   mount from a repository of the same registry known to hold it, otherwise one
    source read streamed (hashed, verified) to every destination registry that lacks it; other
    repositories of that registry then mount from the first.
 3. *Manifests*: for each destination whose blobs all arrived, children are pushed before
@@ -44,6 +46,10 @@ from mirror.types.events import Event, EventSink
 from mirror.types.manifest import Descriptor, Manifest, Platform, filter_index, parse_manifest
 
 MAX_INDEX_DEPTH = 4
+# In a destination repository that has no tag (new, or left by an interrupted run), blobs up to
+# this size are uploaded without a HEAD first: the HEAD would almost always answer 404. Larger
+# blobs are still looked for, so an interrupted multi-GB upload that did finish is not sent again.
+EMPTY_REPO_HEAD_SKIP_MAX = 64 * 1024 * 1024
 
 log = logging.getLogger("mirror")
 
@@ -119,6 +125,8 @@ class CopyEngine:
         self._manifests: SingleFlight[Manifest] = SingleFlight()
         self._blobs: SingleFlight[dict[str, Outcome]] = SingleFlight()
         self._has: SingleFlight[bool] = SingleFlight()
+        self._empty: SingleFlight[bool] = SingleFlight()
+        self._tag_absent: set[str] = set()  # destination repositories where a tag HEAD found nothing
         self._holders: dict[tuple[str, Digest], str] = {}  # (registry, digest) -> repository name
         self._no_mount: set[str] = set()  # registries that answered 202 to a mount we knew was valid
         self._pushed: set[tuple[str, str]] = set()
@@ -211,6 +219,8 @@ class CopyEngine:
             if heads is None:
                 heads = await self._dest_heads(task)
             for dest, info in zip(task.destinations, heads, strict=True):
+                if info is None:
+                    self._tag_absent.add(dest.repo.name)
                 dres = r.DestinationResult(dest.display, "", str(target))
                 result.destinations.append(dres)
                 if isinstance(info, MirrorError):
@@ -316,19 +326,40 @@ class CopyEngine:
                     need.dests.setdefault(plan.dest.repo.name, plan.dest.repo)
         return needs
 
-    async def _exists(self, repo: Repository, digest: Digest) -> bool:
+    async def _exists(self, repo: Repository, desc: Descriptor) -> bool:
+        digest = desc.digest
+        if desc.size <= EMPTY_REPO_HEAD_SKIP_MAX and await self._is_empty(repo):
+            return False
+
         async def check() -> bool:
             async with self._lookups:
                 return await repo.has_blob(digest)
 
         return await self._has.run((repo.name, digest), check)
 
+    async def _is_empty(self, repo: Repository) -> bool:
+        """True when ``repo`` is known to have no tag: one tag listing per repository and run,
+        asked only where a destination tag was found missing. Any doubt answers False."""
+        if repo.name not in self._tag_absent:
+            return False
+
+        async def listing() -> bool:
+            try:
+                async with self._lookups:
+                    return not await repo.list_tags()
+            except NotFound:
+                return True
+            except MirrorError:  # a listing that fails only means: HEAD each blob
+                return False
+
+        return await self._empty.run(repo.name, listing)
+
     async def _transfer(self, need: _BlobNeed) -> dict[str, Outcome]:
         desc = need.desc
         outcomes: dict[str, Outcome] = {}
         missing: list[Repository] = []
         checks = await asyncio.gather(
-            *(self._exists(repo, desc.digest) for repo in need.dests.values()), return_exceptions=True
+            *(self._exists(repo, desc) for repo in need.dests.values()), return_exceptions=True
         )
         for repo, present in zip(need.dests.values(), checks, strict=True):
             if isinstance(present, BaseException):

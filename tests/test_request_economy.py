@@ -1,0 +1,72 @@
+"""No request whose answer is already known: what a cold copy sends, counted at the wire."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import mirror.copy.engine as engine
+from mirror.daemon.cli import main
+from tests.support.check import assert_complete
+from tests.support.images import fetch_manifest, push_blob, push_image
+
+KiB = 1024
+
+
+def copy(src: str, dst: str) -> int:
+    return main(["copy", src, dst])
+
+
+def check(dst: Any, repo: str, tag: str, digest: str) -> None:
+    assert fetch_manifest(dst, repo, tag).digest == digest
+    assert_complete(dst, repo)
+
+
+def test_cold_copy_reads_the_tag_once_and_skips_blob_heads_in_an_empty_repository(
+    registry_pair: Any, proxy_factory: Any
+) -> None:
+    src, dst = registry_pair
+    img = push_image(src, "apps/web", "v1", layer_sizes=(4 * KiB, 8 * KiB), seed="economy")
+    sproxy, dproxy = proxy_factory.start(src), proxy_factory.start(dst)
+    assert copy(f"{sproxy.host}/apps/web:v1", f"{dproxy.host}/mirror/web:v1") == 0
+    check(dst, "mirror/web", "v1", img.digest)
+    # Source: the manifest by tag with one GET (no HEAD first), then each blob once.
+    assert not sproxy.select("HEAD")
+    assert [r.path for r in sproxy.select("GET", "/manifests/")] == ["/v2/apps/web/manifests/v1"]
+    assert len(sproxy.select("GET", "/blobs/")) == 3  # config + two layers
+    # Destination: the tag HEAD found nothing, one tag listing showed an empty repository, so
+    # no blob HEAD; then one POST + one PUT per blob and the manifest.
+    assert [r.path for r in dproxy.select("HEAD")] == ["/v2/mirror/web/manifests/v1"]
+    assert len(dproxy.select("GET", "/tags/list")) == 1
+    assert len(dproxy.select("POST", "/blobs/uploads/")) == len(dproxy.select("PUT", "/blobs/uploads/")) == 3
+    assert len(dproxy.select("PUT", "/manifests/")) == 1
+
+
+def test_large_blobs_are_still_looked_for_in_an_empty_repository(
+    registry_pair: Any, proxy_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupted run may have left a large blob without a tag: it is found, not sent again."""
+    monkeypatch.setattr(engine, "EMPTY_REPO_HEAD_SKIP_MAX", 6 * KiB)
+    src, dst = registry_pair
+    img = push_image(src, "apps/web", "v1", layer_sizes=(4 * KiB, 8 * KiB), seed="large")
+    big = next(spec for spec in img.layers if spec.size == 8 * KiB)
+    push_blob(dst, "mirror/web", b"".join(big.chunks()))  # left behind, no manifest, no tag
+    dproxy = proxy_factory.start(dst)
+    assert copy(f"{src.host}/apps/web:v1", f"{dproxy.host}/mirror/web:v1") == 0
+    # Only the blob over the limit was looked for (found: not sent again); the small ones not.
+    assert [r.path.rsplit("/", 1)[1] for r in dproxy.select("HEAD", "/blobs/")] == [big.digest]
+    assert not [r for r in dproxy.select("PUT", "/blobs/uploads/") if big.digest in r.query]
+    assert len(dproxy.select("PUT", "/blobs/uploads/")) == 2  # config + the small layer
+    check(dst, "mirror/web", "v1", img.digest)
+
+
+def test_blobs_are_looked_for_in_a_repository_that_has_tags(registry_pair: Any, proxy_factory: Any) -> None:
+    src, dst = registry_pair
+    push_image(src, "apps/web", "v1", layer_sizes=(4 * KiB,), seed="first")
+    img = push_image(src, "apps/web", "v2", layer_sizes=(4 * KiB,), seed="second")
+    assert copy(f"{src.host}/apps/web:v1", f"{dst.host}/mirror/web:v1") == 0
+    dproxy = proxy_factory.start(dst)
+    assert copy(f"{src.host}/apps/web:v2", f"{dproxy.host}/mirror/web:v2") == 0
+    assert len(dproxy.select("HEAD", "/blobs/")) == 2  # config + layer
+    check(dst, "mirror/web", "v2", img.digest)
