@@ -108,7 +108,7 @@ def test_full_example_loads(example_env: dict[str, str]) -> None:
     assert redis.schedule.spec == Interval(900.0, 0.1)
 
     team = config.job("internal-team")
-    assert team.schedule.spec == Cron("*/30 6-20 * * 1-5", 0.0)
+    assert team.schedule.spec == Cron("*/30 6-20 * * 1-5", 0.0, "Europe/Paris")
     assert team.overwrite is True
     assert str(team.targets("team/x/cli")[0]) == "europe-west1-docker.pkg.dev/my-project/internal/x/cli"
 
@@ -397,6 +397,12 @@ ERRORS = [
     (BASE + "    schedule: {interval: 5 minutes}\n", "jobs[0].schedule.interval", "not a duration"),
     (BASE + "    schedule: {interval: 0s}\n", "jobs[0].schedule.interval", "out of range"),
     (BASE + "    schedule: {interval: 1m, cron: '@daily'}\n", "jobs[0].schedule", "not both"),
+    (
+        BASE + "    schedule: {cron: '@daily', timezone: Europe/Pariss}\n",
+        "jobs[0].schedule.timezone",
+        "did you mean 'Europe/Paris'",
+    ),
+    (BASE + "    schedule: {interval: 1h, timezone: UTC}\n", "jobs[0].schedule", "cron schedules only"),
     (BASE + "    schedule: {}\n", "jobs[0].schedule", "set interval (e.g. 15m) or cron"),
     (BASE + "    schedule: {interval: 1m, jitter: 1}\n", "jobs[0].schedule.jitter", "must be < 1"),
     (BASE + "    platforms: [linux/amd64, linux]\n", "jobs[0].platforms[1]", "os/arch[/variant]"),

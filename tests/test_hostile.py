@@ -146,7 +146,9 @@ def build_hostile_repo(evil: EvilRegistry) -> dict[str, str]:
     )
     for name in (endless, "endless"):  # by tag (a cold copy reads the tag) and by digest
         evil.answer(
-            "GET", f"/v2/{REPO}/manifests/{name}", Answer(200, {"Content-Type": mt.OCI_MANIFEST}, endless=True)
+            "GET",
+            f"/v2/{REPO}/manifests/{name}",
+            Answer(200, {"Content-Type": mt.OCI_MANIFEST}, endless=True),
         )
     expected["endless"] = f"response larger than {mt.MAX_MANIFEST_BYTES} bytes"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
 import pytest
@@ -17,6 +18,7 @@ from mirror.daemon.schedule import (
     next_start,
     parse_cron,
     parse_duration,
+    parse_timezone,
     period,
 )
 from mirror.types.errors import ConfigError
@@ -145,6 +147,46 @@ def test_next_run_cron(last_start: str | None, now: str, expected: str) -> None:
 def test_next_run_cron_is_utc() -> None:
     daily = parse_cron("0 2 * * *")
     assert next_run(daily, None, ts("2024-06-01 03:00:00")) == ts("2024-06-02 02:00:00")
+
+
+def test_cron_in_a_time_zone_keeps_local_time_across_daylight_saving() -> None:
+    paris = Cron("0 3 * * *", 0.0, "Europe/Paris")
+    assert next_run(paris, None, ts("2024-01-10 00:00:00")) == ts("2024-01-10 02:00:00")  # CET, UTC+1
+    assert next_run(paris, None, ts("2024-07-10 00:00:00")) == ts("2024-07-10 01:00:00")  # CEST, UTC+2
+    assert str(paris) == "cron '0 3 * * *' (Europe/Paris)"
+
+
+def test_cron_fire_time_skipped_by_the_spring_change_fires_once_after_the_gap() -> None:
+    # 2024-03-31 in Paris: 02:00 CET jumps to 03:00 CEST, so 02:30 does not exist that night.
+    nightly = Cron("30 2 * * *", 0.0, "Europe/Paris")
+    fires, last, now = [], None, ts("2024-03-30 12:00:00")
+    for _ in range(3):
+        last = now = next_run(nightly, last, now)
+        fires.append(now)
+    assert fires == [ts("2024-03-31 01:00:00"), ts("2024-04-01 00:30:00"), ts("2024-04-02 00:30:00")]
+
+
+def test_cron_frequent_schedule_keeps_its_spacing_through_the_autumn_change() -> None:
+    # 2024-10-27 in Paris: 03:00 CEST goes back to 02:00 CET; a half-hourly job keeps firing
+    # every 30 real minutes through the repeated hour.
+    half_hourly = Cron("*/30 * * * *", 0.0, "Europe/Paris")
+    fires, last, now = [], None, ts("2024-10-27 00:10:00")
+    for _ in range(4):
+        last = now = next_run(half_hourly, last, now)
+        fires.append(now)
+    assert [b - a for a, b in itertools.pairwise(fires)] == [1800.0] * 3
+
+
+def test_parse_timezone() -> None:
+    assert parse_timezone(" Europe/Paris ") == "Europe/Paris"
+    assert parse_timezone("UTC") == "UTC"
+    with pytest.raises(
+        ConfigError, match=r"unknown time zone 'Europe/Pariss' \(did you mean 'Europe/Paris'\?\)"
+    ):
+        parse_timezone("Europe/Pariss")
+    for bad in ("", 3, "../../etc/passwd"):
+        with pytest.raises(ConfigError, match="IANA time zone name"):
+            parse_timezone(bad)
 
 
 def test_period() -> None:

@@ -70,6 +70,7 @@ from mirror.daemon.schedule import (
     format_duration,
     parse_cron,
     parse_duration,
+    parse_timezone,
 )
 from mirror.transport.client import HostOptions
 from mirror.types.errors import ConfigError, InvalidReference
@@ -345,6 +346,10 @@ def _cron(value: object) -> str:
     return parse_cron(value).expression
 
 
+def _timezone(value: object) -> str:
+    return parse_timezone(value)
+
+
 def _regex(value: str) -> str:
     compile_pattern(value)
     return value
@@ -412,6 +417,7 @@ DestinationField = Annotated[DestinationSpec, PlainValidator(_as_value_error(_de
 PlatformField = Annotated[Platform, PlainValidator(_as_value_error(_platform))]
 IntervalField = Annotated[float, PlainValidator(_as_value_error(_interval))]
 CronField = Annotated[str, PlainValidator(_as_value_error(_cron))]
+TimezoneField = Annotated[str, PlainValidator(_as_value_error(_timezone))]
 SizeField = Annotated[int, PlainValidator(_as_value_error(parse_size))]
 RegexField = Annotated[str, AfterValidator(_as_value_error(_regex))]
 SemverField = Annotated[str, AfterValidator(_as_value_error(_semver))]
@@ -508,10 +514,12 @@ class TagsConfig(_Model):
 
 
 class ScheduleConfig(_Model):
-    """``interval`` (a duration) or ``cron`` (five fields, UTC); ``jitter`` a fraction in [0, 1)."""
+    """``interval`` (a duration) or ``cron`` (five fields, in ``timezone``: an IANA name, UTC by
+    default); ``jitter`` a fraction in [0, 1)."""
 
     interval: IntervalField | None = None
     cron: CronField | None = None
+    timezone: TimezoneField | None = None
     jitter: float | None = Field(default=None, ge=0, lt=1, allow_inf_nan=False)
 
     @model_validator(mode="after")
@@ -520,12 +528,14 @@ class ScheduleConfig(_Model):
             raise ValueError("set interval or cron, not both")
         if self.interval is None and self.cron is None:
             raise ValueError("set interval (e.g. 15m) or cron (e.g. '*/15 * * * *')")
+        if self.timezone is not None and self.cron is None:
+            raise ValueError("timezone applies to cron schedules only; an interval has none")
         return self
 
     @property
     def spec(self) -> Schedule:
         if self.cron is not None:
-            return Cron(self.cron, self.jitter or 0.0)
+            return Cron(self.cron, self.jitter or 0.0, self.timezone or "UTC")
         assert self.interval is not None
         return Interval(self.interval, DEFAULT_INTERVAL_JITTER if self.jitter is None else self.jitter)
 

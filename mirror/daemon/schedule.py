@@ -6,9 +6,12 @@ Two kinds of schedule:
   ``last_start + k * interval`` for the smallest ``k >= 1`` that is not in the past, so a slot that
   passes while the job is still running is skipped, never queued.
 - :class:`Cron` -- five fields (minute, hour, day of month, month, day of week) or one of
-  ``@hourly @daily @midnight @weekly @monthly @yearly @annually``, evaluated in UTC. A run is due
-  at the first fire time that is not before ``now`` and is after the last start; fire times that
-  pass while the job is still running are skipped.
+  ``@hourly @daily @midnight @weekly @monthly @yearly @annually``, evaluated in UTC or in an IANA
+  time zone (``Europe/Paris``: ``0 3 * * *`` is 03:00 local time, summer and winter; a fire time
+  that the spring change skips fires once, right after the gap, and one that the autumn change
+  repeats fires at both occurrences). A run is due at the first fire time
+  that is not before ``now`` and is after the last start; fire times that pass while the job is
+  still running are skipped.
 
 Jitter spreads jobs that share a schedule. A job's offset is ``fraction * period`` scaled by a
 number in ``[0, 1)`` derived from a hash of the job's name, so it is the same across restarts and
@@ -24,8 +27,9 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from mirror.types.errors import ConfigError
 
@@ -45,6 +49,7 @@ __all__ = [
     "next_start",
     "parse_cron",
     "parse_duration",
+    "parse_timezone",
     "period",
 ]
 
@@ -71,13 +76,15 @@ class Interval:
 
 @dataclass(frozen=True)
 class Cron:
-    """A cron expression in UTC; ``jitter`` is the fraction of the gap between fire times."""
+    """A cron expression in ``timezone`` (an IANA name); ``jitter`` is the fraction of the gap
+    between fire times."""
 
     expression: str
     jitter: float = 0.0
+    timezone: str = "UTC"
 
     def __str__(self) -> str:
-        return f"cron {self.expression!r} (UTC)"
+        return f"cron {self.expression!r} ({self.timezone})"
 
 
 Schedule = Interval | Cron
@@ -154,13 +161,36 @@ def parse_cron(expression: object, jitter: float = 0.0) -> Cron:
     return Cron(text, jitter)
 
 
-def _cron_fires_after(expression: str, base: float) -> croniter:
+def parse_timezone(name: object) -> str:
+    """A valid IANA time zone name (``UTC``, ``Europe/Paris``); raise :class:`ConfigError`."""
+    hint = "use an IANA time zone name such as 'UTC', 'Europe/Paris' or 'America/New_York'"
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"expected a time zone name (text); {hint}")
+    text = name.strip()
+    try:
+        _zone(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        import difflib
+
+        close = difflib.get_close_matches(text, sorted(available_timezones()), n=1)
+        suggestion = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown time zone {text!r}{suggestion}; {hint}") from None
+    return text
+
+
+def _zone(name: str) -> tzinfo:
+    return UTC if name == "UTC" else ZoneInfo(name)
+
+
+def _cron_fires_after(schedule: Cron, base: float) -> croniter:
     # croniter yields fire times strictly after its start; one second back lets a fire time equal
-    # to ``base`` through, and callers skip anything earlier than they want.
+    # to ``base`` through, and callers skip anything earlier than they want. An aware start in
+    # the schedule's zone makes croniter evaluate the fields in local time; get_next(float) still
+    # answers epoch seconds.
     from croniter import croniter
 
-    start = datetime.fromtimestamp(math.floor(base) - 1, UTC)
-    return croniter(expression, start)
+    start = datetime.fromtimestamp(math.floor(base) - 1, _zone(schedule.timezone))
+    return croniter(schedule.expression, start)
 
 
 def next_run(schedule: Schedule, last_start: float | None, now: float) -> float:
@@ -177,7 +207,7 @@ def next_run(schedule: Schedule, last_start: float | None, now: float) -> float:
             return slot
         return last_start + math.ceil((now - last_start) / step) * step
     floor = now if last_start is None else max(now, last_start)
-    fires = _cron_fires_after(schedule.expression, floor)
+    fires = _cron_fires_after(schedule, floor)
     while True:
         t = float(fires.get_next(float))
         if t >= now and (last_start is None or t > last_start):
@@ -188,7 +218,7 @@ def period(schedule: Schedule, now: float) -> float:
     """The spacing of runs around ``now``: the interval, or the gap between the next two fires."""
     if isinstance(schedule, Interval):
         return schedule.seconds
-    fires = _cron_fires_after(schedule.expression, now)
+    fires = _cron_fires_after(schedule, now)
     first = float(fires.get_next(float))
     return float(fires.get_next(float)) - first
 
