@@ -82,7 +82,9 @@ def example_env(tmp_path: Path) -> dict[str, str]:
 
 def test_full_example_loads(example_env: dict[str, str]) -> None:
     config = load_config(CONFIG_DIR / "example.yaml", env=example_env)
-    assert [j.name for j in config.jobs] == ["nginx", "redis-7", "internal-team", "internal-base"]
+    assert [j.name for j in config.jobs] == ["nginx", "redis-7", "internal-team", "internal-base", "base-dr"]
+    assert config.s3_settings("example-dr-backups/registry/base") == {"region": "eu-west-3", "profile": "dr-writer"}
+    assert config.job("base-dr").schedule.spec == Cron("0 3 * * *", 0.0, "Europe/Paris")
     assert config.metrics is not None and config.metrics.address == "127.0.0.1:9090"
     assert config.log.format == "json"
     hub = config.registry("registry-1.docker.io")
@@ -556,3 +558,43 @@ def test_self_referencing_yaml_is_refused() -> None:
 )
 def test_format_path(loc: tuple[str | int, ...], text: str) -> None:
     assert format_path(loc) == text
+
+
+def test_object_storage_settings_longest_matching_key() -> None:
+    config = parse_config(
+        BASE
+        + """object_storage:
+  "s3://backups": {endpoint_url: "http://127.0.0.1:9000", region: eu-west-3, part_size: 64MiB}
+  "s3://backups/dr/": {concurrency: 8, addressing_style: path, conditional_writes: false}
+  s3://backups-old: {profile: legacy}
+"""
+    )
+    assert config.s3_settings("backups/dr/web") == {
+        "concurrency": 8,
+        "addressing_style": "path",
+        "conditional_writes": False,
+    }
+    assert config.s3_settings("backups/drift") == {
+        "endpoint_url": "http://127.0.0.1:9000",
+        "region": "eu-west-3",
+        "part_size": 64 * 1024 * 1024,
+    }
+    assert config.s3_settings("backups-old") == {"profile": "legacy"}
+    assert config.s3_settings("elsewhere/x") == {}
+
+
+@pytest.mark.parametrize(
+    ("entry", "where", "message"),
+    [
+        ('"backups": {}', "object_storage.backups", "is not an S3 location"),
+        ('"s3://Bad_Bucket": {}', 'object_storage["s3://Bad_Bucket"]', "not a valid S3 bucket name"),
+        ('"s3://bucket:v1": {}', 'object_storage["s3://bucket:v1"]', "without a tag"),
+        ('"s3://backups": {secret_access_key: x}', 'object_storage["s3://backups"].secret_access_key', ""),
+        ('"s3://backups": {part_size: lots}', 'object_storage["s3://backups"].part_size', "not a size"),
+        ('"s3://backups": {endpoint_url: "ftp://x"}', 'object_storage["s3://backups"].endpoint_url', ""),
+    ],
+)
+def test_object_storage_errors_name_the_key(entry: str, where: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(BASE + "object_storage:\n  " + entry + "\n")
+    assert where in str(caught.value) and message in str(caught.value)

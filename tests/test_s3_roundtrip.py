@@ -120,6 +120,32 @@ jobs:
     assert got.digest == api.digest and got.data == api.manifest
 
 
+def test_sync_takes_s3_settings_from_the_config_file(
+    registry_pair: Any, s3: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Endpoint and part size from object_storage (longest matching key), not the environment."""
+    moto = str(s3.meta.endpoint_url)
+    monkeypatch.setenv("MIRROR_S3_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    src, _dst = registry_pair
+    img = push_image(src, "apps/big", "v1", layer_sizes=(12 * MiB + 5,), seed="cfg")
+    config = tmp_path / "backup.yaml"
+    config.write_text(f"""
+version: 1
+object_storage:
+  "s3://{bucket}": {{endpoint_url: "{moto}", part_size: 64MiB}}
+  "s3://{bucket}/dr": {{endpoint_url: "{moto}", part_size: 5MiB, addressing_style: path}}
+jobs:
+  - name: backup
+    source: {src.host}/apps/*
+    destinations: ["s3://{bucket}/dr"]
+""")
+    assert main(["sync", "--config", str(config), "--once"]) == 0
+    assert tags_in(s3, bucket, "dr/big") == {"v1": img.digest}
+    big = img.layers[-1].digest.split(":")[1]
+    # 5 MiB parts (the dr key, the longest match): three parts for 12 MiB.
+    assert s3.head_object(Bucket=bucket, Key=f"dr/big/blobs/sha256/{big}")["ETag"].strip('"').endswith("-3")
+
+
 def test_layout_to_s3_to_layout(aws_env: str, bucket: str, tmp_path: Path) -> None:
     async def seed() -> str:
         return str(await push_demo_image(OciLayout(tmp_path / "src", create=True), "v1"))

@@ -75,7 +75,7 @@ from mirror.daemon.schedule import (
 from mirror.transport.client import HostOptions
 from mirror.types.errors import ConfigError, InvalidReference
 from mirror.types.manifest import Platform
-from mirror.types.reference import DOCKER_HUB, DOCKER_HUB_API, Ref, validate_host
+from mirror.types.reference import DOCKER_HUB, DOCKER_HUB_API, LayoutRef, Ref, parse_reference, validate_host
 
 __all__ = [
     "CONFIG_VERSION",
@@ -570,6 +570,24 @@ class Job(JobSettings, _JobTarget):
         return tuple(map_repository(self.source, repo, dest) for dest in self.destinations)
 
 
+class ObjectStorageConfig(_Model):
+    """How to reach one S3 bucket (or prefix) and upload to it. Unset fields come from the
+    environment (``MIRROR_S3_*``, ``AWS_*``) and the AWS defaults; credentials always come from
+    the standard AWS chain (``profile``, environment, web identity, instance or task roles)."""
+
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    region: str | None = Field(default=None, pattern=r"^[a-z0-9-]+$")
+    profile: str | None = None
+    addressing_style: Literal["auto", "path", "virtual"] | None = None
+    part_size: SizeField | None = None
+    concurrency: int | None = Field(default=None, ge=1, le=64)
+    conditional_writes: bool | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        """The fields set here, as ``S3Options`` keyword arguments."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class MetricsConfig(_Model):
     address: AddressField
 
@@ -587,6 +605,7 @@ class Config(_Model):
     metrics: MetricsConfig | None = None
     log: LogConfig = LogConfig()
     registries: dict[str, RegistryConfig] = {}
+    object_storage: dict[str, ObjectStorageConfig] = {}
     defaults: JobSettings = JobSettings()
     jobs: tuple[Job, ...] = Field(min_length=1)
 
@@ -602,6 +621,17 @@ class Config(_Model):
         """Per-host credentials for a static provider; Docker Hub's also keyed by its API host."""
         creds = {h: c for h, r in self.registries.items() if (c := r.credential()) is not None}
         return _by_transport_host(creds)
+
+    def s3_settings(self, location: str) -> dict[str, Any]:
+        """S3 option overrides for ``BUCKET[/PREFIX]``: those of the longest configured
+        ``s3://`` key that is the location itself or a parent of it (whole path components)."""
+        best: ObjectStorageConfig | None = None
+        best_len = -1
+        for key, settings in self.object_storage.items():
+            prefix = key.removeprefix("s3://")
+            if (location == prefix or location.startswith(prefix + "/")) and len(prefix) > best_len:
+                best, best_len = settings, len(prefix)
+        return best.overrides() if best is not None else {}
 
     def job(self, name: str) -> Job:
         for job in self.jobs:
@@ -872,6 +902,32 @@ def _prepare_registries(raw: dict[str, Any], base_dir: Path) -> None:
     raw["registries"] = out
 
 
+def _prepare_object_storage(raw: dict[str, Any]) -> None:
+    stores = raw.get("object_storage")
+    if stores is None:
+        raw.pop("object_storage", None)
+        return
+    if not isinstance(stores, dict):
+        return  # validation reports the type
+    out: dict[str, Any] = {}
+    for key, entry in stores.items():
+        where = format_path(("object_storage", key))
+        hint = "an object_storage key is s3://BUCKET or s3://BUCKET/PREFIX, without a tag"
+        text = key.strip() if isinstance(key, str) else ""
+        if not text.startswith("s3://") or any(c in text[5:] for c in ":@"):
+            raise ConfigError(f"{key!r} is not an S3 location; {hint}", where)
+        try:
+            ref = parse_reference(text)
+        except InvalidReference as exc:
+            raise ConfigError(f"{exc.message}; {hint}", where) from None
+        assert isinstance(ref, LayoutRef)
+        name = f"s3://{ref.location}"
+        if name in out:
+            raise ConfigError(f"{name} is configured more than once; merge the entries", where)
+        out[name] = {} if entry is None else entry
+    raw["object_storage"] = out
+
+
 def _is_image_source(value: object) -> bool:
     try:
         return isinstance(value, str) and parse_source(value).kind is SourceKind.IMAGE
@@ -959,6 +1015,7 @@ def parse_config(
     assert isinstance(data, dict)
     context: dict[str, Any] = {"base_dir": base}
     _prepare_registries(data, base)
+    _prepare_object_storage(data)
     _merge_defaults(data, context)
     config = _validate(Config, data, context)
     _cross_check(config)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
 from mirror.registry.base import Repository
 from mirror.registry.distribution import RegistryRepository
 from mirror.registry.ocilayout import OciLayout
@@ -29,8 +33,10 @@ def open_repository(
     *,
     create: bool = False,
     max_blob_size: int | None = None,
+    s3_settings: Mapping[str, Any] | None = None,
 ) -> Repository:
-    """A Repository for ``ref``; ``create`` lets a layout destination be made on first write."""
+    """A Repository for ``ref``; ``create`` lets a layout destination be made on first write.
+    ``s3_settings`` override the environment's S3 options (field names of ``S3Options``)."""
     if isinstance(ref, ImageRef):
         limit = max_blob_size if max_blob_size is not None else known_max_blob_size(ref.host)
         return RegistryRepository(transport, ref.api_host, ref.repository, max_blob_size=limit)
@@ -38,8 +44,11 @@ def open_repository(
         return OciLayout(ref.location, create=create)
     if isinstance(ref, LayoutRef) and ref.scheme == "s3":
         try:
-            from mirror.registry.s3 import S3Layout  # type: ignore[import-not-found,unused-ignore]
+            from mirror.registry.s3 import S3Layout, S3Options
         except ImportError as exc:  # pragma: no cover - depends on optional pieces
             raise InputError(f"s3:// stores are not available: {exc}") from None
-        return S3Layout.from_location(ref.location, create=create)  # type: ignore[no-any-return,unused-ignore]
+        options = S3Options.from_env()
+        if s3_settings:
+            options = dataclasses.replace(options, **s3_settings)
+        return S3Layout.from_location(ref.location, create=create, options=options)
     raise InputError(f"unsupported reference {ref}")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.results import FAILED, ImageResult, RunStats
@@ -27,7 +29,7 @@ from mirror.types.digest import Digest
 from mirror.types.errors import MirrorError
 from mirror.types.events import EventSink, discard
 from mirror.types.manifest import Platform
-from mirror.types.reference import ImageRef, Ref
+from mirror.types.reference import ImageRef, LayoutRef, Ref
 
 # Tags of the referrers fallback scheme: ``sha256-<hex>`` with an optional suffix (``.sig``, ...).
 PLAN_CONCURRENCY = 16  # repositories whose tags are listed at the same time
@@ -87,8 +89,10 @@ class SyncRun:
         transfers: int = 8,
         shard: Shard | None = None,
         dry_run: bool = False,
+        s3_settings: Callable[[str], Mapping[str, Any]] | None = None,
     ) -> None:
         self.transport = transport
+        self.s3_settings = s3_settings
         self.events = events
         self.shard = shard
         self.engine = CopyEngine(events=events, transfers=transfers, dry_run=dry_run)
@@ -99,7 +103,10 @@ class SyncRun:
         key = str(ref)
         repo = self._repos.get(key)
         if repo is None:
-            repo = open_repository(ref, self.transport, create=create, max_blob_size=max_blob_size)
+            s3 = self.s3_settings(ref.location) if self.s3_settings and isinstance(ref, LayoutRef) else None
+            repo = open_repository(
+                ref, self.transport, create=create, max_blob_size=max_blob_size, s3_settings=s3
+            )
             self._repos[key] = repo
         return repo
 

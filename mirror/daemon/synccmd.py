@@ -126,6 +126,7 @@ class Daemon:
             transfers=self.config.concurrency,
             shard=self.shard,
             dry_run=self.dry_run,
+            s3_settings=self.config.s3_settings,
         )
         self._active.add(run)
         for job in jobs:
