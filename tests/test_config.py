@@ -83,7 +83,8 @@ def example_env(tmp_path: Path) -> dict[str, str]:
 def test_full_example_loads(example_env: dict[str, str]) -> None:
     config = load_config(CONFIG_DIR / "example.yaml", env=example_env)
     assert [j.name for j in config.jobs] == ["nginx", "redis-7", "internal-team", "internal-base", "base-dr"]
-    assert config.s3_settings("example-dr-backups/registry/base") == {"region": "eu-west-3", "profile": "dr-writer"}
+    dr = config.s3_settings("example-dr-backups/registry/base")
+    assert dr == {"region": "eu-west-3", "profile": "dr-writer"}
     assert config.job("base-dr").schedule.spec == Cron("0 3 * * *", 0.0, "Europe/Paris")
     assert config.metrics is not None and config.metrics.address == "127.0.0.1:9090"
     assert config.log.format == "json"
