@@ -166,6 +166,26 @@ def test_layout_to_s3_to_layout(aws_env: str, bucket: str, tmp_path: Path) -> No
     assert {p.name for p in (tmp_path / "back" / "blobs" / "sha256").iterdir()} == src_blobs
 
 
+def test_report_counts_s3_requests(
+    aws_env: str, bucket: str, proxy_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests to S3 do not go through the registry transport: the report counts them too,
+    retries included, as many as reached the store (a recording proxy in front of moto)."""
+    proxy = proxy_factory.start(aws_env)
+    monkeypatch.setenv("MIRROR_S3_ENDPOINT_URL", proxy.url)
+    monkeypatch.setenv("MIRROR_S3_ADDRESSING_STYLE", "path")
+
+    async def seed() -> None:
+        await push_demo_image(OciLayout(tmp_path / "src", create=True), "v1")
+
+    asyncio.run(seed())
+    report = tmp_path / "report.json"
+    assert copy("--report", str(report), f"oci:{tmp_path / 'src'}:v1", f"s3://{bucket}/counted:v1") == 0
+    sent = len(proxy.records)
+    assert sent >= 5  # at least: oci-layout, index.json, the manifest and two blobs written
+    assert json.loads(report.read_text())["totals"]["requests"] == sent
+
+
 def test_missing_backup_fails_clearly(aws_env: str, bucket: str, capsys: Any, tmp_path: Path) -> None:
     assert copy(f"s3://{bucket}/nothing:v1", f"oci:{tmp_path / 'x'}:v1") == 1
     err = capsys.readouterr().err

@@ -14,7 +14,7 @@ from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.results import ImageResult, RunStats
 from mirror.daemon.progress import Progress
 from mirror.daemon.report import build_report, summary_lines, write_report
-from mirror.daemon.stores import open_repository
+from mirror.daemon.stores import open_repository, store_requests
 from mirror.registry.ecr import ensure_repository, is_ecr_host
 from mirror.transport.client import HostOptions, Transport
 from mirror.types.errors import InputError
@@ -160,7 +160,7 @@ async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]
             await progress.stop()
             await engine.aclose()
         stats = engine.stats
-        stats.requests = transport.request_count
+        stats.requests = transport.request_count + store_requests([source, *(d.repo for d in destinations)])
         stats.duration_seconds = time.monotonic() - started
     code = 0 if all(r.ok for r in results) else 1
     return code, results, stats

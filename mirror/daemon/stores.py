@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mirror.registry.base import Repository
@@ -25,6 +25,12 @@ def known_max_blob_size(host: str) -> int | None:
         if host.split(":")[0].endswith(suffix):
             return limit
     return None
+
+
+def store_requests(repos: Iterable[Repository]) -> int:
+    """Requests that stores sent on their own, outside the HTTP transport (S3's, counted by
+    botocore's hooks); registries' requests are counted by the transport."""
+    return sum(int(getattr(repo, "requests_sent", 0)) for repo in repos)
 
 
 def open_repository(

@@ -20,7 +20,7 @@ from mirror.copy.results import FAILED, ImageResult, RunStats
 from mirror.daemon.filters import TagFilter, select_tags
 from mirror.daemon.mapping import DestinationSpec, SourceKind, SourceSpec, map_repository
 from mirror.daemon.shard import Shard
-from mirror.daemon.stores import open_repository
+from mirror.daemon.stores import open_repository, store_requests
 from mirror.registry.base import Repository
 from mirror.registry.distribution import RegistryRepository, list_catalog
 from mirror.registry.ecr import ensure_repository, is_ecr_host
@@ -110,6 +110,10 @@ class SyncRun:
             self._repos[key] = repo
         return repo
 
+    def request_count(self) -> int:
+        """Requests sent so far: registries' (through the transport) and object stores'."""
+        return self.transport.request_count + store_requests(self._repos.values())
+
     # -- planning ----------------------------------------------------------------------------
 
     async def _source_repositories(self, job: JobSpec) -> list[str]:
@@ -195,7 +199,7 @@ class SyncRun:
 
     async def run(self, jobs: list[JobSpec]) -> SyncResult:
         started = time.monotonic()
-        requests_before = self.transport.request_count
+        requests_before = self.request_count()
         outcomes = [JobOutcome(j.name) for j in jobs]
         planned = await asyncio.gather(
             *(self.plan_job(j, o) for j, o in zip(jobs, outcomes, strict=True)), return_exceptions=True
@@ -219,7 +223,7 @@ class SyncRun:
             if not image.ok:
                 outcome.failed += 1
         stats = self.engine.stats
-        stats.requests = self.transport.request_count - requests_before
+        stats.requests = self.request_count() - requests_before
         stats.duration_seconds = time.monotonic() - started
         for outcome in outcomes:
             outcome.duration_seconds = stats.duration_seconds

@@ -345,6 +345,7 @@ class S3Layout:
         self._clients = LingeringClient(self._open_client, self.options.idle_timeout)
         self._index_lock = asyncio.Lock()
         self._layout_ok = False
+        self.requests_sent = 0  # HTTP requests to S3, retries included (for run reports)
         self._entries: list[dict[str, Any]] | None = None  # the index.json read last
         self._background: set[asyncio.Task[None]] = set()
 
@@ -414,11 +415,18 @@ class S3Layout:
             self._session = AioSession(profile=self.options.profile)
         return self._session.create_client("s3", **self._client_args())
 
+    def _count_request(self, **_: Any) -> None:
+        self.requests_sent += 1  # returns None: botocore then sends the request itself
+
     async def _acquire(self) -> Any:
         try:
-            return await self._clients.acquire()
+            client = await self._clients.acquire()
         except TRANSLATED as exc:
             raise translate(exc, f"{self.name}: opening an S3 client") from None
+        # Each client has its own event hooks; unique_id makes this a no-op after the first time.
+        # before-send runs once per attempt, retries included.
+        client.meta.events.register("before-send.s3", self._count_request, unique_id="mirror-requests")
+        return client
 
     async def _release(self) -> None:
         await self._clients.release()
