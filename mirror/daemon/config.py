@@ -32,7 +32,7 @@ import difflib
 import os
 import re
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
@@ -864,68 +864,65 @@ def _read_secret(value: object, base_dir: Path, loc: Loc) -> str:
     return text
 
 
-def _prepare_registries(raw: dict[str, Any], base_dir: Path) -> None:
-    registries = raw.get("registries")
-    if registries is None:
-        raw.pop("registries", None)
+def _prepare_section(
+    raw: dict[str, Any],
+    section: str,
+    name_of: Callable[[object, str], str],
+    entry_of: Callable[[Any, Loc], Any] = lambda entry, _loc: entry,
+) -> None:
+    """Normalise the keys of a mapping section (``name_of`` raises ConfigError for a bad one),
+    refuse two keys that mean the same, and let ``entry_of`` prepare each entry."""
+    mapping = raw.get(section)
+    if mapping is None:
+        raw.pop(section, None)
         return
-    if not isinstance(registries, dict):
+    if not isinstance(mapping, dict):
         return  # validation reports the type
     out: dict[str, Any] = {}
-    for key, entry in registries.items():
-        loc: Loc = ("registries", key)
-        try:
-            host = _canonical_host(validate_host(key.strip()))
-        except InvalidReference as exc:
-            raise ConfigError(
-                f"{exc.message}; a registries key is HOST or HOST:PORT, e.g. registry.example.com, "
-                "127.0.0.1:5000",
-                format_path(loc),
-            ) from None
-        if host in out:
-            raise ConfigError(
-                f"registry {host} is configured more than once; merge the entries", format_path(loc)
-            )
-        if entry is None:
-            entry = {}
-        if isinstance(entry, dict):
-            entry = dict(entry)
-            for secret in ("password", "token", "identity_token"):
-                file_key = f"{secret}_file"
-                if file_key in entry:
-                    if secret in entry:
-                        raise ConfigError(
-                            f"set {secret} or {file_key}, not both", format_path((*loc, file_key))
-                        )
-                    entry[secret] = _read_secret(entry.pop(file_key), base_dir, (*loc, file_key))
-        out[host] = entry
-    raw["registries"] = out
-
-
-def _prepare_object_storage(raw: dict[str, Any]) -> None:
-    stores = raw.get("object_storage")
-    if stores is None:
-        raw.pop("object_storage", None)
-        return
-    if not isinstance(stores, dict):
-        return  # validation reports the type
-    out: dict[str, Any] = {}
-    for key, entry in stores.items():
-        where = format_path(("object_storage", key))
-        hint = "an object_storage key is s3://BUCKET or s3://BUCKET/PREFIX, without a tag"
-        text = key.strip() if isinstance(key, str) else ""
-        if not text.startswith("s3://") or any(c in text[5:] for c in ":@"):
-            raise ConfigError(f"{key!r} is not an S3 location; {hint}", where)
-        try:
-            ref = parse_reference(text)
-        except InvalidReference as exc:
-            raise ConfigError(f"{exc.message}; {hint}", where) from None
-        assert isinstance(ref, LayoutRef)
-        name = f"s3://{ref.location}"
+    for key, entry in mapping.items():
+        loc: Loc = (section, key)
+        name = name_of(key, format_path(loc))
         if name in out:
-            raise ConfigError(f"{name} is configured more than once; merge the entries", where)
-        out[name] = {} if entry is None else entry
-    raw["object_storage"] = out
+            raise ConfigError(f"{name} is configured more than once; merge the entries", format_path(loc))
+        out[name] = entry_of({} if entry is None else entry, loc)
+    raw[section] = out
+
+
+def _registry_host(key: object, where: str) -> str:
+    try:
+        return _canonical_host(validate_host(str(key).strip()))
+    except InvalidReference as exc:
+        raise ConfigError(
+            f"{exc.message}; a registries key is HOST or HOST:PORT, e.g. registry.example.com, "
+            "127.0.0.1:5000",
+            where,
+        ) from None
+
+
+def _registry_entry(entry: Any, loc: Loc, base_dir: Path) -> Any:
+    if not isinstance(entry, dict):
+        return entry  # validation reports the type
+    entry = dict(entry)
+    for secret in ("password", "token", "identity_token"):
+        file_key = f"{secret}_file"
+        if file_key in entry:
+            if secret in entry:
+                raise ConfigError(f"set {secret} or {file_key}, not both", format_path((*loc, file_key)))
+            entry[secret] = _read_secret(entry.pop(file_key), base_dir, (*loc, file_key))
+    return entry
+
+
+def _s3_location(key: object, where: str) -> str:
+    hint = "an object_storage key is s3://BUCKET or s3://BUCKET/PREFIX, without a tag"
+    text = key.strip() if isinstance(key, str) else ""
+    if not text.startswith("s3://") or any(c in text[5:] for c in ":@"):
+        raise ConfigError(f"{key!r} is not an S3 location; {hint}", where)
+    try:
+        ref = parse_reference(text)
+    except InvalidReference as exc:
+        raise ConfigError(f"{exc.message}; {hint}", where) from None
+    assert isinstance(ref, LayoutRef)
+    return f"s3://{ref.location}"
 
 
 def _is_image_source(value: object) -> bool:
@@ -1014,8 +1011,8 @@ def parse_config(
     data = _plain(raw, env, (), [_MAX_VALUES])
     assert isinstance(data, dict)
     context: dict[str, Any] = {"base_dir": base}
-    _prepare_registries(data, base)
-    _prepare_object_storage(data)
+    _prepare_section(data, "registries", _registry_host, lambda entry, loc: _registry_entry(entry, loc, base))
+    _prepare_section(data, "object_storage", _s3_location)
     _merge_defaults(data, context)
     config = _validate(Config, data, context)
     _cross_check(config)
