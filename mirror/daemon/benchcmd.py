@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import secrets
 import sys
 import time
@@ -44,6 +43,7 @@ from mirror.registry.distribution import RegistryRepository
 from mirror.transport.client import HostOptions, Transport
 from mirror.types import events as ev
 from mirror.types import mediatypes as mt
+from mirror.types import sizes
 from mirror.types.digest import Digest
 from mirror.types.errors import InputError, MirrorError
 from mirror.types.events import Event, Fanout
@@ -57,37 +57,10 @@ LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # magic, deflate, no flags, mtime 0, OS unknown
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "mb": 1000**2,
-    "gb": 1000**3,
-    "tb": 1000**4,
-    "pb": 1000**5,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
-    "pib": 1024**5,
-}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-
 
 def parse_size(text: str) -> int:
     """Bytes from ``10GiB``, ``5TB``, ``512MiB``, ``1.5GiB`` or a plain number of bytes."""
-    m = _SIZE.match(text)
-    unit = m.group(2).lower() if m else ""
-    if m is None or unit not in _UNITS:
-        raise InputError(
-            f"size {text!r} is not valid: use a number with an optional unit "
-            "(B, kB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. 10GiB or 5TB"
-        )
-    value = int(float(m.group(1)) * _UNITS[unit])
-    if value <= 0:
-        raise InputError(f"size {text!r} must be more than 0 bytes")
-    return value
+    return sizes.parse_size(text)
 
 
 def check_blob_limit(host: str, size: int, what: str = "the synthetic layer") -> None:

@@ -73,6 +73,7 @@ from mirror.daemon.schedule import (
     parse_timezone,
 )
 from mirror.transport.client import HostOptions
+from mirror.types import sizes
 from mirror.types.errors import ConfigError, InvalidReference
 from mirror.types.manifest import Platform
 from mirror.types.reference import DOCKER_HUB, DOCKER_HUB_API, LayoutRef, Ref, parse_reference, validate_host
@@ -250,28 +251,9 @@ def _plain(node: Any, env: Mapping[str, str], loc: Loc, budget: list[int]) -> An
 # Value parsers used by the models
 
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)$", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "b": 1}
-for _i, _p in enumerate("kmgtp", start=1):
-    _SIZE_UNITS[_p] = _SIZE_UNITS[_p + "b"] = 1000**_i
-    _SIZE_UNITS[_p + "i"] = _SIZE_UNITS[_p + "ib"] = 1024**_i
-
-
 def parse_size(value: object) -> int:
     """Bytes from ``1048576``, ``"512MB"`` (10^6), ``"512MiB"`` (2^20), ``"5TB"``, ``"5TiB"``."""
-    hint = "write a number of bytes or a size like 512MiB, 10GB or 5TiB (KB = 1000 bytes, KiB = 1024)"
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ConfigError(f"expected a size, got {_kind(value)}; {hint}")
-    if isinstance(value, int):
-        size = value
-    else:
-        match = _SIZE.match(value.strip())
-        if not match:
-            raise ConfigError(f"{value!r} is not a size; {hint}")
-        size = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
-    if size < 1:
-        raise ConfigError(f"a size must be at least 1 byte, got {value!r}; {hint}")
-    return size
+    return sizes.parse_size(value, error=ConfigError)
 
 
 def _kind(value: object) -> str:
