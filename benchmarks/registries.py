@@ -7,44 +7,27 @@ is how requests and bytes served are counted for every tool alike (see :mod:`ben
 
 from __future__ import annotations
 
-import http.client
+import json
 import os
 import re
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-START_TIMEOUT = 15.0
-STOP_TIMEOUT = 10.0
+from tests.support.net import free_port
+from tests.support.registry import launch, stop_process
+
+if TYPE_CHECKING:
+    import subprocess
 
 # 127.0.0.1 - - [27/Nov/2026:23:31:28 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "curl/7.88.1"
 _ACCESS = re.compile(
     r'^\S+ \S+ \S+ \[[^\]]*\] "(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" (?P<status>\d{3}) '
     r"(?P<bytes>\d+|-)"
 )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http_status(port: int, path: str = "/v2/", timeout: float = 0.5) -> int | None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().status
-    except OSError:
-        return None
-    finally:
-        conn.close()
 
 
 @dataclass(frozen=True)
@@ -90,6 +73,16 @@ class Registry:
     def storage(self) -> Path:
         return self.root / "storage"
 
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yml"
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
     def log_offset(self) -> int:
         try:
             return self.log_path.stat().st_size
@@ -113,14 +106,7 @@ class Registry:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
-        proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=STOP_TIMEOUT)
+        stop_process(self)
 
     def destroy(self) -> None:
         self.stop()
@@ -146,28 +132,9 @@ class Registries:
         assert self.binary is not None
         for _ in range(5):
             reg.host = f"127.0.0.1:{free_port()}"
-            (reg.root / "config.yml").write_text(_config(reg))
-            with reg.log_path.open("ab") as log:
-                reg.process = subprocess.Popen(
-                    [self.binary, "serve", str(reg.root / "config.yml")],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=_clean_env(),
-                    cwd=reg.root,
-                    start_new_session=True,
-                )
-            deadline = time.monotonic() + START_TIMEOUT
-            while time.monotonic() < deadline:
-                if reg.process.poll() is not None:
-                    break
-                if http_status(reg.port) == 200:
-                    return reg
-                time.sleep(0.01)
-            text = reg.log_path.read_text(errors="replace")
-            reg.stop()
-            if "address already in use" not in text:
-                raise RuntimeError(f"docker-registry did not start:\n{text[-2000:]}")
+            reg.config_path.write_text(_config(reg))
+            if launch(self.binary, reg):
+                return reg
         raise RuntimeError("docker-registry: no free port after 5 attempts")
 
     def close(self) -> None:
@@ -185,8 +152,6 @@ class Registries:
 
 def _config(reg: Registry) -> str:
     # JSON is YAML: no yaml dependency needed to write it.
-    import json
-
     doc = {
         "version": 0.1,
         "log": {"level": "error", "accesslog": {"disabled": False}},

@@ -15,7 +15,6 @@ with no Content-Length until the client goes away (bounded by ENDLESS_LIMIT).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import ssl
@@ -26,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.loopserver import LoopServer
 from tests.support.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST
 
 ENDLESS_LIMIT = 64 * 1024 * 1024
@@ -65,7 +65,9 @@ class EvilImage:
     blobs: tuple[tuple[str, bytes], ...]
 
 
-class EvilRegistry:
+class EvilRegistry(LoopServer):
+    thread_name = "evil-registry"
+
     def __init__(
         self,
         *,
@@ -76,21 +78,14 @@ class EvilRegistry:
         """`challenge`: a WWW-Authenticate value; every request whose Authorization `accept`
         refuses is answered 401 with it (no challenge: everything is open). `ssl_context`:
         serve HTTPS with it."""
+        super().__init__()
         self.ssl_context = ssl_context
         self.challenge = challenge
         self.accept = accept or (lambda _auth: True)
         self.routes: dict[tuple[str, str], Answer | Handler] = {}
         self.requests: list[Seen] = []
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.ServerRunner | None = None
-        self.port = 0
         self.answer("GET", "/v2/", Answer(200, {"Docker-Distribution-Api-Version": "registry/2.0"}, b"{}"))
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
@@ -173,57 +168,8 @@ class EvilRegistry:
             return [s for s in self.requests if (method is None or s.method == method) and part in s.path]
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> EvilRegistry:
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._astart())
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                if self._runner is not None:
-                    loop.run_until_complete(self._runner.cleanup())
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="evil-registry", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise TimeoutError("evil registry did not start")
-        if failure:
-            raise failure[0]
-        return self
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is not None and thread is not None and thread.is_alive():
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=15)
-        self._thread = None
-
-    def __enter__(self) -> EvilRegistry:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     async def _astart(self) -> None:
-        server = web.Server(self._handle, access_log=None)
-        self._runner = web.ServerRunner(server, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
-        await site.start()
-        sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
-        self.port = int(sockets[0].getsockname()[1])
+        await self._serve(self._handle, ssl_context=self.ssl_context)
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         with self._lock:

@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import struct
@@ -35,6 +34,7 @@ from aiohttp import web
 
 from tests.support import jwt
 from tests.support.faults import ABORT, AbortConnection, Fault, FaultContext
+from tests.support.loopserver import LoopServer
 
 CHUNK = 64 * 1024
 HOP_BY_HOP = {
@@ -121,9 +121,12 @@ def _reset(request: web.BaseRequest) -> None:
     transport.abort()
 
 
-class RegistryProxy:
+class RegistryProxy(LoopServer):
+    thread_name = "registry-proxy"
+
     def __init__(self, upstream: Any, *, reject_expired: bool = False, clock: Any = time.time) -> None:
         """`upstream`: a RegistryHandle (or anything with `.url`) or a base URL string."""
+        super().__init__()
         self.upstream = upstream
         self.upstream_url = (upstream if isinstance(upstream, str) else upstream.url).rstrip("/")
         self.reject_expired = reject_expired
@@ -132,17 +135,9 @@ class RegistryProxy:
         self._faults: list[Fault] = []
         self._records: list[RecordedRequest] = []
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.ServerRunner | None = None
         self._session: aiohttp.ClientSession | None = None
-        self.port = 0
 
     # handle-like attributes, so seeding helpers and tests can use a proxy like a registry -----
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
     @property
     def url(self) -> str:
         return f"http://{self.host}"
@@ -198,65 +193,16 @@ class RegistryProxy:
             return list(self._faults)
 
     # lifecycle ----------------------------------------------------------------------------------
-    def start(self) -> RegistryProxy:
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._astart())
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(self._astop())
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="registry-proxy", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise TimeoutError("proxy did not start")
-        if failure:
-            raise failure[0]
-        return self
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is not None and thread is not None and thread.is_alive():
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=15)
-        self._thread = None
-
-    def __enter__(self) -> RegistryProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     async def _astart(self) -> None:
         self._session = aiohttp.ClientSession(
             auto_decompress=False,
             connector=aiohttp.TCPConnector(limit=0, force_close=False),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120),
         )
-        server = web.Server(self._handle, access_log=None, max_line_size=65536, max_field_size=65536)
-        self._runner = web.ServerRunner(server, shutdown_timeout=2.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
-        self.port = int(sockets[0].getsockname()[1])
+        await self._serve(self._handle, shutdown_timeout=2.0, max_line_size=65536, max_field_size=65536)
 
     async def _astop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super()._astop()
         if self._session is not None:
             await self._session.close()
 

@@ -107,14 +107,7 @@ class RegistryHandle:
 
     def stop_process(self) -> None:
         """Stop the registry process only (SIGTERM, then SIGKILL); storage and token server stay."""
-        proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=STOP_TIMEOUT)
+        stop_process(self)
 
     def restart(self, down_seconds: float = 0.0) -> None:
         """Stop the registry process and start it again on the same port, config and storage
@@ -125,7 +118,7 @@ class RegistryHandle:
         if down_seconds > 0:
             time.sleep(down_seconds)
         deadline = time.monotonic() + START_TIMEOUT
-        while not _launch(binary, self):
+        while not launch(binary, self):
             if time.monotonic() > deadline:  # the port is still held by the old process' socket
                 raise RuntimeError(f"registry did not restart on {self.host}; log:\n{self.log_text()}")
             time.sleep(0.05)
@@ -232,7 +225,7 @@ class RegistryFactory:
             handle.host = f"127.0.0.1:{port}"
             config["http"]["addr"] = handle.host
             handle.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-            if _launch(binary, handle):
+            if launch(binary, handle):
                 handle.startup_seconds = time.monotonic() - began
                 return handle
         raise RuntimeError(f"registry did not start; log:\n{handle.log_text()}")
@@ -253,8 +246,22 @@ class RegistryFactory:
             raise errors[0]
 
 
-def _launch(binary: str, handle: RegistryHandle) -> bool:
-    """True once the registry answers; False when it exited because the port was taken."""
+def stop_process(handle: Any) -> None:
+    """SIGTERM `handle.process`, then SIGKILL after STOP_TIMEOUT; `handle.process` becomes None."""
+    proc, handle.process = handle.process, None
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT)
+
+
+def launch(binary: str, handle: Any) -> bool:
+    """Start `binary serve handle.config_path`; True once the registry answers, False when it
+    exited because the port was taken. `handle` is a RegistryHandle or anything with its `root`,
+    `config_path`, `log_path`, `port`, `process`, `log_text()` and `stop()` (the benchmarks')."""
     with handle.log_path.open("ab") as log:
         handle.process = subprocess.Popen(
             [binary, "serve", str(handle.config_path)],
