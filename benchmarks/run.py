@@ -803,6 +803,12 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Python {m['python']}; {m['skopeo']}; {m['docker_registry']}; commit {doc['commit']}; "
         f"{doc['runs']} alternating runs per tool, medians{' (quick sizes)' if doc['quick'] else ''}; "
         f"load average {doc['load_start']:.1f} at start, {doc['load_end']:.1f} at end.",
+        *(
+            f"Re-run into these results: {', '.join(m['scenarios'])} on {m['date']} at commit "
+            f"{m['commit']}, {m['runs']} runs per tool, load average {m['load_start']:.1f} -> "
+            f"{m['load_end']:.1f}."
+            for m in doc.get("merged", [])
+        ),
         "",
         "| scenario | tool | wall s | vs peer | peak RSS | CPU s | registries CPU s | requests "
         "| source bytes read | unique bytes | dup blob GETs |",
@@ -892,7 +898,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--intrinsic-sizes", default=None, help="comma-separated GiB (default 1,8,64; quick 1,2)")
     p.add_argument("--no-save", action="store_true", help="do not overwrite results/latest.*")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace only the scenarios run here in results/latest.* (the rest keep their run)",
+    )
     args = p.parse_args(argv)
+    if args.merge and (args.quick or args.no_save):
+        p.error("--merge replaces scenarios in the saved full results: not with --quick or --no-save")
     if args.tb_size > 5 * 2**40:
         p.error("--tb-size: at most 5TiB")
     scenarios = args.scenario or DEFAULT
@@ -929,6 +942,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     doc["load_end"] = loadavg()
     doc["seconds"] = round(time.monotonic() - began, 1)
+    if args.merge and (RESULTS / "latest.json").exists():
+        doc = merge_into(json.loads((RESULTS / "latest.json").read_text()), doc)
     doc["targets"] = targets(doc["results"])
     table = markdown(doc)
     print(table)
@@ -939,6 +954,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
     return 0
+
+
+def merge_into(base: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """``base`` (a saved run) with the scenarios of ``run`` replaced, and a note saying so."""
+    merged = dict(base)
+    merged["results"] = {**base["results"], **run["results"]}
+    note = {k: run[k] for k in ("scenarios", "date", "commit", "runs", "load_start", "load_end")}
+    merged["merged"] = [
+        m for m in base.get("merged", []) if not set(m["scenarios"]) <= set(run["scenarios"])
+    ] + [note]
+    return merged
 
 
 def _skopeo_sync_argv(config: Path, host: str) -> list[str]:
