@@ -7,7 +7,10 @@ from typing import Any
 import pytest
 
 import mirror.copy.engine as engine
+from mirror.auth.credentials import StaticProvider
 from mirror.daemon.cli import main
+from mirror.registry.distribution import RegistryRepository
+from mirror.transport.client import Transport
 from tests.support.check import assert_complete
 from tests.support.images import fetch_manifest, push_blob, push_image
 
@@ -38,7 +41,7 @@ def test_cold_copy_reads_the_tag_once_and_skips_blob_heads_in_an_empty_repositor
     # Destination: the tag HEAD found nothing, one tag listing showed an empty repository, so
     # no blob HEAD; then one POST + one PUT per blob and the manifest.
     assert [r.path for r in dproxy.select("HEAD")] == ["/v2/mirror/web/manifests/v1"]
-    assert len(dproxy.select("GET", "/tags/list")) == 1
+    assert [r.query for r in dproxy.select("GET", "/tags/list")] == ["n=1"]
     assert len(dproxy.select("POST", "/blobs/uploads/")) == len(dproxy.select("PUT", "/blobs/uploads/")) == 3
     assert len(dproxy.select("PUT", "/manifests/")) == 1
 
@@ -69,4 +72,21 @@ def test_blobs_are_looked_for_in_a_repository_that_has_tags(registry_pair: Any, 
     dproxy = proxy_factory.start(dst)
     assert copy(f"{src.host}/apps/web:v2", f"{dproxy.host}/mirror/web:v2") == 0
     assert len(dproxy.select("HEAD", "/blobs/")) == 2  # config + layer
+    # Whether the repository has any tag is one short listing, however many tags it holds.
+    assert [r.query for r in dproxy.select("GET", "/tags/list")] == ["n=1"]
     check(dst, "mirror/web", "v2", img.digest)
+
+
+async def test_list_tags_with_a_limit_stops_after_the_first_page(
+    registry_pair: Any, proxy_factory: Any
+) -> None:
+    src, _dst = registry_pair
+    for tag in ("a", "b", "c"):
+        push_image(src, "apps/many", tag, layer_sizes=(KiB,), seed=f"many-{tag}")
+    proxy = proxy_factory.start(src)
+    async with Transport(StaticProvider({})) as transport:
+        repo = RegistryRepository(transport, proxy.host, "apps/many")
+        first = await repo.list_tags(limit=2)  # the registry chooses which two
+        assert len(first) == 2 and set(first) <= {"a", "b", "c"}
+        assert sorted(await repo.list_tags()) == ["a", "b", "c"]
+    assert [r.query for r in proxy.select("GET", "/tags/list")] == ["n=2", "n=1000"]

@@ -346,7 +346,7 @@ class CopyEngine:
         async def listing() -> bool:
             try:
                 async with self._lookups:
-                    return not await repo.list_tags()
+                    return not await repo.list_tags(limit=1)
             except NotFound:
                 return True
             except MirrorError:  # a listing that fails only means: HEAD each blob

@@ -321,9 +321,10 @@ class RegistryRepository:
 
     # -- listing -----------------------------------------------------------------------------
 
-    async def list_tags(self) -> list[str]:
+    async def list_tags(self, limit: int | None = None) -> list[str]:
         tags: list[str] = []
-        path: str | URL = f"{self._path('tags', 'list')}?n={TAGS_PAGE}"
+        page = TAGS_PAGE if limit is None else max(1, min(limit, TAGS_PAGE))
+        path: str | URL = f"{self._path('tags', 'list')}?n={page}"
         for _ in range(100_000):
             reply = await self.transport.request(
                 "GET",
@@ -336,6 +337,8 @@ class RegistryRepository:
             if reply.status == 404:
                 raise NotFound(f"repository {self.name} does not exist", status=404)
             tags.extend(_json_list(reply.body, "tags", self.name))
+            if limit is not None and len(tags) >= limit:
+                return tags[:limit]
             link = next_link(reply.url, reply.headers.get("Link"))
             if link is None:
                 break

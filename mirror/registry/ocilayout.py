@@ -221,9 +221,9 @@ class OciLayout:
     async def mount_blob(self, digest: Digest, from_repository: str) -> bool:
         return False
 
-    async def list_tags(self) -> list[str]:
+    async def list_tags(self, limit: int | None = None) -> list[str]:
         entries = await asyncio.to_thread(self._read_index)
-        return sorted({t for t in map(tag_of, entries) if t})
+        return sorted({t for t in map(tag_of, entries) if t})[:limit]
 
 
 def _flush_and_sync(f: Any) -> None:

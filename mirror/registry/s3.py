@@ -663,9 +663,9 @@ class S3Layout:
 
         await self._update_index(untag)
 
-    async def list_tags(self) -> list[str]:
+    async def list_tags(self, limit: int | None = None) -> list[str]:
         entries, _ = await self._read_index()
-        return sorted({t for t in map(tag_of, entries) if t})
+        return sorted({t for t in map(tag_of, entries) if t})[:limit]
 
     # -- blobs -------------------------------------------------------------------------------
 
