@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import mirror.copy.engine as engine
 from mirror.auth.credentials import StaticProvider
 from mirror.daemon.cli import main
 from mirror.registry.distribution import RegistryRepository
-from mirror.transport.client import Transport
+from mirror.transport.client import HostOptions, Transport
 from tests.support.check import assert_complete
 from tests.support.images import fetch_manifest, push_blob, push_image
 
@@ -90,3 +91,17 @@ async def test_list_tags_with_a_limit_stops_after_the_first_page(
         assert len(first) == 2 and set(first) <= {"a", "b", "c"}
         assert sorted(await repo.list_tags()) == ["a", "b", "c"]
     assert [r.query for r in proxy.select("GET", "/tags/list")] == ["n=2", "n=1000"]
+
+
+async def test_per_host_slots_bound_the_connections_and_reuse_them(registry: Any, proxy_factory: Any) -> None:
+    """A request holds its host slot until its answer is released, so 60 concurrent HEADs with
+    max_concurrency 4 go over at most 4 connections (each reused), not one connection each."""
+    push_image(registry, "apps/web", "v1", layer_sizes=(KiB,), seed="slots")
+    proxy = proxy_factory.start(registry)
+    options = {proxy.host: HostOptions(plain_http=True, max_concurrency=4)}
+    async with Transport(StaticProvider({}), options=options) as transport:
+        repo = RegistryRepository(transport, proxy.host, "apps/web")
+        heads = await asyncio.gather(*(repo.head_manifest("v1") for _ in range(60)))
+    assert len({h.digest for h in heads if h is not None}) == 1
+    peers = {r.peer for r in proxy.select("HEAD")}
+    assert len(proxy.select("HEAD")) == 60 and 1 <= len(peers) <= 4

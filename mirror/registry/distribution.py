@@ -226,7 +226,9 @@ class RegistryRepository:
                     self.host,
                     self._path("blobs", str(desc.digest)),
                     scopes=_pull(self.repository),
-                    transfer_size=desc.size,
+                    # Never 0: an open blob must not hold a per-host slot while the engine
+                    # sends it (perhaps to the same host), even an empty one.
+                    transfer_size=max(desc.size, 1),
                 )
             )
         except BaseException:

@@ -69,6 +69,7 @@ class RecordedRequest:
     continue_sent: bool = False  # answered `Expect: 100-continue` with 100 Continue
     client_disconnected: bool = False  # the client went away while the response streamed
     finished: float | None = field(default=None, repr=False)
+    peer: tuple[str, int] | None = field(default=None, repr=False)  # the client's end: one per connection
 
     def header(self, name: str) -> str | None:
         lname = name.lower()
@@ -244,6 +245,8 @@ class RegistryProxy(LoopServer):
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
             time.time(),
         )
+        peername = request.transport.get_extra_info("peername") if request.transport else None
+        record.peer = (str(peername[0]), int(peername[1])) if peername else None
         with self._lock:
             self._records.append(record)
         try:
