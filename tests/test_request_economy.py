@@ -94,8 +94,8 @@ async def test_list_tags_with_a_limit_stops_after_the_first_page(
 
 
 async def test_per_host_slots_bound_the_connections_and_reuse_them(registry: Any, proxy_factory: Any) -> None:
-    """A request holds its host slot until its answer is released, so 60 concurrent HEADs with
-    max_concurrency 4 go over at most 4 connections (each reused), not one connection each."""
+    """60 concurrent HEADs with max_concurrency 4 go over at most 4 connections, each reused:
+    a finished request's connection is back in the pool before the next request takes its slot."""
     push_image(registry, "apps/web", "v1", layer_sizes=(KiB,), seed="slots")
     proxy = proxy_factory.start(registry)
     options = {proxy.host: HostOptions(plain_http=True, max_concurrency=4)}

@@ -226,9 +226,7 @@ class RegistryRepository:
                     self.host,
                     self._path("blobs", str(desc.digest)),
                     scopes=_pull(self.repository),
-                    # Never 0: an open blob must not hold a per-host slot while the engine
-                    # sends it (perhaps to the same host), even an empty one.
-                    transfer_size=max(desc.size, 1),
+                    transfer_size=desc.size,
                 )
             )
         except BaseException:

@@ -493,72 +493,63 @@ class Transport:
         """Like :meth:`request` but yields the response for the caller to read as a stream.
 
         Requests with a body factory or a ``transfer_size`` do not hold a per-host slot while
-        their body moves (the copy engine bounds transfers). All others hold one from sending
-        until their response is released, so the slots also bound the open connections to a
-        host and a finished request's connection is free for the next one (not a new connect).
-        A slot is never held while backing off before a retry.
+        their body moves (the copy engine bounds transfers); all others do.
         """
         base = await self.base_url(host)
         url = path if isinstance(path, URL) else base.join(URL(path, encoded=True))
         state = self._state(host)
-        slot = None if transfer_size > 0 or callable(body) else state.semaphore
+        long_running = transfer_size > 0 or callable(body)
         expected = expected_seconds(transfer_size, self.throughput.rate(host))
         attempt = 0
-        held = False
-
-        def free_slot() -> None:
-            nonlocal held
-            if held and slot is not None:
-                slot.release()
-            held = False
-
-        try:
-            while True:
-                attempt += 1
-                if slot is not None:
-                    await slot.acquire()
-                    held = True
-                try:
-                    resp = await self._send(
-                        method, host, url, scopes, headers, body, content_length, expected, transfer_size
-                    )
-                    if resp.status in ok:
-                        break
-                    err_body = b""
-                    if method != "HEAD":
-                        err_body = await read_bounded(resp.content, MAX_ERROR_BODY)
-                    resp.release()
-                    error = registry_error(
-                        method,
-                        redact_url(str(resp.url)),
-                        resp.status,
-                        err_body,
-                        parse_retry_after(resp.headers.get("Retry-After"), self.clock()),
-                    )
-                    if resp.status == 401:
-                        # A body that could not be sent again was refused with a stale token: the
-                        # token is dropped, and the caller may retry with a fresh read of its source.
-                        error.temporary = not _replayable(body)
-                    raise error
-                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                    free_slot()
-                    failure = from_exception(exc, method, redact_url(str(url)))
-                    if not retry or not self.retry.should_retry(failure, attempt):
-                        raise failure from None
-                    await self.backoff(host, attempt, failure)
-                except MirrorError as error:
-                    free_slot()
-                    if isinstance(error, InputError | UnsafeRequest | AuthError):
-                        raise
-                    if not retry or not self.retry.should_retry(error, attempt):
-                        raise
-                    await self.backoff(host, attempt, error)
+        while True:
+            attempt += 1
             try:
-                yield resp
-            finally:
+                resp = await self._send(
+                    method,
+                    host,
+                    url,
+                    scopes,
+                    headers,
+                    body,
+                    content_length,
+                    expected,
+                    transfer_size,
+                    hold_slot=not long_running,
+                )
+                if resp.status in ok:
+                    break
+                err_body = b""
+                if method != "HEAD":
+                    err_body = await read_bounded(resp.content, MAX_ERROR_BODY)
                 resp.release()
+                error = registry_error(
+                    method,
+                    redact_url(str(resp.url)),
+                    resp.status,
+                    err_body,
+                    parse_retry_after(resp.headers.get("Retry-After"), self.clock()),
+                )
+                if resp.status == 401:
+                    # A body that could not be sent again was refused with a stale token: the
+                    # token is dropped, and the caller may retry with a fresh read of its source.
+                    error.temporary = not _replayable(body)
+                raise error
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                failure = from_exception(exc, method, redact_url(str(url)))
+                if not retry or not self.retry.should_retry(failure, attempt):
+                    raise failure from None
+                await self.backoff(host, attempt, failure)
+            except MirrorError as error:
+                if isinstance(error, InputError | UnsafeRequest | AuthError):
+                    raise
+                if not retry or not self.retry.should_retry(error, attempt):
+                    raise
+                await self.backoff(host, attempt, error)
+        try:
+            yield resp
         finally:
-            free_slot()
+            resp.release()
+        del state
 
     async def _send(
         self,
@@ -571,6 +562,8 @@ class Transport:
         content_length: int | None,
         expected: float,
         size: int,
+        *,
+        hold_slot: bool,
     ) -> aiohttp.ClientResponse:
         """One request, with auth, one re-challenge on 401, and safe redirects."""
         state = self._state(host)
@@ -586,7 +579,11 @@ class Transport:
             data: Any = body() if callable(body) else body
             if state.limiter is not None:
                 await state.limiter.acquire()
-            resp = await self._follow(method, host, url, hdrs, data)
+            if hold_slot:
+                async with state.semaphore:
+                    resp = await self._follow(method, host, url, hdrs, data)
+            else:
+                resp = await self._follow(method, host, url, hdrs, data)
             if resp.status == 401 and not rechallenged:
                 header = resp.headers.get("WWW-Authenticate", "")
                 challenge = pick_challenge(header)
