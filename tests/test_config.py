@@ -592,6 +592,7 @@ def test_object_storage_settings_longest_matching_key() -> None:
         ('"s3://bucket:v1": {}', 'object_storage["s3://bucket:v1"]', "without a tag"),
         ('"s3://backups": {secret_access_key: x}', 'object_storage["s3://backups"].secret_access_key', ""),
         ('"s3://backups": {part_size: lots}', 'object_storage["s3://backups"].part_size', "not a size"),
+        ('"s3://backups": {part_size: 1MiB}', 'object_storage["s3://backups"].part_size', "5MiB to 5GiB"),
         ('"s3://backups": {endpoint_url: "ftp://x"}', 'object_storage["s3://backups"].endpoint_url', ""),
     ],
 )

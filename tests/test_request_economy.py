@@ -13,7 +13,7 @@ from mirror.daemon.cli import main
 from mirror.registry.distribution import RegistryRepository
 from mirror.transport.client import HostOptions, Transport
 from tests.support.check import assert_complete
-from tests.support.images import fetch_manifest, push_blob, push_image
+from tests.support.images import fetch_manifest, layer, push_blob, push_image
 
 KiB = 1024
 
@@ -105,3 +105,44 @@ async def test_per_host_slots_bound_the_connections_and_reuse_them(registry: Any
     assert len({h.digest for h in heads if h is not None}) == 1
     peers = {r.peer for r in proxy.select("HEAD")}
     assert len(proxy.select("HEAD")) == 60 and 1 <= len(peers) <= 4
+
+
+def test_a_repository_filled_by_digest_is_not_taken_for_empty(registry_pair: Any, proxy_factory: Any) -> None:
+    """Copies pinned by digest leave no tag: the next one still looks for the blobs it shares."""
+    src, dst = registry_pair
+    base = [layer(8 * KiB, "pinned-base")]
+    one = push_image(src, "apps/pinned", "one", layer_sizes=(KiB,), seed="one", base_layers=base)
+    two = push_image(src, "apps/pinned", "two", layer_sizes=(KiB,), seed="two", base_layers=base)
+    assert copy(f"{src.host}/apps/pinned@{one.digest}", f"{dst.host}/mirror/pinned@{one.digest}") == 0
+    dproxy = proxy_factory.start(dst)
+    assert copy(f"{src.host}/apps/pinned@{two.digest}", f"{dproxy.host}/mirror/pinned@{two.digest}") == 0
+    assert not dproxy.select("GET", "/tags/list")
+    shared = base[0].digest
+    assert [r.path.rsplit("/", 1)[1] for r in dproxy.select("HEAD", "/blobs/") if shared in r.path] == [
+        shared
+    ]
+    assert not [r for r in dproxy.select("PUT", "/blobs/uploads/") if shared in r.query]
+    assert fetch_manifest(dst, "mirror/pinned", two.digest).digest == two.digest
+
+
+async def test_what_one_run_learnt_about_empty_repositories_is_not_reused(
+    registry_pair: Any, proxy_factory: Any
+) -> None:
+    """Images then referrers are two runs of one engine: the first tags the repository, so in
+    the second a blob already there is looked for, not uploaded again."""
+    src, dst = registry_pair
+    push_image(src, "apps/web", "v1", layer_sizes=(KiB,), seed="r1")
+    v2 = push_image(src, "apps/web", "v2", layer_sizes=(2 * KiB,), seed="r2")
+    present = v2.layers[-1]
+    dproxy = proxy_factory.start(dst)
+    async with Transport(StaticProvider({})) as transport:
+        source = RegistryRepository(transport, src.host, "apps/web")
+        target = RegistryRepository(transport, dproxy.host, "mirror/web")
+        engine_ = engine.CopyEngine()
+        first = await engine_.run([engine.CopyTask(source, "v1", [engine.Destination(target, "v1")])])
+        push_blob(dst, "mirror/web", b"".join(present.chunks()))  # arrives between the two runs
+        dproxy.clear()
+        second = await engine_.run([engine.CopyTask(source, "v2", [engine.Destination(target, "v2")])])
+    assert first[0].ok and second[0].ok
+    assert [r.path for r in dproxy.select("HEAD", "/blobs/") if present.digest in r.path]
+    assert not [r for r in dproxy.select("PUT", "/blobs/uploads/") if present.digest in r.query]

@@ -148,6 +148,9 @@ class CopyEngine:
 
     async def run(self, tasks: list[CopyTask]) -> list[r.ImageResult]:
         started = time.monotonic()
+        # What an earlier run() learnt about empty repositories is stale: it may have tagged them.
+        self._tag_absent.clear()
+        self._empty = SingleFlight()
         resolved = await asyncio.gather(*(self._resolve(t) for t in tasks))
         needs = self._collect(resolved)
         self.stats.unique_blob_bytes = sum(n.desc.size for n in needs.values())
@@ -167,7 +170,9 @@ class CopyEngine:
         async def fetch() -> Manifest:
             async with self._lookups:
                 fetched = await repo.get_manifest(reference)
-            expected = Digest.parse(reference) if ":" in reference else None
+            # By tag, the store's digest (a verified Docker-Content-Digest, or the layout's own,
+            # perhaps sha512) names the manifest, as a HEAD would have.
+            expected = Digest.parse(reference) if ":" in reference else fetched.digest
             return parse_manifest(fetched.raw, fetched.media_type, digest=expected)
 
         return await self._manifests.run((repo.name, reference), fetch)
@@ -219,7 +224,7 @@ class CopyEngine:
             if heads is None:
                 heads = await self._dest_heads(task)
             for dest, info in zip(task.destinations, heads, strict=True):
-                if info is None:
+                if info is None and ":" not in dest.reference:
                     self._tag_absent.add(dest.repo.name)
                 dres = r.DestinationResult(dest.display, "", str(target))
                 result.destinations.append(dres)

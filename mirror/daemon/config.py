@@ -47,6 +47,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -249,6 +250,11 @@ def _plain(node: Any, env: Mapping[str, str], loc: Loc, budget: list[int]) -> An
 
 # ---------------------------------------------------------------------------------------------
 # Value parsers used by the models
+
+
+# S3's multipart limits (mirror/registry/multipart.py), repeated here so that loading a config
+# does not import the S3 store.
+S3_MIN_PART, S3_MAX_PART = 5 * 2**20, 5 * 2**30
 
 
 def parse_size(value: object) -> int:
@@ -564,6 +570,16 @@ class ObjectStorageConfig(_Model):
     part_size: SizeField | None = None
     concurrency: int | None = Field(default=None, ge=1, le=64)
     conditional_writes: bool | None = None
+
+    @field_validator("part_size")
+    @classmethod
+    def _part_size_in_range(cls, value: int | None) -> int | None:
+        if value is not None and not S3_MIN_PART <= value <= S3_MAX_PART:
+            raise ValueError(
+                f"{value} bytes is out of range: S3 parts are 5MiB to 5GiB (a blob over 10,000 "
+                "parts gets larger parts by itself)"
+            )
+        return value
 
     def overrides(self) -> dict[str, Any]:
         """The fields set here, as ``S3Options`` keyword arguments."""

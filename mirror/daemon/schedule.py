@@ -169,7 +169,7 @@ def parse_timezone(name: object) -> str:
     text = name.strip()
     try:
         _zone(text)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder such as 'Europe'
         import difflib
 
         close = difflib.get_close_matches(text, sorted(available_timezones()), n=1)

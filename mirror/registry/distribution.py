@@ -176,6 +176,7 @@ class RegistryRepository:
                     f"{self.name}:{reference}: Docker-Content-Digest says {header} but the bytes "
                     f"hash to {Digest.of(reply.body, claimed.algorithm)}"
                 )
+            computed = claimed  # verified: the registry's name for it, as its HEAD would give
         return FetchedManifest(reply.body, media_type, computed)
 
     async def put_manifest(self, reference: str, raw: bytes, media_type: str) -> None:
