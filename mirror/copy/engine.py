@@ -231,6 +231,13 @@ class CopyEngine:
                 if isinstance(info, MirrorError):
                     _fail(dres, info)
                     continue
+                if info is not None and info.digest.algorithm != target.algorithm:
+                    # The two sides name manifests with different algorithms (sha512 / sha256):
+                    # compare the source's bytes under the destination's algorithm.
+                    if top is None:
+                        top = await self._fetch(task.source, str(target))
+                    if Digest.of(top.raw, info.digest.algorithm) == info.digest:
+                        info = ManifestInfo(target, info.media_type, info.size)
                 if info is not None and info.digest == target:
                     dres.status = r.SKIPPED
                     self._emit(ev.IMAGE_SKIPPED, repo=dest.repo, digest=str(target), detail=task.job)
