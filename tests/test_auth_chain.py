@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mirror.auth.chain import default_chain
-from mirror.auth.check import AuthDescription, describe, format_description, username_kind
+from mirror.auth.check import AuthDescription, describe, format_description
 from mirror.auth.credentials import ChainProvider, Credential, StaticProvider
 from mirror.auth.dockerconfig import DockerConfigProvider
 from mirror.auth.ecr import EcrProvider
@@ -158,10 +158,30 @@ async def test_describe_expired() -> None:
         (Credential(identity_token="t"), "none (identity token, exchanged at the token realm)"),
         (Credential("bob", "pw"), "user name 'bob'"),
         (Credential("_json_key", "{}"), "_json_key (service account key)"),
+        (
+            Credential("AWS", "t", provider="ecr (GetAuthorizationToken in eu-west-1)"),
+            "AWS (ECR authorization token)",
+        ),
     ],
 )
 def test_username_kind(cred: Credential, kind: str) -> None:
-    assert username_kind(cred) == kind
+    assert cred.username_kind == kind
+
+
+def test_credential_kind_names_the_secret_kind_never_the_secret() -> None:
+    kinds = {
+        Credential(registry_token="s3cret"): "bearer token",
+        Credential(identity_token="s3cret"): "identity token",
+        Credential("oauth2accesstoken", "s3cret"): "OAuth2 access token",
+        Credential("_json_key_base64", "s3cret"): "service account key (_json_key_base64)",
+        Credential(
+            "AWS", "s3cret", provider="ecr (GetAuthorizationToken in eu-west-1)"
+        ): "ECR authorization token",
+        Credential("bob", "s3cret"): "username 'bob' with password",
+        Credential(): "anonymous",
+    }
+    for cred, kind in kinds.items():
+        assert cred.kind == kind and "s3cret" not in str(cred)
 
 
 def test_description_is_plain_data() -> None:

@@ -44,23 +44,6 @@ class AuthDescription:
         return self.answered_by is not None and self.expires_at is None
 
 
-def username_kind(cred: Credential) -> str:
-    """The user name a credential presents, described (user names are not secrets)."""
-    if cred.registry_token:
-        return "none (bearer token)"
-    if cred.identity_token:
-        return "none (identity token, exchanged at the token realm)"
-    if cred.username == "oauth2accesstoken":
-        return "oauth2accesstoken (Google access token)"
-    if cred.username in ("_json_key", "_json_key_base64"):
-        return f"{cred.username} (service account key)"
-    if cred.username == "AWS" and cred.provider.startswith("ecr"):
-        return "AWS (ECR authorization token)"
-    if cred.username:
-        return f"user name {cred.username!r}"
-    return "none"
-
-
 def _label(provider: CredentialProvider) -> str:
     return str(getattr(provider, "label", None) or getattr(provider, "name", type(provider).__name__))
 
@@ -100,7 +83,7 @@ async def describe(
         host=host,
         answered_by=answer.provider,
         kind=answer.kind,
-        username_kind=username_kind(answer),
+        username_kind=answer.username_kind,
         expires_at=answer.expires_at,
         remaining=remaining,
         consulted=tuple(consulted),

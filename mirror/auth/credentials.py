@@ -39,17 +39,28 @@ class Credential:
     @property
     def kind(self) -> str:
         """A description safe to show: which kind of secret, never the secret."""
+        return self._described()[0]
+
+    @property
+    def username_kind(self) -> str:
+        """The user name this credential presents, described (user names are not secrets)."""
+        return self._described()[1]
+
+    def _described(self) -> tuple[str, str]:
+        user = self.username
         if self.registry_token:
-            return "bearer token"
+            return "bearer token", "none (bearer token)"
         if self.identity_token:
-            return "identity token"
-        if self.username == "oauth2accesstoken":
-            return "OAuth2 access token"
-        if self.username in ("_json_key", "_json_key_base64"):
-            return f"service account key ({self.username})"
-        if self.username:
-            return f"username {self.username!r} with password"
-        return "anonymous"
+            return "identity token", "none (identity token, exchanged at the token realm)"
+        if user == "oauth2accesstoken":
+            return "OAuth2 access token", "oauth2accesstoken (Google access token)"
+        if user in ("_json_key", "_json_key_base64"):
+            return f"service account key ({user})", f"{user} (service account key)"
+        if user == "AWS" and self.provider.startswith("ecr"):
+            return "ECR authorization token", "AWS (ECR authorization token)"
+        if user:
+            return f"username {user!r} with password", f"user name {user!r}"
+        return "anonymous", "none"
 
     def __str__(self) -> str:
         return f"<credential {self.kind} from {self.provider}>"
