@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mirror.daemon.shard import owner
 from tests.support.images import layer, manifest_exists, push_image
 
 REPOS = [f"fleet/r{i:02d}" for i in range(24)]
@@ -63,9 +64,15 @@ jobs:
         assert sorted(r for shard in owned for r in shard) == REPOS
         for repo in REPOS:
             assert manifest_exists(dst, "m/" + repo.split("/", 1)[1], "v1")
+    # Each process took exactly the repositories the rendezvous function gives it. The keys hold
+    # the source's host and port, which change from run to run, so how many repositories move
+    # is a draw (about 1/4 of 24 here); its statistics are tested on a fixed key set in
+    # tests/test_shard.py, the processes' agreement with the function here.
+    for count, owned in ((3, before), (4, after)):
+        expected = [{r for r in REPOS if owner(f"{src.host}/{r}", count) == i} for i in range(count)]
+        assert owned == expected
     owner3 = {r: i for i, shard in enumerate(before) for r in shard}
     owner4 = {r: i for i, shard in enumerate(after) for r in shard}
     moved = [r for r in REPOS if owner3[r] != owner4[r]]
-    # Rendezvous hashing: only repositories taken by the new replica move (expected 1/4 of them).
+    # Rendezvous hashing: a repository moves only onto the new replica, never between old ones.
     assert all(owner4[r] == 3 for r in moved)
-    assert len(moved) <= len(REPOS) // 4 + 4, moved
