@@ -1,4 +1,10 @@
-"""Shared fixtures: real registries on loopback (see tests/support/fixtures.py)."""
+"""Shared fixtures: real registries on loopback (see tests/support/fixtures.py).
+
+Property tests check behaviour, not speed: no per-example deadline, so a first example that
+pays a lazy import, or a machine busy with registries, is not reported as a failure.
+"""
+
+from hypothesis import settings
 
 from tests.support.fixtures import (
     htpasswd_registry,
@@ -17,3 +23,6 @@ __all__ = [
     "registry_pair",
     "token_registry",
 ]
+
+settings.register_profile("mirror", deadline=None)
+settings.load_profile("mirror")
