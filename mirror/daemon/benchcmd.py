@@ -33,14 +33,14 @@ from typing import Any
 
 from mirror.auth.credentials import StaticProvider
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
-from mirror.daemon.copycmd import build_provider, parse_creds
+from mirror.daemon.copycmd import add_plain_http, build_provider, parse_creds, plain_http_options
 from mirror.daemon.progress import human_bytes
 from mirror.daemon.report import write_report
 from mirror.daemon.runtime import run
 from mirror.daemon.stores import known_max_blob_size
 from mirror.registry.base import ChunkSource
 from mirror.registry.distribution import RegistryRepository
-from mirror.transport.client import HostOptions, Transport
+from mirror.transport.client import Transport
 from mirror.types import events as ev
 from mirror.types import mediatypes as mt
 from mirror.types import sizes
@@ -48,7 +48,7 @@ from mirror.types.digest import Digest
 from mirror.types.errors import InputError, MirrorError
 from mirror.types.events import Event, Fanout
 from mirror.types.manifest import Descriptor
-from mirror.types.reference import ImageRef, parse_reference, validate_host
+from mirror.types.reference import ImageRef, parse_reference
 
 BLOCK = 1024 * 1024
 CHUNK = 4 * BLOCK
@@ -197,13 +197,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", default="mirror-bench", help="seed of the synthetic content")
     p.add_argument("--src-creds", metavar="USER:PASS", help="credentials for SRC (or $MIRROR_SRC_CREDS)")
     p.add_argument("--dest-creds", metavar="USER:PASS", help="credentials for DST (or $MIRROR_DEST_CREDS)")
-    p.add_argument(
-        "--plain-http",
-        action="append",
-        default=[],
-        metavar="HOST",
-        help="talk plain HTTP to HOST (repeatable); loopback hosts may without it",
-    )
+    add_plain_http(p)
     p.add_argument("--keep", action="store_true", help="leave the scratch tags in place")
     p.add_argument("--report", metavar="FILE", help="write the results as JSON")
 
@@ -259,8 +253,7 @@ def _transport(opts: BenchOptions, src: ImageRef, dst: ImageRef, events: Fanout)
         static.add(src.api_host, parse_creds(opts.src_creds, "--src-creds"))
     if opts.dest_creds:
         static.add(dst.api_host, parse_creds(opts.dest_creds, "--dest-creds"))
-    hosts = {validate_host(h): HostOptions(plain_http=True) for h in opts.plain_http}
-    return Transport(build_provider(static), options=hosts, events=events)
+    return Transport(build_provider(static), options=plain_http_options(opts.plain_http), events=events)
 
 
 def _say(text: str) -> None:

@@ -73,13 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="OS/ARCH[/VARIANT]",
         help="copy only these platforms of an index (repeatable); the index pushed then has a new digest",
     )
-    p.add_argument(
-        "--plain-http",
-        action="append",
-        default=[],
-        metavar="HOST",
-        help="talk plain HTTP to HOST (repeatable); loopback hosts may without it",
-    )
+    add_plain_http(p)
     p.add_argument(
         "--overwrite", action="store_true", help="allow moving a destination tag that names another digest"
     )
@@ -122,14 +116,28 @@ def build_provider(static: StaticProvider) -> CredentialProvider:
     return default_chain(static)  # type: ignore[no-any-return,unused-ignore]
 
 
+def add_plain_http(p: argparse.ArgumentParser) -> None:
+    """``--plain-http HOST`` (repeatable), shared by the commands that talk to registries."""
+    p.add_argument(
+        "--plain-http",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="talk plain HTTP to HOST (repeatable); loopback hosts may without it",
+    )
+
+
+def plain_http_options(hosts: list[str]) -> dict[str, HostOptions]:
+    """Transport options for the hosts named by ``--plain-http`` (validated)."""
+    return {validate_host(host): HostOptions(plain_http=True) for host in hosts}
+
+
 async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]:
     src = parse_reference(opts.source)
     dsts = [parse_reference(d) for d in [opts.destination, *opts.more_destinations]]
     platforms = tuple(Platform.parse(p) for p in opts.platforms)
     static = StaticProvider()
-    hosts: dict[str, HostOptions] = {}
-    for host in opts.plain_http:
-        hosts[validate_host(host)] = HostOptions(plain_http=True)
+    hosts = plain_http_options(opts.plain_http)
     if opts.src_creds and isinstance(src, ImageRef):
         static.add(src.api_host, parse_creds(opts.src_creds, "--src-creds"))
     for dst in dsts:
