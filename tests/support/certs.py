@@ -55,9 +55,22 @@ def new_identity(algorithm: str = "ES256", common_name: str = "mirror-test-token
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     else:
         raise ValueError(f"unsupported algorithm {algorithm!r}")
+    certificate = self_signed_ca(key, common_name)
+    return SigningIdentity(key=key, certificate=certificate)
+
+
+def self_signed_ca(
+    key: jwt.SigningKey,
+    common_name: str,
+    *,
+    path_length: int | None = None,
+    crl_sign: bool = False,
+    subject_key_id: bool = False,
+) -> x509.Certificate:
+    """A self-signed CA certificate for ``key``, valid from five minutes ago for a day."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
-    certificate = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -65,7 +78,7 @@ def new_identity(algorithm: str = "ES256", common_name: str = "mirror-test-token
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -74,12 +87,15 @@ def new_identity(algorithm: str = "ES256", common_name: str = "mirror-test-token
                 data_encipherment=False,
                 key_agreement=False,
                 key_cert_sign=True,
-                crl_sign=False,
+                crl_sign=crl_sign,
                 encipher_only=False,
                 decipher_only=False,
             ),
             critical=True,
         )
-        .sign(key, hashes.SHA256())
     )
-    return SigningIdentity(key=key, certificate=certificate)
+    if subject_key_id:
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+        )
+    return builder.sign(key, hashes.SHA256())
