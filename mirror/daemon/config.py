@@ -73,6 +73,7 @@ from mirror.daemon.schedule import (
     parse_duration,
     parse_timezone,
 )
+from mirror.registry.multipart import MAX_PART_SIZE, MIN_PART_SIZE
 from mirror.transport.client import HostOptions
 from mirror.types import sizes
 from mirror.types.errors import ConfigError, InvalidReference
@@ -250,11 +251,6 @@ def _plain(node: Any, env: Mapping[str, str], loc: Loc, budget: list[int]) -> An
 
 # ---------------------------------------------------------------------------------------------
 # Value parsers used by the models
-
-
-# S3's multipart limits (mirror/registry/multipart.py), repeated here so that loading a config
-# does not import the S3 store.
-S3_MIN_PART, S3_MAX_PART = 5 * 2**20, 5 * 2**30
 
 
 def parse_size(value: object) -> int:
@@ -574,7 +570,7 @@ class ObjectStorageConfig(_Model):
     @field_validator("part_size")
     @classmethod
     def _part_size_in_range(cls, value: int | None) -> int | None:
-        if value is not None and not S3_MIN_PART <= value <= S3_MAX_PART:
+        if value is not None and not MIN_PART_SIZE <= value <= MAX_PART_SIZE:
             raise ValueError(
                 f"{value} bytes is out of range: S3 parts are 5MiB to 5GiB (a blob over 10,000 "
                 "parts gets larger parts by itself)"

@@ -103,7 +103,9 @@ class SyncRun:
         key = str(ref)
         repo = self._repos.get(key)
         if repo is None:
-            s3 = self.s3_settings(ref.location) if self.s3_settings and isinstance(ref, LayoutRef) else None
+            s3 = None
+            if self.s3_settings and isinstance(ref, LayoutRef) and ref.scheme == "s3":
+                s3 = self.s3_settings(ref.location)
             repo = open_repository(
                 ref, self.transport, create=create, max_blob_size=max_blob_size, s3_settings=s3
             )
