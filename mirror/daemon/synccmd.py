@@ -92,6 +92,12 @@ def _redactor(config: Config) -> Redactor:
     return redactor
 
 
+def _new_metrics() -> Metrics:
+    from mirror.daemon.metrics import Metrics  # prometheus_client: only when metrics are served
+
+    return Metrics()
+
+
 @dataclass
 class Daemon:
     config: Config
@@ -104,7 +110,7 @@ class Daemon:
     clock: Clock = system_clock
     # None when nothing can read them (``--once`` has no /metrics listener): prometheus_client is
     # then never imported and no event is counted twice.
-    metrics: Metrics | None = field(default_factory=lambda: _new_metrics())
+    metrics: Metrics | None = field(default_factory=_new_metrics)
     redactor: Redactor = field(default_factory=Redactor)
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     owned: dict[str, list[str]] = field(default_factory=dict)
@@ -296,12 +302,6 @@ class Daemon:
             await server.stop()
         log.info("stopped")
         return 0
-
-
-def _new_metrics() -> Metrics:
-    from mirror.daemon.metrics import Metrics  # prometheus_client: only when metrics are served
-
-    return Metrics()
 
 
 def _forget(running: dict[str, asyncio.Task[SyncResult]], name: str) -> Any:
