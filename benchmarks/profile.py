@@ -124,7 +124,7 @@ def main() -> int:
     p.add_argument("what", choices=["intrinsic", "big-blob", "fleet-cold", "fleet-warm"])
     p.add_argument("--size", default="2GiB")
     args = p.parse_args()
-    from mirror.daemon.benchcmd import parse_size
+    from mirror.types.sizes import parse_size
 
     size = parse_size(args.size)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -928,7 +928,7 @@ def _stored_multitb() -> dict[str, Any] | None:
 
 
 def _size(text: str) -> int:
-    from mirror.daemon.benchcmd import parse_size
+    from mirror.types.sizes import parse_size
 
     return parse_size(text)
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from mirror.daemon.benchcmd import synthetic_chunks, synthetic_image
+from mirror.copy.synthetic_blob import synthetic_chunks, synthetic_image
 from mirror.types import mediatypes as mt
 from mirror.types.digest import Digest
 

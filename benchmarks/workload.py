@@ -1,6 +1,6 @@
 """Deterministic synthetic workloads, generated on the fly and pushed to a registry.
 
-Blob content comes from :func:`mirror.daemon.benchcmd.synthetic_chunks` (a seeded 1 MiB block
+Blob content comes from :func:`mirror.copy.synthetic_blob.synthetic_chunks` (a seeded 1 MiB block
 varied per block by a counter): never held whole in memory. A blob's digest needs one pass over
 it; digests of large blobs are cached in ``benchmarks/results/digests.json`` by (seed, size).
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import aiohttp
 
-from mirror.daemon.benchcmd import synthetic_chunks, synthetic_digest, synthetic_image
+from mirror.copy.synthetic_blob import synthetic_chunks, synthetic_digest, synthetic_image
 from mirror.types import mediatypes as mt
 from mirror.types.digest import Digest
 

@@ -1,3 +1,3 @@
-from mirror.daemon.cli import main
+from mirror.cli.main import main
 
 raise SystemExit(main())

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mirror.daemon.benchcmd import check_blob_limit, parse_size, synthetic_chunks, synthetic_digest
+from mirror.cli.bench import parse_size
+from mirror.copy.bench import check_blob_limit
+from mirror.copy.synthetic_blob import synthetic_chunks, synthetic_digest
 from mirror.types.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent

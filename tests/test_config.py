@@ -9,9 +9,9 @@ import pydantic
 import pytest
 
 from mirror.auth.credentials import Credential
-from mirror.daemon.config import Config, format_path, load_config, parse_config, parse_size
-from mirror.daemon.mapping import SourceKind
-from mirror.daemon.schedule import Cron, Interval
+from mirror.jobs.config import Config, format_path, load_config, parse_config, parse_size
+from mirror.jobs.mapping import SourceKind
+from mirror.jobs.schedule import Cron, Interval
 from mirror.transport.client import HostOptions
 from mirror.types.errors import ConfigError, InputError
 from mirror.types.manifest import Platform
@@ -123,7 +123,7 @@ def test_full_example_loads(example_env: dict[str, str]) -> None:
 
 def test_readme_mentions_every_field() -> None:
     readme = (CONFIG_DIR / "README.md").read_text()
-    from mirror.daemon.config import Job, LogConfig, MetricsConfig, RegistryConfig, ScheduleConfig, TagsConfig
+    from mirror.jobs.config import Job, LogConfig, MetricsConfig, RegistryConfig, ScheduleConfig, TagsConfig
 
     for model in (Config, Job, RegistryConfig, TagsConfig, ScheduleConfig, MetricsConfig, LogConfig):
         for name in model.model_fields:

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mirror.daemon.config import Config, format_path, parse_config
+from mirror.jobs.config import Config, format_path, parse_config
 from mirror.types.errors import ConfigError
 
 FIELD_NAMES = [

@@ -13,7 +13,8 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from mirror.daemon.metrics import EVENT_KINDS, Metrics
+from mirror.service.labels import EVENT_KINDS
+from mirror.service.metrics import Metrics
 from mirror.types import events as ev
 from mirror.types.events import Event
 
@@ -171,7 +172,7 @@ def test_statefulset_shards_match_replicas_and_has_headless_service() -> None:
     assert headless["spec"]["clusterIP"] == "None"
     assert headless["spec"]["selector"] == sts["spec"]["selector"]["matchLabels"]
     # The pod names end in -N, which is what --shard auto/N reads.
-    from mirror.daemon.shard import parse_shard
+    from mirror.service.shard import parse_shard
 
     last = sts["spec"]["replicas"] - 1
     assert parse_shard(shard, hostname=f"{sts['metadata']['name']}-{last}").index == last
@@ -185,8 +186,8 @@ def test_cronjob_runs_once() -> None:
 
 
 def test_configmap_config_validates_and_listens_for_probes() -> None:
-    from mirror.daemon.config import parse_config
-    from mirror.daemon.health import parse_address
+    from mirror.jobs.config import parse_config
+    from mirror.service.server import parse_address
 
     config = parse_config(one("ConfigMap")["data"]["config.yaml"], env={})
     assert config.metrics is not None
@@ -199,7 +200,7 @@ def test_configmap_config_validates_and_listens_for_probes() -> None:
 
 
 def _sync_parser() -> argparse.ArgumentParser | None:
-    from mirror.daemon.cli import build_parser
+    from mirror.cli.main import build_parser
 
     parser = build_parser()
     for action in parser._actions:

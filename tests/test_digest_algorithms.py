@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mirror.daemon.cli import main
+from mirror.cli.main import main
 from tests.support.evil import Answer, EvilRegistry
 from tests.support.images import fetch_manifest
 from tests.support.mediatypes import OCI_MANIFEST

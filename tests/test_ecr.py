@@ -14,9 +14,9 @@ import boto3
 import pytest
 from aiohttp import web
 
+from mirror.cli.main import main
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.synthetic import push_demo_image
-from mirror.daemon.cli import main
 from mirror.registry.base import BlobReader
 from mirror.registry.distribution import RegistryRepository
 from mirror.registry.ecr import ensure_repository, is_ecr_host, parse_ecr_host
@@ -85,7 +85,7 @@ def test_copy_creates_the_ecr_repository_first(monkeypatch: pytest.MonkeyPatch, 
         calls.append((host, repository))
         raise AuthError("not allowed to create it")
 
-    monkeypatch.setattr("mirror.daemon.copycmd.ensure_repository", fake)
+    monkeypatch.setattr("mirror.cli.copy.ensure_repository", fake)
     asyncio.run(push_demo_image(OciLayout(tmp_path / "src", create=True), "v1"))
     src = f"oci:{tmp_path / 'src'}:v1"
     assert main(["copy", "--quiet", "--create-repository", src, f"{HOST}/team/app:v1"]) == 1

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from mirror.cli.main import main
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
-from mirror.daemon.cli import main
 from mirror.registry.distribution import RegistryRepository
 from mirror.transport.client import Transport
 from mirror.transport.retry import RetryPolicy

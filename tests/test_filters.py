@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mirror.daemon.filters import TagFilter, compile_pattern, parse_range, select_tags, semver_of, sort_tags
+from mirror.jobs.filters import TagFilter, compile_pattern, parse_range, select_tags, semver_of, sort_tags
 from mirror.types.errors import ConfigError
 
 TAGS = [

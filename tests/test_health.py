@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Mapping
 import aiohttp
 import pytest
 
-from mirror.daemon.health import HealthServer, parse_address
-from mirror.daemon.metrics import Metrics
-from mirror.daemon.shard import Shard, describe
+from mirror.service.metrics import Metrics
+from mirror.service.server import HealthServer, parse_address
+from mirror.service.shard import Shard, describe
 from mirror.types import events as ev
 from mirror.types.errors import InputError
 from mirror.types.events import Event

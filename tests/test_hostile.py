@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from mirror.auth.credentials import Credential, StaticProvider
+from mirror.cli.main import main
 from mirror.copy.engine import MAX_INDEX_DEPTH, CopyEngine, CopyTask, Destination
 from mirror.copy.results import ImageResult
-from mirror.daemon.cli import main
 from mirror.registry.distribution import RegistryRepository, list_catalog
 from mirror.transport.client import Transport
 from mirror.transport.retry import RetryPolicy

@@ -1,4 +1,8 @@
-"""Imports go one way: types -> auth -> transport -> registry -> copy -> daemon."""
+"""Imports go one way: types -> auth -> transport -> registry -> copy -> jobs -> service -> cli.
+
+``jobs`` (what to copy: config, mapping, filters, a pass) is used by both the service and the
+command line; nothing but ``mirror/__main__.py`` imports the command line.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
-LAYERS = ["types", "auth", "transport", "registry", "copy", "daemon"]
+LAYERS = ["types", "auth", "transport", "registry", "copy", "jobs", "service", "cli"]
 ROOT = Path(__file__).resolve().parent.parent / "mirror"
+MAX_LINES = 500
 
 
 def _imports(path: Path) -> set[str]:
+    """The rooms (``mirror.<room>``) that a file imports, at any depth of the file."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mirror."):
@@ -23,15 +29,54 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
+def _files(layer: str) -> list[Path]:
+    return sorted((ROOT / layer).rglob("*.py"))
+
+
+def test_every_room_is_listed() -> None:
+    rooms = {p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert rooms == set(LAYERS)
+
+
 @pytest.mark.parametrize("layer", LAYERS)
 def test_layer_imports_only_lower_layers(layer: str) -> None:
     allowed = set(LAYERS[: LAYERS.index(layer) + 1])
-    for path in sorted((ROOT / layer).rglob("*.py")):
+    for path in _files(layer):
         bad = _imports(path) - allowed
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)} above layer {layer!r}"
 
 
+def test_only_the_entry_point_imports_the_command_line() -> None:
+    importers = [
+        path.relative_to(ROOT).as_posix()
+        for path in sorted(ROOT.rglob("*.py"))
+        if "cli" in _imports(path) and path.relative_to(ROOT).parts[0] != "cli"
+    ]
+    assert importers == ["__main__.py"]
+
+
+@pytest.mark.parametrize("layer", ["service", "cli"])
+def test_service_and_command_line_use_what_to_copy(layer: str) -> None:
+    assert any("jobs" in _imports(path) for path in _files(layer))
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_room_says_what_it_is_for_and_may_import(layer: str) -> None:
+    doc = ast.get_docstring(ast.parse((ROOT / layer / "__init__.py").read_text())) or ""
+    assert doc, f"mirror/{layer}/__init__.py has no docstring"
+    assert "import" in doc, f"mirror/{layer}/__init__.py does not say what the room may import"
+
+
+def test_source_files_stay_small() -> None:
+    big = {
+        path.relative_to(ROOT).as_posix(): n
+        for path in sorted(ROOT.rglob("*.py"))
+        if (n := len(path.read_text().splitlines())) >= MAX_LINES
+    }
+    assert not big, f"files of {MAX_LINES} lines or more: {big}; split them by concern"
+
+
 def test_lower_layers_do_not_import_network_or_cloud_libraries() -> None:
-    for path in sorted((ROOT / "types").rglob("*.py")):
+    for path in _files("types"):
         text = path.read_text()
         assert "import aiohttp" not in text and "aiobotocore" not in text, path

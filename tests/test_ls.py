@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mirror.daemon.cli import main
+from mirror.cli.main import main
 from tests.support.images import push_image, push_index
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mirror.daemon.mapping import (
+from mirror.jobs.mapping import (
     DestinationSpec,
     SourceKind,
     SourceSpec,

@@ -5,16 +5,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-import mirror.daemon.metrics as metrics_module
-from mirror.daemon.metrics import (
-    ERROR_KINDS,
-    EVENT_KINDS,
-    METRIC_NAMES,
-    Metrics,
-    error_kind,
-    normalise_host,
-    status_class,
-)
+import mirror.service.metrics as metrics_module
+from mirror.service.labels import ERROR_KINDS, EVENT_KINDS, error_kind, normalise_host, status_class
+from mirror.service.metrics import METRIC_NAMES, Metrics
 from mirror.types import events as ev
 from mirror.types.events import Event, Fanout
 

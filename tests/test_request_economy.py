@@ -9,7 +9,7 @@ import pytest
 
 import mirror.copy.engine as engine
 from mirror.auth.credentials import StaticProvider
-from mirror.daemon.cli import main
+from mirror.cli.main import main
 from mirror.registry.distribution import RegistryRepository
 from mirror.transport.client import HostOptions, Transport
 from tests.support.check import assert_complete

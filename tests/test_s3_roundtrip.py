@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from mirror.cli.main import main
 from mirror.copy.synthetic import push_demo_image
-from mirror.daemon.cli import main
 from mirror.registry.ocilayout import REF_NAME, OciLayout
 from mirror.registry.s3 import S3Layout
 from tests import test_s3_layout as moto_fixtures

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mirror.daemon.schedule import (
+from mirror.jobs.schedule import (
     Cron,
     Interval,
     format_duration,

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mirror.daemon.config import load_config
-from mirror.daemon.logs import setup_logging
-from mirror.daemon.synccmd import Daemon, _redactor
+from mirror.jobs.config import load_config
+from mirror.service.daemon import Daemon, redactor_for
+from mirror.service.logs import setup_logging
 from tests.support.images import push_image
 
 
@@ -42,7 +42,7 @@ jobs:
     dst.token_server.policy = lambda user, access: () if "forbidden" in access.name else access.actions
     config = load_config(config_path)
     stream = io.StringIO()
-    redactor = _redactor(config)
+    redactor = redactor_for(config)
     setup_logging("json", "debug", redactor=redactor, stream=stream)
     report = tmp_path / "report.json"
     daemon = Daemon(config, list(config.jobs), report_path=str(report), redactor=redactor)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from mirror.auth.credentials import Credential, StaticProvider
-from mirror.daemon.cli import main
+from mirror.cli.main import main
 from mirror.registry.distribution import RegistryRepository
 from mirror.transport import urls
 from mirror.transport.client import HostOptions, Transport

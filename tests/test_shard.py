@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mirror.daemon.shard import (
+from mirror.service.shard import (
     SINGLE,
     Shard,
     describe,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mirror.daemon.shard import owner
+from mirror.service.shard import owner
 from tests.support.images import layer, manifest_exists, push_image
 
 REPOS = [f"fleet/r{i:02d}" for i in range(24)]

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from mirror.daemon.cli import main
+from mirror.cli.main import main
 from tests.support.images import fetch_manifest, layer, manifest_exists, push_image, push_index
 
 KiB = 1024
@@ -288,9 +288,9 @@ jobs:
 async def test_long_transfers_log_progress(registry_pair: Any, proxy_factory: Any, tmp_path: Path) -> None:
     import io
 
-    from mirror.daemon.config import load_config
-    from mirror.daemon.logs import setup_logging
-    from mirror.daemon.synccmd import Daemon
+    from mirror.jobs.config import load_config
+    from mirror.service.daemon import Daemon
+    from mirror.service.logs import setup_logging
     from tests.support.faults import Delay
 
     src, dst = registry_pair

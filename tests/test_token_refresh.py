@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from mirror.daemon.cli import main
+from mirror.cli.main import main
 from tests.support.faults import Delay, ErrorBurst
 from tests.support.images import fetch_manifest, push_image, push_index
 

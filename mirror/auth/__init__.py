@@ -8,4 +8,6 @@
 - ``expiry``: expiry arithmetic on the injected clock and the single-flight credential cache;
 - ``redact``: scrubbing secrets out of logs and reports;
 - ``check``: describing which provider answers for a host (``mirror auth check``).
+
+May import ``types`` only.
 """

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,33 +22,13 @@ from mirror.auth.credentials import Credential
 from mirror.auth.expiry import DEFAULT_REFRESH_MARGIN, CredentialCache, anchor_expiry, epoch_of
 from mirror.types.clock import Clock, system_clock
 from mirror.types.errors import AuthError
+from mirror.types.hosts import EcrHost, parse_ecr_host
 
 if TYPE_CHECKING:  # aiobotocore takes a third of a second to import: only when ECR is used
     from aiobotocore.session import AioSession
 
 ECR_USER = "AWS"
 TOKEN_LIFETIME = 12 * 3600.0
-
-_HOST = re.compile(
-    r"^(?P<account>\d{12})\.dkr[.-]ecr(?P<fips>-fips)?\.(?P<region>[a-z]{2}(?:-[a-z0-9]+)+)\."
-    r"(?P<domain>amazonaws\.com(?:\.cn)?|on\.aws|sc2s\.sgov\.gov|c2s\.ic\.gov)$"
-)
-
-
-@dataclass(frozen=True)
-class EcrHost:
-    account: str
-    region: str
-    fips: bool
-    domain: str
-
-
-def parse_ecr_host(host: str) -> EcrHost | None:
-    """The account, region and flavour of an ECR registry host; ``None`` for any other host."""
-    m = _HOST.match(host.lower())
-    if m is None:
-        return None
-    return EcrHost(m["account"], m["region"], bool(m["fips"]), m["domain"])
 
 
 class EcrProvider:

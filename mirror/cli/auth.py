@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mirror.auth.chain import default_chain
 from mirror.auth.check import describe, format_description
 from mirror.auth.credentials import StaticProvider
-from mirror.daemon.copycmd import build_provider
 from mirror.types.reference import DOCKER_HUB, DOCKER_HUB_API, validate_host
 
 
@@ -31,10 +31,10 @@ async def run_auth(ns: argparse.Namespace) -> int:
         host = DOCKER_HUB_API
     static = StaticProvider()
     if ns.config:
-        from mirror.daemon.config import load_config
+        from mirror.jobs.config import load_config
 
         for name, cred in load_config(ns.config).credentials().items():
             static.add(name, cred)
-    description = await describe(host, build_provider(static), min_valid=ns.min_valid)
+    description = await describe(host, default_chain(static), min_valid=ns.min_valid)
     print(format_description(description), file=sys.stdout)
     return 1 if description.error else 0

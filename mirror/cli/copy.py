@@ -8,26 +8,21 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from mirror.auth.credentials import Credential, CredentialProvider, StaticProvider
+from mirror.auth.chain import default_chain
+from mirror.auth.credentials import StaticProvider
 from mirror.auth.redact import RedactingProvider, Redactor
+from mirror.cli.options import add_plain_http, parse_creds, plain_http_options
+from mirror.cli.terminal import ProgressLine
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.results import ImageResult, RunStats
-from mirror.daemon.progress import Progress
-from mirror.daemon.report import build_report, summary_lines, write_report
-from mirror.daemon.stores import open_repository, store_requests
+from mirror.jobs.progress import Progress
+from mirror.jobs.report import build_report, summary_lines, write_report
+from mirror.jobs.stores import open_repository, store_requests
 from mirror.registry.ecr import ensure_repository, is_ecr_host
-from mirror.transport.client import HostOptions, Transport
-from mirror.types.errors import InputError
+from mirror.transport.client import Transport
 from mirror.types.events import Fanout
 from mirror.types.manifest import Platform
-from mirror.types.reference import ImageRef, parse_reference, validate_host
-
-
-def parse_creds(text: str, flag: str) -> Credential:
-    user, sep, password = text.partition(":")
-    if not sep or not user:
-        raise InputError(f"{flag} must be USER:PASSWORD (the password may contain ':')")
-    return Credential(username=user, password=password, provider=flag)
+from mirror.types.reference import ImageRef, parse_reference
 
 
 @dataclass
@@ -107,31 +102,6 @@ def options_from(ns: argparse.Namespace) -> CopyOptions:
     )
 
 
-def build_provider(static: StaticProvider) -> CredentialProvider:
-    """Explicit credentials first, then docker config and cloud defaults when available."""
-    try:
-        from mirror.auth.chain import default_chain  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return static
-    return default_chain(static)  # type: ignore[no-any-return,unused-ignore]
-
-
-def add_plain_http(p: argparse.ArgumentParser) -> None:
-    """``--plain-http HOST`` (repeatable), shared by the commands that talk to registries."""
-    p.add_argument(
-        "--plain-http",
-        action="append",
-        default=[],
-        metavar="HOST",
-        help="talk plain HTTP to HOST (repeatable); loopback hosts may without it",
-    )
-
-
-def plain_http_options(hosts: list[str]) -> dict[str, HostOptions]:
-    """Transport options for the hosts named by ``--plain-http`` (validated)."""
-    return {validate_host(host): HostOptions(plain_http=True) for host in hosts}
-
-
 async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]:
     src = parse_reference(opts.source)
     dsts = [parse_reference(d) for d in [opts.destination, *opts.more_destinations]]
@@ -147,6 +117,7 @@ async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]
         if text:
             opts.redactor.add_credential(parse_creds(text, flag))
     progress = Progress()
+    ticker = ProgressLine(progress)
     sink = Fanout()
     if not opts.quiet:
         sink.add(progress)
@@ -154,18 +125,18 @@ async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]
     for dst in dsts:
         if opts.create_repository and isinstance(dst, ImageRef) and is_ecr_host(dst.host):
             await ensure_repository(dst.host, dst.repository)
-    provider = RedactingProvider(build_provider(static), opts.redactor)
+    provider = RedactingProvider(default_chain(static), opts.redactor)
     async with Transport(provider, options=hosts, events=sink, on_secret=opts.redactor.add) as transport:
         source = open_repository(src, transport)
         destinations = [Destination(open_repository(d, transport, create=True), d.reference) for d in dsts]
         engine = CopyEngine(events=sink, transfers=opts.concurrency)
         task = CopyTask(source, src.reference, destinations, platforms, opts.overwrite)
         if not opts.quiet:
-            progress.start()
+            ticker.start()
         try:
             results = await engine.run([task])
         finally:
-            await progress.stop()
+            await ticker.stop()
             await engine.aclose()
         stats = engine.stats
         stats.requests = transport.request_count + store_requests([source, *(d.repo for d in destinations)])

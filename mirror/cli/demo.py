@@ -10,9 +10,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from mirror.cli.copy import CopyOptions, finish, run_copy
+from mirror.cli.ls import list_images, render_table
 from mirror.copy.synthetic import push_demo_image
-from mirror.daemon.copycmd import CopyOptions, finish, run_copy
-from mirror.daemon.lscmd import list_images, render_table
 from mirror.registry.ocilayout import OciLayout
 
 

@@ -9,9 +9,10 @@ import json
 import sys
 from dataclasses import asdict, dataclass, field
 
+from mirror.auth.chain import default_chain
 from mirror.auth.credentials import StaticProvider
-from mirror.daemon.copycmd import build_provider, parse_creds
-from mirror.daemon.stores import open_repository
+from mirror.cli.options import parse_creds
+from mirror.jobs.stores import open_repository
 from mirror.registry.base import Repository
 from mirror.transport.client import HostOptions, Transport
 from mirror.types.digest import Digest
@@ -127,7 +128,7 @@ async def run_ls(ns: argparse.Namespace) -> int:
             static.add(ref.api_host, parse_creds(ns.creds, "--creds"))
         if ns.plain_http:
             options[validate_host(ref.api_host)] = HostOptions(plain_http=True)
-    async with Transport(build_provider(static), options=options) as transport:
+    async with Transport(default_chain(static), options=options) as transport:
         repo = open_repository(ref, transport)
         try:
             rows = await list_images(repo)

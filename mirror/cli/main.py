@@ -7,8 +7,12 @@ import sys
 from collections.abc import Sequence
 
 from mirror import __version__
-from mirror.daemon import authcmd, benchcmd, copycmd, lscmd, synccmd
-from mirror.daemon.runtime import run
+from mirror.cli import auth as authcmd
+from mirror.cli import bench as benchcmd
+from mirror.cli import copy as copycmd
+from mirror.cli import ls as lscmd
+from mirror.cli import sync as synccmd
+from mirror.cli.runtime import run
 from mirror.types.errors import InputError, MirrorError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -55,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             return benchcmd.main(args)
         if args.command == "demo":
-            from mirror.daemon.democmd import run_demo
+            from mirror.cli.demo import run_demo
 
             return run(run_demo(args.dir))
     except InputError as exc:

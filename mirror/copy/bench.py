@@ -1,66 +1,52 @@
-"""``mirror bench SRC-REPO DST-REPO --size 10GiB``: measure a large-image transfer between registries.
+"""Measuring a large-image transfer between two registries (``mirror bench``).
 
-The command pushes a synthetic single-layer image of the given size to a scratch tag in
-SRC-REPO, copies it to DST-REPO with the same engine ``mirror copy`` uses (on a fresh transport,
-so the copy starts cold like a real one), reports throughput, requests, registry token fetches
-and the projected duration of a 5 TB artifact at the measured rate, then deletes the scratch
-manifests it created (a registry may refuse deletes: that is reported, not fatal; blobs stay
-until the registry's garbage collection).
+:func:`run_bench` pushes a synthetic single-layer image of the given size to a scratch tag in the
+source repository, copies it to the destination with the same engine ``mirror copy`` uses (on a
+fresh transport, so the copy starts cold like a real one), measures throughput, requests,
+registry token fetches and the projected duration of a 5 TB artifact at the measured rate, then
+deletes the scratch manifests it created (a registry may refuse deletes: that is reported, not
+fatal; blobs stay until the registry's garbage collection).
 
-A size over a registry's known maximum blob size is refused before anything is sent.
-
-The layer bytes are generated on the fly and never held whole in memory: a gzip member header,
-then 1 MiB blocks drawn from a seeded PRNG, varied per block by an 8-byte big-endian block
-counter in their first bytes. The same (seed, size) always gives the same bytes and digest. The
-digest needs one hashing pass before the push.
+A size over a registry's known maximum blob size is refused before anything is sent. The layer is
+generated on the fly (:mod:`mirror.copy.synthetic_blob`).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import hashlib
-import json
-import os
-import random
 import secrets
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from functools import lru_cache
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from mirror.auth.credentials import StaticProvider
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
-from mirror.daemon.copycmd import add_plain_http, build_provider, parse_creds, plain_http_options
-from mirror.daemon.progress import human_bytes
-from mirror.daemon.report import write_report
-from mirror.daemon.runtime import run
-from mirror.daemon.stores import known_max_blob_size
-from mirror.registry.base import ChunkSource
+from mirror.copy.synthetic_blob import synthetic_digest, synthetic_image, synthetic_source
 from mirror.registry.distribution import RegistryRepository
+from mirror.registry.profiles import known_max_blob_size
 from mirror.transport.client import Transport
 from mirror.types import events as ev
 from mirror.types import mediatypes as mt
-from mirror.types import sizes
 from mirror.types.digest import Digest
 from mirror.types.errors import InputError, MirrorError
-from mirror.types.events import Event, Fanout
-from mirror.types.manifest import Descriptor
-from mirror.types.reference import ImageRef, parse_reference
+from mirror.types.events import Event, EventSink, Fanout
+from mirror.types.reference import ImageRef
+from mirror.types.sizes import human_bytes
 
-BLOCK = 1024 * 1024
-CHUNK = 4 * BLOCK
 FIVE_TB = 5 * 10**12
-LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
-GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # magic, deflate, no flags, mtime 0, OS unknown
-CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
+
+TransportFactory = Callable[[EventSink], Transport]
 
 
-def parse_size(text: str) -> int:
-    """Bytes from ``10GiB``, ``5TB``, ``512MiB``, ``1.5GiB`` or a plain number of bytes."""
-    return sizes.parse_size(text)
+@dataclass(frozen=True)
+class BenchPlan:
+    """What to measure: a synthetic layer of ``size`` bytes from ``source`` to ``destination``."""
+
+    source: ImageRef
+    destination: ImageRef
+    size: int
+    seed: str = "mirror-bench"
+    keep: bool = False  # leave the scratch tags in place
 
 
 def check_blob_limit(host: str, size: int, what: str = "the synthetic layer") -> None:
@@ -74,160 +60,8 @@ def check_blob_limit(host: str, size: int, what: str = "the synthetic layer") ->
         )
 
 
-# -- the synthetic stream ------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=8)
-def _tail(seed: str) -> bytes:
-    return random.Random(seed).randbytes(BLOCK)[8:]
-
-
-def synthetic_chunks(seed: str, size: int, chunk: int = CHUNK) -> Iterator[bytes]:
-    """The synthetic blob of ``size`` bytes for ``seed``, in pieces of about ``chunk`` bytes.
-
-    It starts with a gzip member header, like every real (gzip-compressed) layer, so tools that
-    sniff a layer's compression pass it through as compressed instead of compressing it.
-    """
-    if chunk % BLOCK:
-        raise ValueError("chunk must be a multiple of 1 MiB")
-    header = GZIP_HEADER[:size]
-    rest = _stream(seed, size - len(header), chunk)
-    first = next(rest, b"")
-    yield header + first
-    yield from rest
-
-
-def _stream(seed: str, size: int, chunk: int) -> Iterator[bytes]:
-    tail = _tail(seed)
-    per = chunk // BLOCK
-    block = 0
-    remaining = size
-    while remaining > 0:
-        blocks = min(per, -(-remaining // BLOCK))
-        parts: list[bytes] = []
-        for i in range(block, block + blocks):
-            parts.append(i.to_bytes(8, "big"))
-            parts.append(tail)
-        block += blocks
-        data = b"".join(parts)
-        if len(data) > remaining:
-            data = data[:remaining]
-        remaining -= len(data)
-        yield data
-
-
-def synthetic_digest(seed: str, size: int) -> Digest:
-    """The sha256 of the synthetic blob (one full pass over it)."""
-    hasher = hashlib.sha256()
-    for data in synthetic_chunks(seed, size):
-        hasher.update(data)
-    return Digest("sha256", hasher.hexdigest())
-
-
-def synthetic_source(seed: str, size: int, chunk: int = CHUNK) -> ChunkSource:
-    """A replayable upload body for the synthetic blob."""
-
-    async def chunks() -> AsyncIterator[bytes]:
-        for data in synthetic_chunks(seed, size, chunk):
-            yield data
-
-    return chunks
-
-
-@dataclass(frozen=True)
-class SyntheticImage:
-    layer: Descriptor
-    config: bytes
-    config_desc: Descriptor
-    manifest: bytes
-    manifest_digest: Digest
-
-
-def synthetic_image(layer_digest: Digest, size: int, note: str = "mirror bench") -> SyntheticImage:
-    """A single-layer OCI image whose layer is the synthetic blob of ``size`` bytes."""
-    layer = Descriptor(LAYER_TYPE, layer_digest, size)
-    config = json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Labels": {"org.opencontainers.image.title": note}},
-            "rootfs": {"type": "layers", "diff_ids": [str(layer_digest)]},
-        },
-        sort_keys=True,
-    ).encode()
-    config_desc = Descriptor(CONFIG_TYPE, Digest.of(config), len(config))
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": mt.OCI_MANIFEST,
-            "config": _desc(config_desc),
-            "layers": [_desc(layer)],
-        },
-        indent=2,
-    ).encode()
-    return SyntheticImage(layer, config, config_desc, manifest, Digest.of(manifest))
-
-
-def _desc(d: Descriptor) -> dict[str, Any]:
-    return {"mediaType": d.media_type, "digest": str(d.digest), "size": d.size}
-
-
-# -- the command ---------------------------------------------------------------------------------
-
-
-@dataclass
-class BenchOptions:
-    source: str
-    destination: str
-    size: int
-    seed: str = "mirror-bench"
-    src_creds: str | None = None
-    dest_creds: str | None = None
-    plain_http: list[str] = field(default_factory=list)
-    keep: bool = False
-    report: str | None = None
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", metavar="SRC-REPO", help="HOST/PATH: where the synthetic image is pushed")
-    p.add_argument("destination", metavar="DST-REPO", help="HOST/PATH: where it is copied to")
-    p.add_argument(
-        "--size", required=True, type=_size_arg, help="size of the synthetic layer, e.g. 512MiB, 10GiB, 5TB"
-    )
-    p.add_argument("--seed", default="mirror-bench", help="seed of the synthetic content")
-    p.add_argument("--src-creds", metavar="USER:PASS", help="credentials for SRC (or $MIRROR_SRC_CREDS)")
-    p.add_argument("--dest-creds", metavar="USER:PASS", help="credentials for DST (or $MIRROR_DEST_CREDS)")
-    add_plain_http(p)
-    p.add_argument("--keep", action="store_true", help="leave the scratch tags in place")
-    p.add_argument("--report", metavar="FILE", help="write the results as JSON")
-
-
-def _size_arg(text: str) -> int:
-    try:
-        return parse_size(text)
-    except InputError as exc:
-        raise argparse.ArgumentTypeError(exc.message) from None
-
-
-def options_from(ns: argparse.Namespace) -> BenchOptions:
-    return BenchOptions(
-        source=ns.source,
-        destination=ns.destination,
-        size=ns.size,
-        seed=ns.seed,
-        src_creds=ns.src_creds or os.environ.get("MIRROR_SRC_CREDS"),
-        dest_creds=ns.dest_creds or os.environ.get("MIRROR_DEST_CREDS"),
-        plain_http=ns.plain_http,
-        keep=ns.keep,
-        report=ns.report,
-    )
-
-
-def _repository_ref(text: str, what: str) -> ImageRef:
-    ref = parse_reference(text, default_tag=False)
-    if not isinstance(ref, ImageRef):
-        raise InputError(f"{what} {text!r}: expected a registry repository HOST/PATH")
-    return ref
+def _quiet(_line: str) -> None:
+    pass
 
 
 class _Counter:
@@ -247,23 +81,15 @@ class _Counter:
             self.retries += 1
 
 
-def _transport(opts: BenchOptions, src: ImageRef, dst: ImageRef, events: Fanout) -> Transport:
-    static = StaticProvider()
-    if opts.src_creds:
-        static.add(src.api_host, parse_creds(opts.src_creds, "--src-creds"))
-    if opts.dest_creds:
-        static.add(dst.api_host, parse_creds(opts.dest_creds, "--dest-creds"))
-    return Transport(build_provider(static), options=plain_http_options(opts.plain_http), events=events)
+async def run_bench(
+    opts: BenchPlan, open_transport: TransportFactory, say: Callable[[str], None] = _quiet
+) -> tuple[int, dict[str, Any]]:
+    """Push, copy, measure, clean up. Returns the exit code and the results document.
 
-
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-async def run_bench(opts: BenchOptions) -> tuple[int, dict[str, Any]]:
-    """Push, copy, measure, clean up. Returns the exit code and the results document."""
-    src = _repository_ref(opts.source, "SRC-REPO")
-    dst = _repository_ref(opts.destination, "DST-REPO")
+    ``open_transport`` makes a transport sending its events to the given sink (called twice: the copy
+    runs on a fresh one); ``say`` receives a line before each step.
+    """
+    src, dst = opts.source, opts.destination
     check_blob_limit(src.host, opts.size)
     check_blob_limit(dst.host, opts.size)
     if src.name == dst.name:
@@ -278,7 +104,7 @@ async def run_bench(opts: BenchOptions) -> tuple[int, dict[str, Any]]:
         "ok": False,
     }
 
-    _say(f"hashing the {human_bytes(opts.size)} synthetic layer (one pass) ...")
+    say(f"hashing the {human_bytes(opts.size)} synthetic layer (one pass) ...")
     began = time.monotonic()
     layer_digest = await asyncio.to_thread(synthetic_digest, opts.seed, opts.size)
     doc["hash_seconds"] = round(time.monotonic() - began, 3)
@@ -287,9 +113,9 @@ async def run_bench(opts: BenchOptions) -> tuple[int, dict[str, Any]]:
     doc["manifest_digest"] = str(image.manifest_digest)
 
     seed_counter = _Counter()
-    async with _transport(opts, src, dst, Fanout(seed_counter)) as transport:
+    async with open_transport(Fanout(seed_counter)) as transport:
         source = RegistryRepository(transport, src.api_host, src.repository)
-        _say(f"pushing it to {src.name}:{tag} ...")
+        say(f"pushing it to {src.name}:{tag} ...")
         began = time.monotonic()
         if not await source.has_blob(layer_digest):
             await source.put_blob(image.layer, synthetic_source(opts.seed, opts.size), replayable=True)
@@ -309,13 +135,13 @@ async def run_bench(opts: BenchOptions) -> tuple[int, dict[str, Any]]:
 
     counter = _Counter()
     code = 1
-    async with _transport(opts, src, dst, Fanout(counter)) as transport:
+    async with open_transport(Fanout(counter)) as transport:
         source = RegistryRepository(transport, src.api_host, src.repository)
         dest = RegistryRepository(
             transport, dst.api_host, dst.repository, max_blob_size=known_max_blob_size(dst.host)
         )
         engine = CopyEngine(events=counter)
-        _say(f"copying {src.name}:{tag} -> {dst.name}:{tag} ...")
+        say(f"copying {src.name}:{tag} -> {dst.name}:{tag} ...")
         began = time.monotonic()
         try:
             results = await engine.run([CopyTask(source, tag, [Destination(dest, tag)])])
@@ -355,52 +181,3 @@ async def _delete(repo: RegistryRepository, digest: Digest) -> str:
     except MirrorError as exc:
         return f"not deleted: {exc.message}"
     return "deleted"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
-
-
-def summary(doc: dict[str, Any]) -> list[str]:
-    copy = doc.get("copy", {})
-    lines = [f"bench {doc['source']} -> {doc['destination']} ({human_bytes(doc['size'])})"]
-    push = doc.get("push")
-    if push:
-        lines.append(
-            f"  push to source: {_duration(push['seconds'])}, {human_bytes(push['bytes_per_second'])}/s"
-        )
-    if copy:
-        lines.append(
-            f"  copy: {copy['status']} in {_duration(copy['seconds'])}, "
-            f"{human_bytes(copy['bytes_per_second'])}/s ({copy['bytes_per_second'] / 1e6:.0f} MB/s)"
-        )
-        if copy.get("error"):
-            lines.append(f"  error: {copy['error']}")
-        lines.append(
-            f"  requests {copy['requests']}, retries {copy['retries']}, "
-            f"registry token fetches {copy['token_fetches']}"
-        )
-        if copy.get("projected_5tb_seconds"):
-            lines.append(f"  a 5 TB artifact at this rate: {_duration(copy['projected_5tb_seconds'])}")
-    for where, outcome in (doc.get("cleanup") or {}).items():
-        lines.append(f"  cleanup {where}: {outcome}")
-    return lines
-
-
-def finish(opts: BenchOptions, code: int, doc: dict[str, Any]) -> int:
-    if opts.report:
-        write_report(opts.report, doc)
-    for line in summary(doc):
-        print(line)
-    return code
-
-
-def main(ns: argparse.Namespace) -> int:
-    """``mirror bench``: parsed arguments in, exit code out."""
-    opts = options_from(ns)
-    code, doc = run(run_bench(opts))
-    return finish(opts, code, doc)

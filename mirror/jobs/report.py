@@ -11,7 +11,7 @@ from typing import Any
 
 from mirror import __version__
 from mirror.copy.results import ImageResult, RunStats
-from mirror.daemon.progress import human_bytes
+from mirror.types.sizes import human_bytes
 
 
 def build_report(command: str, images: list[ImageResult], stats: RunStats, **extra: Any) -> dict[str, Any]:

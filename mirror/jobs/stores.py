@@ -9,22 +9,10 @@ from typing import Any
 from mirror.registry.base import Repository
 from mirror.registry.distribution import RegistryRepository
 from mirror.registry.ocilayout import OciLayout
+from mirror.registry.profiles import known_max_blob_size
 from mirror.transport.client import Transport
 from mirror.types.errors import InputError
 from mirror.types.reference import ImageRef, LayoutRef, Ref
-
-# Known per-registry limits, by host suffix: Artifact Registry accepts blobs up to 5 TB.
-KNOWN_MAX_BLOB = (
-    ("-docker.pkg.dev", 5 * 10**12),
-    ("-docker.s3nsregistry.fr", 5 * 10**12),
-)
-
-
-def known_max_blob_size(host: str) -> int | None:
-    for suffix, limit in KNOWN_MAX_BLOB:
-        if host.split(":")[0].endswith(suffix):
-            return limit
-    return None
 
 
 def store_requests(repos: Iterable[Repository]) -> int:

@@ -17,10 +17,10 @@ from typing import Any
 
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.results import FAILED, ImageResult, RunStats
-from mirror.daemon.filters import TagFilter, select_tags
-from mirror.daemon.mapping import DestinationSpec, SourceKind, SourceSpec, map_repository
-from mirror.daemon.shard import Shard
-from mirror.daemon.stores import open_repository, store_requests
+from mirror.jobs.config import Config, Job
+from mirror.jobs.filters import TagFilter, select_tags
+from mirror.jobs.mapping import DestinationSpec, SourceKind, SourceSpec, map_repository
+from mirror.jobs.stores import open_repository, store_requests
 from mirror.registry.base import Repository
 from mirror.registry.distribution import RegistryRepository, list_catalog
 from mirror.registry.ecr import ensure_repository, is_ecr_host
@@ -78,8 +78,31 @@ class SyncResult:
         return all(j.ok for j in self.jobs)
 
 
+def job_spec(config: Config, job: Job) -> JobSpec:
+    """What a configured job asks of a run, with the size limits of its destination registries."""
+    limits = tuple(
+        (dest.host, config.registry(dest.host).max_blob_size or 0)
+        for dest in job.destinations
+        if not dest.scheme and config.registry(dest.host).max_blob_size
+    )
+    return JobSpec(
+        name=job.name,
+        source=job.source,
+        destinations=tuple(job.destinations),
+        tag_filter=job.tag_filter,
+        platforms=tuple(job.platforms),
+        referrers=job.referrers,
+        overwrite=job.overwrite,
+        create_repositories=job.create_repositories,
+        max_blob_sizes=limits,
+    )
+
+
 class SyncRun:
-    """Plans and runs jobs over one transport; repositories are shared for the whole run."""
+    """Plans and runs jobs over one transport; repositories are shared for the whole run.
+
+    ``owns`` (a source repository's :func:`ownership_key` -> bool) limits the run to the
+    repositories this replica owns when the service is sharded."""
 
     def __init__(
         self,
@@ -87,14 +110,14 @@ class SyncRun:
         *,
         events: EventSink = discard,
         transfers: int = 8,
-        shard: Shard | None = None,
+        owns: Callable[[str], bool] | None = None,
         dry_run: bool = False,
         s3_settings: Callable[[str], Mapping[str, Any]] | None = None,
     ) -> None:
         self.transport = transport
         self.s3_settings = s3_settings
         self.events = events
-        self.shard = shard
+        self.owns = owns
         self.engine = CopyEngine(events=events, transfers=transfers, dry_run=dry_run)
         self._repos: dict[str, Repository] = {}
         self._ensured: set[str] = set()
@@ -125,8 +148,8 @@ class SyncRun:
             repos = spec.repositories(catalog)
         else:
             repos = [spec.path]
-        if self.shard is not None and self.shard.sharded:
-            repos = [r for r in repos if self.shard.owns(_shard_key(spec, r))]
+        if self.owns is not None:
+            repos = [r for r in repos if self.owns(ownership_key(spec, r))]
         return repos
 
     async def plan_job(self, job: JobSpec, outcome: JobOutcome) -> list[CopyTask]:
@@ -273,7 +296,8 @@ class SyncRun:
         await self.engine.aclose()
 
 
-def _shard_key(spec: SourceSpec, repository: str) -> str:
+def ownership_key(spec: SourceSpec, repository: str) -> str:
+    """The key a shard owns a source repository by: ``HOST/PATH``, or the layout itself."""
     if spec.scheme:
         return str(spec)
     return f"{spec.host}/{repository}"

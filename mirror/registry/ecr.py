@@ -21,9 +21,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from mirror.auth.ecr import EcrHost, parse_ecr_host
 from mirror.registry.aws import TRANSLATED, error_code, translate
 from mirror.types.errors import InputError, InvalidReference
+from mirror.types.hosts import EcrHost, parse_ecr_host
 from mirror.types.reference import validate_repository
 
 __all__ = ["EcrHost", "ensure_repository", "is_ecr_host", "parse_ecr_host"]

@@ -1,1 +1,11 @@
-"""The daemon: config, scheduling, run-once and serve, signals, metrics and health endpoints, CLI."""
+"""The long-running service: passes on schedules, HTTP endpoints, metrics, sharding, logging.
+
+- ``daemon``: run jobs once, or serve: start each job when its schedule says, bounded graceful
+  shutdown on SIGTERM/SIGINT;
+- ``server``: the HTTP listener (``/metrics``, ``/healthz``, ``/readyz``, ``/shard``);
+- ``metrics`` (+ ``labels``): Prometheus metrics fed by events;
+- ``shard``: which source repositories a replica owns;
+- ``logs``: logging set-up (text or JSON lines, secrets redacted).
+
+May import ``jobs``, ``copy``, ``registry``, ``transport``, ``auth`` and ``types``; never ``cli``.
+"""

@@ -1,99 +1,51 @@
-"""``mirror sync``: run jobs from a config file, once or on their schedules.
+"""The service: run jobs once, or keep running them on their schedules.
 
-Serve mode reads top to bottom: start-up (config, transport, metrics server) -> main loop (start
-each due job that is not still running) -> shutdown on SIGTERM/SIGINT (stop taking work, let
-moving blobs and their manifests finish within ``--grace`` seconds, cancel the rest, write the
-report). Signal handlers only set a flag.
+Serve mode reads top to bottom: start-up (transport, metrics server) -> main loop (start each
+due job that is not still running) -> shutdown on SIGTERM/SIGINT (stop taking work, let moving
+blobs and their manifests finish within ``grace`` seconds, cancel the rest, write the report).
+Signal handlers only set a flag.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mirror.auth.chain import default_chain
 from mirror.auth.credentials import StaticProvider
 from mirror.auth.redact import RedactingProvider, Redactor
 from mirror.copy.results import ImageResult, RunStats
-from mirror.daemon.config import Config, Job, load_config
-from mirror.daemon.copycmd import build_provider
-from mirror.daemon.logs import setup_logging
-from mirror.daemon.progress import Progress, human_bytes
-from mirror.daemon.report import build_report, summary_lines, write_report
-from mirror.daemon.schedule import next_start
-from mirror.daemon.shard import Shard, describe, parse_shard
-from mirror.daemon.sync import JobSpec, SyncResult, SyncRun
+from mirror.jobs.config import Config, Job
+from mirror.jobs.progress import Progress
+from mirror.jobs.report import build_report, summary_lines, write_report
+from mirror.jobs.schedule import next_start
+from mirror.jobs.syncrun import SyncResult, SyncRun, job_spec
+from mirror.service.shard import Shard, describe
 from mirror.transport.client import Transport
 from mirror.types.clock import Clock, system_clock
 from mirror.types.events import EventSink, Fanout
 
 if TYPE_CHECKING:
-    from mirror.daemon.metrics import Metrics
+    from mirror.service.metrics import Metrics
 
 log = logging.getLogger("mirror")
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, metavar="FILE", help="YAML config (see config/README.md)")
-    p.add_argument("--once", action="store_true", help="run every job once and exit")
-    p.add_argument("--dry-run", action="store_true", help="print the plan; write nothing (with --once)")
-    p.add_argument("--report", metavar="FILE", help="write a JSON report (each run, in serve mode)")
-    p.add_argument("--job", action="append", default=[], metavar="NAME", help="run only these jobs")
-    p.add_argument(
-        "--shard",
-        metavar="INDEX/COUNT",
-        help="own only this shard of the source repositories; INDEX may be 'auto' "
-        "(the StatefulSet ordinal from the host name)",
-    )
-    p.add_argument(
-        "--metrics-address",
-        metavar="HOST:PORT",
-        help="serve /metrics, /healthz, /readyz, /shard here (overrides metrics.address)",
-    )
-    p.add_argument(
-        "--grace",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="on SIGTERM/SIGINT, how long moving transfers may take to finish",
-    )
-
-
-def job_spec(config: Config, job: Job) -> JobSpec:
-    limits = tuple(
-        (dest.host, config.registry(dest.host).max_blob_size or 0)
-        for dest in job.destinations
-        if not dest.scheme and config.registry(dest.host).max_blob_size
-    )
-    return JobSpec(
-        name=job.name,
-        source=job.source,
-        destinations=tuple(job.destinations),
-        tag_filter=job.tag_filter,
-        platforms=tuple(job.platforms),
-        referrers=job.referrers,
-        overwrite=job.overwrite,
-        create_repositories=job.create_repositories,
-        max_blob_sizes=limits,
-    )
-
-
-def _redactor(config: Config) -> Redactor:
+def redactor_for(config: Config) -> Redactor:
+    """A redactor that knows every secret of the config, before anything is logged."""
     redactor = Redactor()
     for cred in config.credentials().values():
         redactor.add_credential(cred)
     return redactor
 
 
-def _new_metrics() -> Metrics:
-    from mirror.daemon.metrics import Metrics  # prometheus_client: only when metrics are served
+def new_metrics() -> Metrics:
+    from mirror.service.metrics import Metrics  # prometheus_client: only when metrics are served
 
     return Metrics()
 
@@ -110,7 +62,7 @@ class Daemon:
     clock: Clock = system_clock
     # None when nothing can read them (``--once`` has no /metrics listener): prometheus_client is
     # then never imported and no event is counted twice.
-    metrics: Metrics | None = field(default_factory=_new_metrics)
+    metrics: Metrics | None = field(default_factory=new_metrics)
     redactor: Redactor = field(default_factory=Redactor)
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     owned: dict[str, list[str]] = field(default_factory=dict)
@@ -120,7 +72,7 @@ class Daemon:
 
     def transport(self, events: Fanout) -> Transport:
         static = StaticProvider(self.config.credentials())
-        provider = RedactingProvider(build_provider(static), self.redactor)
+        provider = RedactingProvider(default_chain(static), self.redactor)
         return Transport(
             provider, options=self.config.host_options(), events=events, on_secret=self.redactor.add
         )
@@ -130,7 +82,7 @@ class Daemon:
             transport,
             events=events,
             transfers=self.config.concurrency,
-            shard=self.shard,
+            owns=self.owns,
             dry_run=self.dry_run,
             s3_settings=self.config.s3_settings,
         )
@@ -198,6 +150,10 @@ class Daemon:
         )
         write_report(self.report_path, doc, redact=self.redactor.redact)
 
+    def owns(self, key: str) -> bool:
+        """Whether this replica copies the source repository ``key`` (every one when unsharded)."""
+        return self.shard is None or not self.shard.sharded or self.shard.owns(key)
+
     def shard_info(self) -> dict[str, object]:
         keys = sorted({r for repos in self.owned.values() for r in repos})
         if self.shard is None:
@@ -246,10 +202,10 @@ class Daemon:
     # -- serve -------------------------------------------------------------------------------
 
     async def serve(self) -> int:
-        from mirror.daemon.health import HealthServer  # aiohttp.web: only for a listener
+        from mirror.service.server import HealthServer  # aiohttp.web: only for a listener
 
         if self.metrics is None:
-            self.metrics = _new_metrics()
+            self.metrics = new_metrics()
         events = self._events()
         ticker = asyncio.create_task(self._log_progress())
         address = self.metrics_address or (self.config.metrics.address if self.config.metrics else None)
@@ -309,85 +265,3 @@ def _forget(running: dict[str, asyncio.Task[SyncResult]], name: str) -> Any:
         running.pop(name, None)
 
     return done
-
-
-def load_jobs(config: Config, names: list[str]) -> list[Job]:
-    if not names:
-        return list(config.jobs)
-    from mirror.types.errors import ConfigError
-
-    known = {j.name for j in config.jobs}
-    missing = [n for n in names if n not in known]
-    if missing:
-        raise ConfigError(f"no job named {', '.join(missing)}; jobs are: {', '.join(sorted(known))}")
-    return [j for j in config.jobs if j.name in names]
-
-
-def print_plan(result: SyncResult) -> None:
-    out = sys.stdout
-    copy = [i for i in result.images if i.status == "planned"]
-    print(f"plan: {len(copy)} of {len(result.images)} images to copy", file=out)
-    pushed = mounted = skipped = 0
-    moved = 0
-    for image in result.images:
-        for dest in image.destinations:
-            if dest.status != "planned":
-                continue
-            print(
-                f"  {image.source} -> {dest.destination}  blobs: {dest.blobs_pushed} to send "
-                f"({human_bytes(dest.bytes_written)}), {dest.blobs_mounted} to mount, "
-                f"{dest.blobs_skipped} present",
-                file=out,
-            )
-            pushed += dest.blobs_pushed
-            mounted += dest.blobs_mounted
-            skipped += dest.blobs_skipped
-            moved += dest.bytes_written
-        for dest in image.destinations:
-            if dest.status in ("conflict", "failed"):
-                print(f"  {dest.status.upper()} {dest.destination}: {dest.error}", file=out)
-    unique = result.stats.unique_blob_bytes
-    print(
-        f"blobs: {pushed} sends, {mounted} mounts, {skipped} already present; "
-        f"{human_bytes(moved)} to write from {human_bytes(unique)} of unique blobs read once "
-        f"(dedup saves {human_bytes(max(0, moved - unique))} of source reads)",
-        file=out,
-    )
-
-
-async def run_sync(ns: argparse.Namespace) -> int:
-    config = load_config(ns.config)
-    jobs = load_jobs(config, ns.job)
-    shard = parse_shard(ns.shard, hostname=os.environ.get("HOSTNAME")) if ns.shard else None
-    daemon = Daemon(
-        config,
-        jobs,
-        shard=shard,
-        report_path=ns.report,
-        dry_run=ns.dry_run,
-        grace=ns.grace,
-        metrics_address=ns.metrics_address,
-        metrics=None if ns.once or ns.dry_run else _new_metrics(),
-        redactor=_redactor(config),
-    )
-    setup_logging(config.log.format, config.log.level, redactor=daemon.redactor)
-    if ns.once or ns.dry_run:
-        result = await daemon.once()
-        if ns.dry_run:
-            print_plan(result)
-        else:
-            for line in summary_lines(result.images, result.stats)[-1:]:
-                log.info(line, extra={"fields": _totals(result.stats)})
-        return 0 if result.ok else 1
-    return await daemon.serve()
-
-
-def _totals(stats: RunStats) -> dict[str, Any]:
-    return {
-        "bytes_read": stats.bytes_read,
-        "bytes_written": stats.bytes_written,
-        "blobs_pushed": stats.blobs_pushed,
-        "blobs_mounted": stats.blobs_mounted,
-        "blobs_skipped": stats.blobs_skipped,
-        "requests": stats.requests,
-    }

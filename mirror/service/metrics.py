@@ -61,47 +61,36 @@ Jobs
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Callable
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
 
-from mirror.types import errors
+from mirror.service.labels import (
+    ERROR_KINDS,
+    ERROR_SCOPES,
+    EVENT_KINDS,
+    HOST_INVALID,
+    HOST_NONE,
+    HOST_OTHER,
+    HTTP_METHODS,
+    JobLike,
+    error_kind,
+    job_name,
+    normalise_host,
+    status_class,
+    store_host,
+)
 from mirror.types import events as ev
 from mirror.types.clock import Clock, system_clock
 from mirror.types.events import Event
 
-__all__ = [
-    "ERROR_KINDS",
-    "EVENT_KINDS",
-    "METRIC_NAMES",
-    "Metrics",
-]
+__all__ = ["METRIC_NAMES", "Metrics"]
 
 PREFIX = "mirror_"
 
-# Every error kind of the exception tree, plus ``other`` for anything else.
-ERROR_KINDS: frozenset[str] = frozenset(
-    {
-        obj.kind
-        for obj in vars(errors).values()
-        if isinstance(obj, type) and issubclass(obj, errors.MirrorError)
-    }
-    | {"internal", "other"}
-)
-"""Error kinds counted by name; ``internal`` is what the copy engine reports for a bug."""
-
-# Every event kind declared in mirror.types.events.
-EVENT_KINDS: frozenset[str] = frozenset(
-    value
-    for name, value in vars(ev).items()
-    if name.isupper() and isinstance(value, str) and not name.startswith("_")
-)
-
-HTTP_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"})
-ERROR_SCOPES = ("blob", "image")
+DEFAULT_MAX_HOSTS = 256
 
 # Run durations range from seconds (nothing changed) to hours (first copy of a large catalog).
 DURATION_BUCKETS = (
@@ -120,16 +109,6 @@ DURATION_BUCKETS = (
     14400.0,
     28800.0,
     86400.0,
-)
-
-DEFAULT_MAX_HOSTS = 256
-
-HOST_NONE = "none"
-HOST_INVALID = "invalid"
-HOST_OTHER = "other"
-
-_HOST_RE = re.compile(
-    r"^(?:[a-z0-9](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9](?:[a-z0-9_-]{0,62}))*|\[[0-9a-f:.]{2,45}\])(?::\d{1,5})?$"
 )
 
 METRIC_NAMES: tuple[str, ...] = (
@@ -156,57 +135,6 @@ METRIC_NAMES: tuple[str, ...] = (
     "mirror_job_last_success_timestamp_seconds",
 )
 """Names as they appear in the exposition (counters with ``_total``, histograms without suffix)."""
-
-
-class Named(Protocol):
-    @property
-    def name(self) -> str: ...
-
-
-JobLike = str | Named
-"""A job name, or anything with a ``name`` (the daemon's job config)."""
-
-
-def _job_name(job: JobLike) -> str:
-    return job if isinstance(job, str) else str(job.name)
-
-
-def status_class(status: int) -> str:
-    """``"2xx"`` for 200..299 and so on; ``"none"`` for anything outside 100..599."""
-    if 100 <= status <= 599:
-        return f"{status // 100}xx"
-    return "none"
-
-
-def error_kind(text: str) -> str:
-    """The error kind named by an event's detail, if it is one of :data:`ERROR_KINDS`, else ``other``."""
-    kind = text.strip().lower()
-    return kind if kind in ERROR_KINDS else "other"
-
-
-def store_host(repository: str) -> str:
-    """The host part of a repository display name (``host/path``, ``oci:DIR``, ``s3://b/p``)."""
-    text = repository.strip()
-    scheme, sep, _ = text.partition("://")
-    if sep and scheme.isalnum():
-        return scheme.lower()
-    if text.lower().startswith("oci:"):
-        return "oci"
-    return text.split("/", 1)[0]
-
-
-def normalise_host(host: str) -> str:
-    """``host[:port]`` in lower case, or ``none``/``invalid``; strips a scheme, user info and path."""
-    text = host.strip().lower()
-    if "://" in text:
-        text = text.split("://", 1)[1]
-    text = text.split("/", 1)[0]
-    text = text.rsplit("@", 1)[-1]
-    if not text:
-        return HOST_NONE
-    if not _HOST_RE.match(text):
-        return HOST_INVALID
-    return text
 
 
 class Metrics:
@@ -474,7 +402,7 @@ class Metrics:
 
     def job_started(self, job: JobLike) -> None:
         """A run of ``job`` begins; also makes the job's series visible before its first run ends."""
-        name = _job_name(job)
+        name = job_name(job)
         self._running[name] = self._running.get(name, 0) + 1
         self.job_running.labels(job_name=name).set(self._running[name])
         for result in ("success", "failure"):
@@ -483,7 +411,7 @@ class Metrics:
 
     def job_finished(self, job: JobLike, ok: bool, duration: float) -> None:
         """A run of ``job`` ended after ``duration`` seconds; ``ok`` says whether it succeeded."""
-        name = _job_name(job)
+        name = job_name(job)
         running = max(0, self._running.get(name, 0) - 1)
         self._running[name] = running
         self.job_running.labels(job_name=name).set(running)
@@ -497,7 +425,7 @@ class Metrics:
 
     def forget_job(self, job: JobLike) -> None:
         """Drop every series of a job (after a config reload removed it)."""
-        name = _job_name(job)
+        name = job_name(job)
         self._running.pop(name, None)
         for metric in (
             self.job_running,

@@ -3,13 +3,13 @@
 ==========  ===================================================================================
 path        answer
 ==========  ===================================================================================
-/metrics    the Prometheus exposition of a :class:`~mirror.daemon.metrics.Metrics` registry (text
+/metrics    the Prometheus exposition of a :class:`~mirror.service.metrics.Metrics` registry (text
             format 0.0.4, or OpenMetrics when the scraper asks for it in ``Accept``)
 /healthz    200 ``ok`` while the process runs and its event loop answers (liveness)
 /readyz     200 ``ready`` once the daemon has called :meth:`HealthServer.set_ready` and is not
             shutting down; otherwise 503 ``not ready`` or ``shutting down`` (readiness)
 /shard      JSON from the ``shard_info`` callback: which repositories this replica owns (see
-            :func:`mirror.daemon.shard.describe`); without a callback, an unsharded ``0/1``
+            :func:`mirror.service.shard.describe`); without a callback, an unsharded ``0/1``
 ==========  ===================================================================================
 
 Bodies carry no secrets: the metrics have bounded, secret-free labels, and ``/shard`` lists
@@ -34,7 +34,7 @@ from types import TracebackType
 
 from aiohttp import web
 
-from mirror.daemon.metrics import Metrics
+from mirror.service.metrics import Metrics
 from mirror.types.errors import InputError
 
 __all__ = ["DEFAULT_ADDRESS", "HealthServer", "ShardInfo", "parse_address"]

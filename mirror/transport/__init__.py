@@ -1,1 +1,4 @@
-"""HTTP transport: auth challenges and tokens, retries, limits, error mapping. Knows no images."""
+"""HTTP transport: auth challenges and tokens, retries, limits, error mapping. Knows no images.
+
+May import ``auth`` and ``types``.
+"""

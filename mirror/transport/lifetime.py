@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 from mirror.types.errors import TokenLifetimeError
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+from mirror.types.sizes import human_bytes
 
 
 def human_seconds(s: float) -> str:

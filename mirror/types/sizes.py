@@ -30,3 +30,12 @@ def parse_size(value: object, *, error: type[InputError] = InputError) -> int:
     if size < 1:
         raise error(f"a size must be at least 1 byte, got {value!r}; {HINT}")
     return size
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``1.5 KiB``: binary units, one decimal (whole bytes below 1 KiB)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"

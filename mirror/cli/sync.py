@@ -1,0 +1,116 @@
+"""``mirror sync``: run the jobs of a config file, once (``--once``, ``--dry-run``) or as a service."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from mirror.copy.results import RunStats
+from mirror.jobs.config import load_config
+from mirror.jobs.report import summary_lines
+from mirror.jobs.syncrun import SyncResult
+from mirror.service.daemon import Daemon, new_metrics, redactor_for
+from mirror.service.logs import setup_logging
+from mirror.service.shard import parse_shard
+from mirror.types.sizes import human_bytes
+
+log = logging.getLogger("mirror")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, metavar="FILE", help="YAML config (see config/README.md)")
+    p.add_argument("--once", action="store_true", help="run every job once and exit")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; write nothing (with --once)")
+    p.add_argument("--report", metavar="FILE", help="write a JSON report (each run, in serve mode)")
+    p.add_argument("--job", action="append", default=[], metavar="NAME", help="run only these jobs")
+    p.add_argument(
+        "--shard",
+        metavar="INDEX/COUNT",
+        help="own only this shard of the source repositories; INDEX may be 'auto' "
+        "(the StatefulSet ordinal from the host name)",
+    )
+    p.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="serve /metrics, /healthz, /readyz, /shard here (overrides metrics.address)",
+    )
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, how long moving transfers may take to finish",
+    )
+
+
+def print_plan(result: SyncResult) -> None:
+    out = sys.stdout
+    copy = [i for i in result.images if i.status == "planned"]
+    print(f"plan: {len(copy)} of {len(result.images)} images to copy", file=out)
+    pushed = mounted = skipped = 0
+    moved = 0
+    for image in result.images:
+        for dest in image.destinations:
+            if dest.status != "planned":
+                continue
+            print(
+                f"  {image.source} -> {dest.destination}  blobs: {dest.blobs_pushed} to send "
+                f"({human_bytes(dest.bytes_written)}), {dest.blobs_mounted} to mount, "
+                f"{dest.blobs_skipped} present",
+                file=out,
+            )
+            pushed += dest.blobs_pushed
+            mounted += dest.blobs_mounted
+            skipped += dest.blobs_skipped
+            moved += dest.bytes_written
+        for dest in image.destinations:
+            if dest.status in ("conflict", "failed"):
+                print(f"  {dest.status.upper()} {dest.destination}: {dest.error}", file=out)
+    unique = result.stats.unique_blob_bytes
+    print(
+        f"blobs: {pushed} sends, {mounted} mounts, {skipped} already present; "
+        f"{human_bytes(moved)} to write from {human_bytes(unique)} of unique blobs read once "
+        f"(dedup saves {human_bytes(max(0, moved - unique))} of source reads)",
+        file=out,
+    )
+
+
+async def run_sync(ns: argparse.Namespace) -> int:
+    config = load_config(ns.config)
+    jobs = config.select_jobs(ns.job)
+    shard = parse_shard(ns.shard, hostname=os.environ.get("HOSTNAME")) if ns.shard else None
+    daemon = Daemon(
+        config,
+        jobs,
+        shard=shard,
+        report_path=ns.report,
+        dry_run=ns.dry_run,
+        grace=ns.grace,
+        metrics_address=ns.metrics_address,
+        metrics=None if ns.once or ns.dry_run else new_metrics(),
+        redactor=redactor_for(config),
+    )
+    setup_logging(config.log.format, config.log.level, redactor=daemon.redactor)
+    if ns.once or ns.dry_run:
+        result = await daemon.once()
+        if ns.dry_run:
+            print_plan(result)
+        else:
+            for line in summary_lines(result.images, result.stats)[-1:]:
+                log.info(line, extra={"fields": _totals(result.stats)})
+        return 0 if result.ok else 1
+    return await daemon.serve()
+
+
+def _totals(stats: RunStats) -> dict[str, Any]:
+    return {
+        "bytes_read": stats.bytes_read,
+        "bytes_written": stats.bytes_written,
+        "blobs_pushed": stats.blobs_pushed,
+        "blobs_mounted": stats.blobs_mounted,
+        "blobs_skipped": stats.blobs_skipped,
+        "requests": stats.requests,
+    }

@@ -1,0 +1,14 @@
+"""What to copy: the config, jobs and the pass that turns them into copy tasks.
+
+- ``config``: the YAML config (loading, models, field parsers, error messages);
+- ``mapping``: job sources and destinations, and how a source repository maps to a destination;
+- ``filters``: tag filters (include/exclude patterns, semver ranges, latest N);
+- ``schedule``: a job's schedule (interval or cron) and when its next run starts (pure);
+- ``stores``: opening a repository of any store (registry, ``oci:``, ``s3://``) from a reference;
+- ``syncrun``: one pass: jobs into copy tasks, run through one engine, with outcomes per job;
+- ``progress``: what is moving now, counted from events;
+- ``report``: the JSON report of a run and its human summary.
+
+Used by both the service and the command line. May import ``copy``, ``registry``, ``transport``,
+``auth`` and ``types``; never ``service`` or ``cli``.
+"""
