@@ -19,6 +19,7 @@ from mirror.jobs.progress import Progress
 from mirror.jobs.report import build_report, summary_lines, write_report
 from mirror.jobs.stores import open_repository, store_requests
 from mirror.registry.ecr import ensure_repository, is_ecr_host
+from mirror.registry.profiles import profile_for
 from mirror.transport.client import Transport
 from mirror.types.events import Fanout
 from mirror.types.manifest import Platform
@@ -108,6 +109,9 @@ async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]
     platforms = tuple(Platform.parse(p) for p in opts.platforms)
     static = StaticProvider()
     hosts = plain_http_options(opts.plain_http)
+    for ref in (src, *dsts):
+        if isinstance(ref, ImageRef):  # a registry's own defaults (e.g. a request rate under quotas)
+            hosts[ref.api_host] = profile_for(ref.host).host_options(hosts.get(ref.api_host))
     if opts.src_creds and isinstance(src, ImageRef):
         static.add(src.api_host, parse_creds(opts.src_creds, "--src-creds"))
     for dst in dsts:

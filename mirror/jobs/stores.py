@@ -9,7 +9,7 @@ from typing import Any
 from mirror.registry.base import Repository
 from mirror.registry.distribution import RegistryRepository
 from mirror.registry.ocilayout import OciLayout
-from mirror.registry.profiles import known_max_blob_size
+from mirror.registry.profiles import RegistryProfile, profile_for
 from mirror.transport.client import Transport
 from mirror.types.errors import InputError
 from mirror.types.reference import ImageRef, LayoutRef, Ref
@@ -28,12 +28,17 @@ def open_repository(
     create: bool = False,
     max_blob_size: int | None = None,
     s3_settings: Mapping[str, Any] | None = None,
+    profile: RegistryProfile | None = None,
 ) -> Repository:
     """A Repository for ``ref``; ``create`` lets a layout destination be made on first write.
-    ``s3_settings`` override the environment's S3 options (field names of ``S3Options``)."""
+    ``s3_settings`` override the environment's S3 options (field names of ``S3Options``);
+    ``profile`` is the registry's (by default, the one its host name says)."""
     if isinstance(ref, ImageRef):
-        limit = max_blob_size if max_blob_size is not None else known_max_blob_size(ref.host)
-        return RegistryRepository(transport, ref.api_host, ref.repository, max_blob_size=limit)
+        profile = profile or profile_for(ref.host)
+        limit = max_blob_size if max_blob_size is not None else profile.max_blob_size
+        return RegistryRepository(
+            transport, ref.api_host, ref.repository, max_blob_size=limit, profile=profile
+        )
     if isinstance(ref, LayoutRef) and ref.scheme == "oci":
         return OciLayout(ref.location, create=create)
     if isinstance(ref, LayoutRef) and ref.scheme == "s3":

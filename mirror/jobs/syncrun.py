@@ -24,6 +24,7 @@ from mirror.jobs.stores import open_repository, store_requests
 from mirror.registry.base import Repository
 from mirror.registry.distribution import RegistryRepository, list_catalog
 from mirror.registry.ecr import ensure_repository, is_ecr_host
+from mirror.registry.profiles import RegistryProfile, profile_for
 from mirror.transport.client import Transport
 from mirror.types.digest import Digest
 from mirror.types.errors import MirrorError
@@ -102,7 +103,8 @@ class SyncRun:
     """Plans and runs jobs over one transport; repositories are shared for the whole run.
 
     ``owns`` (a source repository's :func:`ownership_key` -> bool) limits the run to the
-    repositories this replica owns when the service is sharded."""
+    repositories this replica owns when the service is sharded. ``profiles`` gives each
+    registry host's profile (the config's; by default the one the host name says)."""
 
     def __init__(
         self,
@@ -113,9 +115,11 @@ class SyncRun:
         owns: Callable[[str], bool] | None = None,
         dry_run: bool = False,
         s3_settings: Callable[[str], Mapping[str, Any]] | None = None,
+        profiles: Callable[[str], RegistryProfile] = profile_for,
     ) -> None:
         self.transport = transport
         self.s3_settings = s3_settings
+        self.profiles = profiles
         self.events = events
         self.owns = owns
         self.engine = CopyEngine(events=events, transfers=transfers, dry_run=dry_run)
@@ -129,8 +133,14 @@ class SyncRun:
             s3 = None
             if self.s3_settings and isinstance(ref, LayoutRef) and ref.scheme == "s3":
                 s3 = self.s3_settings(ref.location)
+            profile = self.profiles(ref.host) if isinstance(ref, ImageRef) else None
             repo = open_repository(
-                ref, self.transport, create=create, max_blob_size=max_blob_size, s3_settings=s3
+                ref,
+                self.transport,
+                create=create,
+                max_blob_size=max_blob_size,
+                s3_settings=s3,
+                profile=profile,
             )
             self._repos[key] = repo
         return repo

@@ -17,6 +17,7 @@ import aiohttp
 from yarl import URL
 
 from mirror.registry.base import BlobReader, ChunkSource, FetchedManifest, ManifestInfo
+from mirror.registry.profiles import RegistryProfile, profile_for
 from mirror.transport.client import Transport
 from mirror.transport.errors import redact_url
 from mirror.transport.urls import next_link, resolve_location, with_digest
@@ -98,10 +99,12 @@ class RegistryRepository:
         repository: str,
         *,
         max_blob_size: int | None = None,
+        profile: RegistryProfile | None = None,
     ) -> None:
         self.transport = transport
         self.host = host
         self.repository = repository
+        self.profile = profile or profile_for(host)
         self._max_blob_size = max_blob_size
         # An upload session left open by a mount answered 202, reused by the next upload.
         self._open_sessions: dict[Digest, URL] = {}

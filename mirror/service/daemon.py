@@ -85,6 +85,7 @@ class Daemon:
             owns=self.owns,
             dry_run=self.dry_run,
             s3_settings=self.config.s3_settings,
+            profiles=self.config.profile,
         )
         self._active.add(run)
         for job in jobs:

@@ -298,7 +298,19 @@ def _merge_defaults(raw: dict[str, Any], context: dict[str, Any]) -> None:
     raw["jobs"] = merged
 
 
+def _check_profiles(config: Config) -> None:
+    """Each configured registry names a profile that can be built (an Artifact Registry whose
+    location and API are known, no Artifact Registry setting on another kind)."""
+    for host in config.registries:
+        try:
+            config.profile(host)
+        except ConfigError as exc:  # its path names the field of the registry entry
+            message = exc.message.removeprefix(f"{exc.path}: ")
+            raise ConfigError(message, format_path(("registries", host, exc.path or "kind"))) from None
+
+
 def _cross_check(config: Config) -> None:
+    _check_profiles(config)
     seen: dict[str, int] = {}
     for i, job in enumerate(config.jobs):
         if job.name in seen:

@@ -39,6 +39,7 @@ from mirror.jobs.filters import TagFilter
 from mirror.jobs.mapping import map_repository
 from mirror.jobs.schedule import Cron, Interval, Schedule
 from mirror.registry.multipart import MAX_PART_SIZE, MIN_PART_SIZE
+from mirror.registry.profiles import RegistryProfile, profile_for
 from mirror.transport.client import HostOptions
 from mirror.types.errors import ConfigError
 from mirror.types.reference import DOCKER_HUB, DOCKER_HUB_API, Ref
@@ -71,6 +72,9 @@ class RegistryConfig(_Model):
     max_concurrency: int = Field(default=16, ge=1, le=4096)
     requests_per_second: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_blob_size: SizeField | None = None
+    kind: Literal["artifact-registry", "docker-hub", "ecr", "ecr-public", "distribution"] | None = None
+    location: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$")
+    api_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
 
     @model_validator(mode="after")
     def _check_credentials(self) -> RegistryConfig:
@@ -91,6 +95,10 @@ class RegistryConfig(_Model):
                 "or password_file, or remove username for anonymous access"
             )
         return self
+
+    def profile(self, host: str) -> RegistryProfile:
+        """The registry profile of ``host``: this entry's ``kind`` (else the host name's kind)."""
+        return profile_for(host, self.kind, location=self.location, api_endpoint=self.api_endpoint)
 
     def host_options(self) -> HostOptions:
         return HostOptions(
@@ -241,9 +249,22 @@ class Config(_Model):
         """The settings for ``host``; an anonymous HTTPS default when it is not configured."""
         return self.registries.get(canonical_host(host)) or RegistryConfig()
 
+    def profile(self, host: str) -> RegistryProfile:
+        """The registry profile of ``host``, with what the config says of it."""
+        return self.registry(host).profile(canonical_host(host))
+
     def host_options(self) -> dict[str, HostOptions]:
-        """Per-host transport options; Docker Hub's are also keyed by its API host."""
-        return _by_transport_host({h: r.host_options() for h, r in self.registries.items()})
+        """Per-host transport options of every configured host and every registry a job names,
+        completed by each registry's profile (e.g. Artifact Registry's request rate under its
+        quotas); Docker Hub's are also keyed by its API host."""
+        hosts = set(self.registries)
+        for job in self.jobs:
+            if not job.source.scheme:
+                hosts.add(canonical_host(job.source.host))
+            hosts.update(canonical_host(d.host) for d in job.destinations if not d.scheme)
+        return _by_transport_host(
+            {h: self.profile(h).host_options(self.registry(h).host_options()) for h in sorted(hosts)}
+        )
 
     def credentials(self) -> dict[str, Credential]:
         """Per-host credentials for a static provider; Docker Hub's also keyed by its API host."""

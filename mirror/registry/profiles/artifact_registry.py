@@ -1,0 +1,89 @@
+"""Artifact Registry (Google Cloud, and Trusted Cloud by S3NS).
+
+Sources of each value (Google Cloud documentation unless said otherwise):
+- hosts ``LOCATION-docker.pkg.dev`` (Google Cloud) and ``LOCATION-docker.s3nsregistry.fr``
+  (S3NS); repository paths are ``PROJECT/REPOSITORY/IMAGE`` ("Repository and image names");
+- the Artifact Registry API is ``https://artifactregistry.googleapis.com``, and on S3NS
+  ``https://artifactregistry.s3nsapis.fr`` (the service endpoint of the universe domain,
+  ``s3nsapis.fr``), answering with the same credentials as the registry;
+- quotas per project and region: 60,000 requests per minute, 18,000 write or delete requests per
+  minute; beyond them ``429 TOOMANYREQUESTS: Quota exceeded ...`` ("Quotas and limits"; the
+  message as reported in kubernetes/k8s.io#6431 and kubernetes-sigs/promo-tools#637). The default
+  per-host limit, 250 requests per second, stays under the write quota even if every request
+  were a write (15,000 per minute);
+- the largest artifact is 5 TB ("Quotas and limits", "Maximum artifact size");
+- ``_catalog`` is not a usable listing ("Docker Registry API": list repositories through the
+  Artifact Registry API instead); images are listed with ``dockerImages.list``;
+- chunked uploads are not supported, only monolithic ones ("Docker Registry API" note);
+- a Docker tag listing of one image is incomplete past 10,000 tags (reported by users; the
+  count is what the registry is known to cut at);
+- repositories must exist before a push; they are created with ``repositories.create``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mirror.registry.profiles.base import RegistryProfile
+from mirror.types import hosts
+from mirror.types.errors import ConfigError
+
+FIVE_TB = 5 * 10**12
+GOOGLE_API = "https://artifactregistry.googleapis.com"
+S3NS_API = "https://artifactregistry.s3nsapis.fr"
+DEFAULT_REQUESTS_PER_SECOND = 250.0
+TAG_LIST_LIMIT = 10_000
+
+_HOST_SUFFIXES = {"-docker.pkg.dev": GOOGLE_API, "-docker.s3nsregistry.fr": S3NS_API}
+
+
+def location_of(host: str) -> str | None:
+    """``europe-west1`` from ``europe-west1-docker.pkg.dev``; ``None`` when the name does not say."""
+    name = hosts.host_name(host)
+    for suffix in _HOST_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def api_endpoint_of(host: str) -> str | None:
+    """The Artifact Registry API of the universe ``host`` belongs to; ``None`` for other hosts."""
+    name = hosts.host_name(host)
+    for suffix, api in _HOST_SUFFIXES.items():
+        if name.endswith(suffix):
+            return api
+    return None
+
+
+@dataclass(frozen=True)
+class ArtifactRegistryProfile(RegistryProfile):
+    kind: str = hosts.ARTIFACT_REGISTRY
+    max_blob_size: int | None = FIVE_TB
+    requests_per_second: float | None = DEFAULT_REQUESTS_PER_SECOND
+    location: str = ""
+    api_endpoint: str = ""
+
+    @classmethod
+    def build(
+        cls, host: str, *, location: str | None = None, api_endpoint: str | None = None
+    ) -> ArtifactRegistryProfile:
+        """The profile of ``host``; ``location`` and ``api_endpoint`` default from the host name.
+        Raises ConfigError (its ``path`` the setting to add) when neither says."""
+        where = location or location_of(host)
+        if not where:
+            raise ConfigError(
+                f"{host}: the host name does not say the Artifact Registry location; set location "
+                "(e.g. europe-west1) for this registry",
+                "location",
+            )
+        api = (api_endpoint or api_endpoint_of(host) or "").rstrip("/")
+        if not api:
+            raise ConfigError(
+                f"{host}: no Artifact Registry API is known for this host; set api_endpoint "
+                f"(e.g. {GOOGLE_API}) for this registry",
+                "api_endpoint",
+            )
+        return cls(host, location=where, api_endpoint=api)
+
+    def describe(self) -> str:
+        return f"{self.host}: {self.kind} in {self.location}, API {self.api_endpoint}"

@@ -1,0 +1,28 @@
+"""Docker Hub (``docker.io``, ``index.docker.io``, ``registry-1.docker.io``).
+
+Sources (Docker documentation, "Docker Hub usage and limits" / "Pull usage and limits", unless
+said otherwise):
+- a pull is a manifest GET; HEAD requests are not counted;
+- limits per 6 hours: 10 pulls per IPv4 address or IPv6 /64 anonymously, 100 for a personal
+  authenticated account; paid plans are not limited that way;
+- manifest answers carry ``RateLimit-Limit: 100;w=21600`` and ``RateLimit-Remaining: 76;w=21600``
+  (``w`` = the window in seconds); accounts without a limit get no such headers, and the values
+  have been reported empty;
+- past the limit, ``429`` with the OCI code ``TOOMANYREQUESTS`` ("You have reached your pull rate
+  limit");
+- registry tokens from ``auth.docker.io`` last 300 s (``expires_in: 300``);
+- HEAD and GET must send the same ``Accept``: the registry converts manifests to what is
+  accepted, and a different representation has a different digest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mirror.registry.profiles.base import RegistryProfile
+from mirror.types import hosts
+
+
+@dataclass(frozen=True)
+class DockerHubProfile(RegistryProfile):
+    kind: str = hosts.DOCKER_HUB

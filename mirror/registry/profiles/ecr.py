@@ -1,0 +1,29 @@
+"""Amazon ECR private registries (``ACCOUNT.dkr.ecr.REGION.amazonaws.com`` and its variants).
+
+Sources (Amazon ECR User Guide unless said otherwise):
+- a repository must exist before a push (``NAME_UNKNOWN`` otherwise); ``CreateRepository``
+  creates it;
+- an immutable repository refuses to move a tag with ``TAG_INVALID`` "The image tag '...'
+  already exists in the '...' repository and cannot be overwritten because the repository is
+  immutable", even for the same digest (the message as reported in aws/containers-roadmap#862);
+- cross-repository blob mounting is an account setting (``BLOB_MOUNTING``), off by default; a
+  mount then answers 202 with an upload session;
+- a failed upload session cannot be continued from its start: ``416 BLOB_UPLOAD_INVALID`` "First
+  byte of the layer part is 0 instead of N" (reported in apple/containerization#790); a retry
+  needs a fresh session;
+- an upload that carries no bytes is refused: ``400 BLOB_UPLOAD_INVALID`` "... cannot be
+  completed because it does not have any parts" (reported in radius-project/radius#7855; the ECR
+  API documents ``EmptyUploadException`` for a layer upload without parts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mirror.registry.profiles.base import RegistryProfile
+from mirror.types import hosts
+
+
+@dataclass(frozen=True)
+class EcrProfile(RegistryProfile):
+    kind: str = hosts.ECR
