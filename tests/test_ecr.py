@@ -194,7 +194,7 @@ async def test_a_202_to_every_mount_wastes_no_request(
         # Every blob upload opened exactly one session, a 202 to a mount included: one POST per PUT.
         assert registry.calls["POST mount"] > 0
         assert registry.calls["POST"] + registry.calls["POST mount"] == registry.calls["PUT blob"]
-        assert engine._no_mount == {host}  # learnt from a 202 to a blob it had just pushed there
+        assert engine._blobs.no_mount == {host}  # learnt from a 202 to a blob it had just pushed there
         mounts, reads = registry.calls["POST mount"], source.reads
 
         # A second image sharing the base layer: no more mount attempts there, and each new blob

@@ -25,7 +25,8 @@ from yarl import URL
 
 from mirror.auth.credentials import Credential, StaticProvider
 from mirror.cli.main import main
-from mirror.copy.engine import MAX_INDEX_DEPTH, CopyEngine, CopyTask, Destination
+from mirror.copy.engine import CopyEngine, CopyTask, Destination
+from mirror.copy.resolve import MAX_INDEX_DEPTH
 from mirror.copy.results import ImageResult
 from mirror.registry.distribution import RegistryRepository, list_catalog
 from mirror.transport.client import Transport

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+import mirror.copy.blobs as blobs
 import mirror.copy.engine as engine
 from mirror.auth.credentials import StaticProvider
 from mirror.cli.main import main
@@ -51,7 +52,7 @@ def test_large_blobs_are_still_looked_for_in_an_empty_repository(
     registry_pair: Any, proxy_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An interrupted run may have left a large blob without a tag: it is found, not sent again."""
-    monkeypatch.setattr(engine, "EMPTY_REPO_HEAD_SKIP_MAX", 6 * KiB)
+    monkeypatch.setattr(blobs, "EMPTY_REPO_HEAD_SKIP_MAX", 6 * KiB)
     src, dst = registry_pair
     img = push_image(src, "apps/web", "v1", layer_sizes=(4 * KiB, 8 * KiB), seed="large")
     big = next(spec for spec in img.layers if spec.size == 8 * KiB)

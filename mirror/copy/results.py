@@ -1,9 +1,14 @@
-"""What a copy did, per image and destination: the data behind reports and exit codes."""
+"""What a copy did, per image and destination: the data behind reports and exit codes.
+
+Also how a failure is recorded in them: any exception as a MirrorError, and its kind.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from mirror.types.errors import MirrorError
 
 COPIED = "copied"
 SKIPPED = "skipped"  # destination already had this digest
@@ -73,3 +78,23 @@ class RunStats:
     requests: int = 0
     duration_seconds: float = 0.0
     unique_blob_bytes: int = 0  # sum of sizes of distinct blobs that had to move
+
+
+def as_mirror(error: BaseException) -> MirrorError:
+    """``error`` itself when it is a MirrorError, else an internal MirrorError naming it."""
+    if isinstance(error, MirrorError):
+        return error
+    wrapped = MirrorError(f"internal error: {type(error).__name__}: {error}")
+    wrapped.kind = "internal"
+    return wrapped
+
+
+def error_kind(error: BaseException) -> str:
+    return error.kind if isinstance(error, MirrorError) else "internal"
+
+
+def fail(dres: DestinationResult, error: BaseException) -> None:
+    """Mark a destination failed with ``error``'s message and kind."""
+    dres.status = FAILED
+    dres.error = error.message if isinstance(error, MirrorError) else f"{type(error).__name__}: {error}"
+    dres.error_kind = error_kind(error)

@@ -1,0 +1,229 @@
+"""Phase 1 of a copy: what each destination of an image needs.
+
+For every image, each destination tag is HEADed, then the source (or, when no destination has
+the tag, the source manifest is read at once with one GET by tag). A destination already at the
+digest drops out; a destination tag that names another digest is a conflict unless overwrite is
+allowed. For the remaining destinations the manifest, and an index's children down to
+:data:`MAX_INDEX_DEPTH` levels, are fetched by digest (verified, once per repository and run),
+and each destination gets a plan: the blobs it needs and the manifests to push, children first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mirror.copy import results as r
+from mirror.copy.emit import Emitter
+from mirror.copy.singleflight import SingleFlight
+from mirror.registry.base import ManifestInfo, Repository
+from mirror.types import events as ev
+from mirror.types.digest import Digest
+from mirror.types.errors import BlobTooLarge, ManifestError, MirrorError, NotFound, TagConflict
+from mirror.types.events import EventSink
+from mirror.types.manifest import Descriptor, Manifest, filter_index, parse_manifest
+
+if TYPE_CHECKING:
+    from mirror.copy.engine import CopyTask, Destination
+
+MAX_INDEX_DEPTH = 4
+
+log = logging.getLogger("mirror")
+
+
+@dataclass
+class Plan:
+    """What one destination of an image receives."""
+
+    dest: Destination
+    result: r.DestinationResult
+    blobs: dict[Digest, Descriptor] = field(default_factory=dict)
+    manifests: list[tuple[str, Manifest]] = field(default_factory=list)  # push order
+
+
+@dataclass
+class Resolved:
+    """An image after resolving: its result so far and the plans of the destinations to write."""
+
+    task: CopyTask
+    result: r.ImageResult
+    plans: list[Plan]
+
+
+class Resolver:
+    """Resolves the images of a run; a manifest is fetched once per repository and reference.
+
+    ``tag_absent`` collects the destination repositories where a tag HEAD found nothing.
+    """
+
+    def __init__(self, *, events: EventSink, lookups: asyncio.Semaphore, tag_absent: set[str]) -> None:
+        self._emit = Emitter(events)
+        self._lookups = lookups
+        self._manifests: SingleFlight[Manifest] = SingleFlight()
+        self._tag_absent = tag_absent
+
+    async def aclose(self) -> None:
+        await self._manifests.cancel_all()
+
+    async def _fetch(self, repo: Repository, reference: str) -> Manifest:
+        async def fetch() -> Manifest:
+            async with self._lookups:
+                fetched = await repo.get_manifest(reference)
+            # By tag, the store's digest (a verified Docker-Content-Digest, or the layout's own,
+            # perhaps sha512) names the manifest, as a HEAD would have.
+            expected = Digest.parse(reference) if ":" in reference else fetched.digest
+            return parse_manifest(fetched.raw, fetched.media_type, digest=expected)
+
+        return await self._manifests.run((repo.name, reference), fetch)
+
+    async def _head(self, repo: Repository, reference: str) -> ManifestInfo | MirrorError | None:
+        async with self._lookups:
+            try:
+                return await repo.head_manifest(reference)
+            except MirrorError as exc:
+                return exc
+
+    async def resolve(self, task: CopyTask) -> Resolved:
+        result = r.ImageResult(source=task.display, job=task.job)
+        resolved = Resolved(task, result, [])
+        try:
+            top: Manifest | None = None
+            heads: list[ManifestInfo | MirrorError | None] | None = None
+            if ":" in task.reference:
+                target = Digest.parse(task.reference)
+            else:
+                if task.destinations and all(":" not in d.reference for d in task.destinations):
+                    # Destination tags first: when none exists the source manifest is needed
+                    # anyway, and one GET by tag replaces a HEAD followed by a GET by digest.
+                    heads = await self._dest_heads(task)
+                    if all(h is None for h in heads):
+                        top = await self._fetch_tag(task)
+                if top is not None:
+                    target = top.digest
+                else:
+                    info = await self._head(task.source, task.reference)
+                    if isinstance(info, MirrorError):
+                        raise info
+                    if info is None:
+                        raise NotFound(f"{task.display} does not exist", status=404)
+                    target = info.digest
+            if task.platforms:
+                if top is None:
+                    top = await self._fetch(task.source, str(target))
+                if top.is_index:
+                    top = filter_index(top, list(task.platforms))
+                    if top.digest != target:
+                        result.source_digest = str(target)
+                        result.note = (
+                            f"filtered to {', '.join(map(str, task.platforms))}: the index pushed has "
+                            f"digest {top.digest}, not the source's {target}"
+                        )
+                    target = top.digest
+            result.digest = str(target)
+            if heads is None:
+                heads = await self._dest_heads(task)
+            for dest, info in zip(task.destinations, heads, strict=True):
+                if info is None and ":" not in dest.reference:
+                    self._tag_absent.add(dest.repo.name)
+                dres = r.DestinationResult(dest.display, "", str(target))
+                result.destinations.append(dres)
+                if isinstance(info, MirrorError):
+                    r.fail(dres, info)
+                    continue
+                if info is not None and info.digest.algorithm != target.algorithm:
+                    # The two sides name manifests with different algorithms (sha512 / sha256):
+                    # compare the source's bytes under the destination's algorithm.
+                    if top is None:
+                        top = await self._fetch(task.source, str(target))
+                    if Digest.of(top.raw, info.digest.algorithm) == info.digest:
+                        info = ManifestInfo(target, info.media_type, info.size)
+                if info is not None and info.digest == target:
+                    dres.status = r.SKIPPED
+                    self._emit(ev.IMAGE_SKIPPED, repo=dest.repo, digest=str(target), detail=task.job)
+                    continue
+                if info is not None and ":" not in dest.reference and not task.overwrite:
+                    conflict = TagConflict(dest.display, str(info.digest), str(target))
+                    r.fail(dres, conflict)
+                    dres.status = r.CONFLICT
+                    self._emit(ev.TAG_CONFLICT, repo=dest.repo, digest=str(target), detail=task.job)
+                    continue
+                if ":" in dest.reference and dest.reference != str(target):
+                    r.fail(
+                        dres,
+                        ManifestError(
+                            f"{dest.display}: the destination digest does not match the copied {target}"
+                        ),
+                    )
+                    continue
+                resolved.plans.append(Plan(dest, dres))
+            if not resolved.plans:
+                return resolved
+            if top is None:
+                top = await self._fetch(task.source, str(target))
+            ordered = await self._walk(task.source, top, 0)
+            blobs: dict[Digest, Descriptor] = {}
+            for manifest in ordered:
+                for blob in manifest.blobs:
+                    blobs.setdefault(blob.digest, blob)
+            result.blobs = len(blobs)
+            result.bytes_total = sum(b.size for b in blobs.values())
+            for plan in resolved.plans:
+                limit = plan.dest.repo.max_blob_size
+                too_big = [b for b in blobs.values() if limit is not None and b.size > limit]
+                if too_big:
+                    biggest = max(too_big, key=lambda b: b.size)
+                    r.fail(
+                        plan.result,
+                        BlobTooLarge(
+                            f"blob {biggest.digest.short} is {biggest.size} bytes, over the "
+                            f"{limit}-byte maximum of {plan.dest.repo.name}; nothing was sent"
+                        ),
+                    )
+                    continue
+                plan.blobs = dict(blobs)
+                plan.manifests = [(str(m.digest), m) for m in ordered[:-1]]
+                plan.manifests.append((plan.dest.reference, ordered[-1]))
+            resolved.plans = [p for p in resolved.plans if not p.result.error]
+        except Exception as caught:  # one image's failure, whatever it is, never ends the run
+            exc = r.as_mirror(caught)
+            if not isinstance(caught, MirrorError):
+                log.exception("unexpected error resolving %s", task.display)
+            result.error, result.error_kind = exc.message, exc.kind
+            for plan in resolved.plans:
+                r.fail(plan.result, exc)
+            resolved.plans = []
+            self._emit(ev.IMAGE_FAILED, repo=task.source, detail=exc.kind)
+        return resolved
+
+    async def _dest_heads(self, task: CopyTask) -> list[ManifestInfo | MirrorError | None]:
+        return list(await asyncio.gather(*(self._head(d.repo, d.reference) for d in task.destinations)))
+
+    async def _fetch_tag(self, task: CopyTask) -> Manifest:
+        """The source manifest by tag; also remembered under its digest for the rest of the run."""
+        try:
+            top = await self._fetch(task.source, task.reference)
+        except NotFound as exc:
+            raise NotFound(f"{task.display} does not exist ({exc.message})", status=404) from None
+        self._manifests.settle((task.source.name, str(top.digest)), top)
+        return top
+
+    async def _walk(self, source: Repository, manifest: Manifest, depth: int) -> list[Manifest]:
+        """Every manifest under ``manifest``, children before parents, ``manifest`` last."""
+        if not manifest.is_index:
+            return [manifest]
+        if depth >= MAX_INDEX_DEPTH:
+            raise ManifestError(f"index nesting deeper than {MAX_INDEX_DEPTH} levels")
+        children = await asyncio.gather(
+            *(self._fetch(source, str(child.digest)) for child in manifest.manifests)
+        )
+        ordered: list[Manifest] = []
+        seen: set[Digest] = set()
+        for child in children:
+            for m in await self._walk(source, child, depth + 1):
+                if m.digest not in seen:
+                    seen.add(m.digest)
+                    ordered.append(m)
+        ordered.append(manifest)
+        return ordered
