@@ -19,9 +19,10 @@ from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.synthetic import push_demo_image
 from mirror.registry.aws import PreconditionFailed, translate
 from mirror.registry.base import ChunkSource
+from mirror.registry.layoutindex import parse_index
 from mirror.registry.multipart import MiB
 from mirror.registry.ocilayout import REF_NAME, OciLayout
-from mirror.registry.s3 import S3Layout, S3Options, parse_index, split_location
+from mirror.registry.s3 import S3Layout, S3Options, split_location
 from mirror.types import mediatypes as mt
 from mirror.types.digest import Digest
 from mirror.types.errors import (
@@ -318,7 +319,7 @@ async def test_cancellation_mid_upload_aborts(s3: Any, bucket: str) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     for _ in range(50):
-        if not uploads(s3, bucket) and not repo._background:
+        if not uploads(s3, bucket) and not repo._uploads.background:
             break
         await asyncio.sleep(0.05)
     assert uploads(s3, bucket) == []
@@ -379,7 +380,7 @@ async def test_parts_upload_concurrently_with_bounded_memory(
     repo = layout(bucket, part_size=5 * MiB, concurrency=2)
     desc, data = blob(16 * MiB)
     in_flight = peak = 0
-    original = repo._acquire
+    original = repo._s3.acquire
 
     async def acquire() -> Any:
         client = await original()
@@ -401,7 +402,7 @@ async def test_parts_upload_concurrently_with_bounded_memory(
         monkeypatch.setattr(client, "upload_part", upload_part, raising=False)
         return client
 
-    monkeypatch.setattr(repo, "_acquire", acquire)
+    monkeypatch.setattr(repo._s3, "acquire", acquire)
     await repo.put_blob(desc, chunks_of(data), replayable=False)
     assert peak == 2  # concurrent, and never more than `concurrency` parts in flight
     assert await read_all(repo, desc) == data
