@@ -1,19 +1,20 @@
-"""The HTTP transport every registry request goes through.
+"""The HTTP transport every registry request goes through: Transport, and HostOptions per host.
 
-It owns: the aiohttp session, scheme selection (https; plain http only on opt-in or for
-loopback), the ``/v2/`` ping and the auth challenge per host, bearer tokens per (host, scopes)
-refreshed *before* they would expire during a request, Basic auth, redirects that never carry
-``Authorization`` to another host, retries with backoff (the only layer that retries),
-per-host concurrency and rate limits, and the translation of failures into typed errors.
+A Transport owns the state of each registry host (the scheme and auth challenge its ``/v2/``
+ping found, per-host concurrency and rate limits, the secrets sent to it), retries with backoff
+(the only layer that retries), and the translation of failures into typed errors. Around it:
+:mod:`~mirror.transport.session` (the aiohttp session and TLS contexts),
+:mod:`~mirror.transport.ping` (scheme selection: https; plain http only on opt-in or for
+loopback), :mod:`~mirror.transport.authorize` (Basic auth and bearer tokens per (host, scopes),
+refreshed *before* they would expire during a request) and :mod:`~mirror.transport.redirects`
+(redirects that never carry ``Authorization`` to another host).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import ssl
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,43 +23,22 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from mirror import __version__
 from mirror.auth.credentials import Credential, CredentialProvider, StaticProvider
+from mirror.transport.authorize import Authorizer
 from mirror.transport.challenge import Challenge, pick_challenge
-from mirror.transport.errors import (
-    MAX_ERROR_BODY,
-    from_exception,
-    read_bounded,
-    redact_url,
-    registry_error,
-)
-from mirror.transport.lifetime import check_lifetime, expected_seconds, refresh_margin
+from mirror.transport.errors import MAX_ERROR_BODY, from_exception, read_bounded, redact_url, registry_error
+from mirror.transport.lifetime import expected_seconds
 from mirror.transport.limits import RateLimiter
+from mirror.transport.ping import ping
+from mirror.transport.redirects import follow
 from mirror.transport.retry import RetryPolicy, parse_retry_after
+from mirror.transport.session import new_session, ssl_context
 from mirror.transport.throughput import ThroughputMeter
-from mirror.transport.tokens import Token, TokenCache, parse_token_response
-from mirror.transport.urls import (
-    credentials_allowed,
-    host_of,
-    parse_url,
-    ping_schemes,
-    resolve_location,
-)
+from mirror.transport.urls import host_of, ping_schemes
 from mirror.types import events as ev
 from mirror.types.clock import Clock, system_clock
-from mirror.types.errors import (
-    AuthError,
-    InputError,
-    MirrorError,
-    RegistryError,
-    UnsafeRequest,
-)
+from mirror.types.errors import AuthError, InputError, MirrorError, RegistryError, UnsafeRequest
 from mirror.types.events import Event, EventSink
-
-USER_AGENT = f"mirror/{__version__}"
-CREDENTIAL_RECHECK = 60.0  # seconds a provider's answer is kept before it is asked again
-MAX_REDIRECTS = 5
-READ_CHUNK = 1024 * 1024
 
 BodyFactory = Callable[[], AsyncIterator[bytes]]
 # bytes and factories can be sent again (a factory re-opens its source); a bare iterator cannot.
@@ -116,7 +96,6 @@ class Transport:
         read_timeout: float = 300.0,
         on_secret: Callable[[str], None] | None = None,
     ) -> None:
-        self.credentials: CredentialProvider = credentials or StaticProvider()
         self._options = dict(options or {})
         self._default_options = default_options or HostOptions()
         self.retry = retry or RetryPolicy()
@@ -125,8 +104,16 @@ class Transport:
         self.sleep = sleep
         self.throughput = throughput or ThroughputMeter()
         self._hosts: dict[str, _HostState] = {}
-        self._tokens = TokenCache()
-        self._credentials: dict[str, tuple[Credential | None, float]] = {}
+        self._auth = Authorizer(
+            credentials or StaticProvider(),
+            clock=clock,
+            throughput=self.throughput,
+            events=events,
+            session=self._get_session,
+            ssl_for=lambda host: self._ssl_for(self.options_for(host)),
+            on_response=self._count,
+            on_secret=self._remember_secret,
+        )
         self.on_secret = on_secret
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(
@@ -155,16 +142,7 @@ class Transport:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            keep_buffers_in_heap()
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                auto_decompress=False,
-                read_bufsize=READ_CHUNK,
-                headers={"User-Agent": USER_AGENT},
-                skip_auto_headers=("Content-Type",),
-            )
+            self._session = new_session(self._timeout)
         return self._session
 
     def options_for(self, host: str) -> HostOptions:
@@ -184,12 +162,7 @@ class Transport:
         return state
 
     def _ssl_for(self, opts: HostOptions) -> ssl.SSLContext | bool:
-        if not (opts.ca_file or opts.client_cert):
-            return True
-        ctx = ssl.create_default_context(cafile=opts.ca_file)
-        if opts.client_cert:
-            ctx.load_cert_chain(opts.client_cert, opts.client_key)
-        return ctx
+        return ssl_context(opts.ca_file, opts.client_cert, opts.client_key)
 
     def _emit(self, kind: str, **fields: Any) -> None:
         self.events(Event(kind, **fields))
@@ -212,73 +185,30 @@ class Transport:
 
     async def _ping(self, host: str, state: _HostState) -> None:
         opts = state.options
-        schemes = ping_schemes(host, opts.plain_http)
-        last: MirrorError | None = None
-        for scheme in schemes:
-            url = URL.build(scheme=scheme, authority=host, path="/v2/")
-            for attempt in range(1, self.retry.attempts + 1):
-                try:
-                    async with state.semaphore:
-                        resp = await self._get_session().get(
-                            url, allow_redirects=False, ssl=self._ssl_for(opts)
-                        )
-                        body = await read_bounded(resp.content, MAX_ERROR_BODY)
-                        resp.release()
-                    self._count(host, "GET", resp.status)
-                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                    last = from_exception(exc, "GET", str(url))
-                    if (
-                        len(schemes) > 1
-                        and scheme == "https"
-                        and not isinstance(exc, aiohttp.ClientConnectorCertificateError)
-                    ):
-                        break  # try plain http on loopback, unless it speaks TLS with a bad certificate
-                    if self.retry.should_retry(last, attempt):
-                        await self.backoff(host, attempt, last)
-                        continue
-                    raise last from None
-                if resp.status == 401:
-                    header = resp.headers.get("WWW-Authenticate", "")
-                    state.challenge = pick_challenge(header)
-                elif resp.status >= 500 or resp.status == 429:
-                    last = registry_error("GET", str(url), resp.status, body)
-                    if self.retry.should_retry(last, attempt):
-                        await self.backoff(host, attempt, last)
-                        continue
-                    raise last
-                elif resp.status == 404:
-                    raise RegistryError(
-                        f"{host} does not serve the registry API (GET /v2/ answered 404)",
-                        status=404,
-                    )
-                state.scheme = scheme
-                return
-        assert last is not None
-        raise last
+
+        def get(url: URL) -> Awaitable[aiohttp.ClientResponse]:
+            return self._get_session().get(url, allow_redirects=False, ssl=self._ssl_for(opts))
+
+        state.scheme, state.challenge = await ping(
+            host,
+            ping_schemes(host, opts.plain_http),
+            get=get,
+            slots=state.semaphore,
+            retry=self.retry,
+            backoff=self.backoff,
+            on_response=self._count,
+        )
 
     # -- auth -------------------------------------------------------------------------------
 
-    async def credential(self, host: str, min_valid: float = 0.0) -> Credential | None:
-        """The provider's credential for ``host``, valid ``min_valid`` more seconds when it can be.
+    @property
+    def credentials(self) -> CredentialProvider:
+        return self._auth.provider
 
-        Answers are kept for a while; the provider is asked again when the kept credential
-        would not last ``min_valid`` seconds, so a refresh happens before expiry, not after.
-        """
-        now = self.clock()
-        kept = self._credentials.get(host)
-        if kept is not None:
-            cred, asked_at = kept
-            lasts = cred is None or cred.remaining(now) >= min_valid
-            if lasts and now - asked_at < CREDENTIAL_RECHECK:
-                return cred
-        cred = await self.credentials.resolve(host, min_valid=min_valid)
-        if kept is not None and kept[0] is not None and cred is not None and cred != kept[0]:
-            self._emit(ev.CREDENTIAL_REFRESH, host=host, detail=cred.provider)
-        self._credentials[host] = (cred, now)
-        if cred is not None:
-            for secret in cred.secrets():
-                self._remember_secret(host, secret)
-        return cred
+    async def credential(self, host: str, min_valid: float = 0.0) -> Credential | None:
+        """The provider's credential for ``host``, valid ``min_valid`` more seconds when it can be
+        (kept a while, refreshed before expiry: :meth:`Authorizer.credential`)."""
+        return await self._auth.credential(host, min_valid)
 
     def _remember_secret(self, host: str, secret: str) -> None:
         state = self._state(host)
@@ -287,127 +217,14 @@ class Transport:
             if self.on_secret is not None:
                 self.on_secret(secret)
 
-    def _check_credentials_safe(self, host: str, target: URL) -> None:
-        if not credentials_allowed(target):
-            raise UnsafeRequest(
-                f"refusing to send credentials for {host} over plain HTTP to "
-                f"{target.host}: serve the registry over https (plain HTTP with credentials is "
-                "allowed on loopback only)"
-            )
-
-    async def _fetch_token(
-        self, host: str, challenge: Challenge, scopes: frozenset[str], min_valid: float
-    ) -> Token:
-        cred = await self.credential(host, min_valid)
-        now = self.clock()
-        if cred is not None and cred.registry_token:
-            return Token(cred.registry_token, now, cred.expires_at or now + 3600 * 24 * 365)
-        try:
-            realm = parse_url(challenge.realm) if challenge.realm else None
-        except UnsafeRequest:
-            realm = None
-        if realm is None or realm.scheme not in ("http", "https") or not realm.host:
-            raise AuthError(f"{host} sent a bearer challenge without a usable realm")
-        scope_list = sorted(scopes) if scopes else list(challenge.scopes)
-        headers: dict[str, str] = {}
-        session = self._get_session()
-        ssl_opt = self._ssl_for(self.options_for(host_of(realm)))
-        try:
-            if cred is not None and cred.identity_token:
-                self._check_credentials_safe(host, realm)
-                form = {
-                    "grant_type": "refresh_token",
-                    "refresh_token": cred.identity_token,
-                    "service": challenge.service,
-                    "scope": " ".join(scope_list),
-                    "client_id": "mirror",
-                }
-                resp = await session.post(realm, data=form, allow_redirects=False, ssl=ssl_opt)
-            else:
-                query: list[tuple[str, str]] = []
-                if challenge.service:
-                    query.append(("service", challenge.service))
-                query.extend(("scope", s) for s in scope_list)
-                url = realm.update_query(query)
-                if cred is not None and not cred.anonymous:
-                    self._check_credentials_safe(host, realm)
-                    headers["Authorization"] = _basic(cred)
-                resp = await session.get(url, headers=headers, allow_redirects=False, ssl=ssl_opt)
-            body = await read_bounded(resp.content, 64 * 1024)
-            resp.release()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise from_exception(exc, "GET", redact_url(str(realm))) from None
-        self._count(host_of(realm), "GET", resp.status)
-        if resp.status != 200:
-            err = registry_error("GET", redact_url(str(realm)), resp.status, body[:MAX_ERROR_BODY])
-            if resp.status in (401, 403):
-                who = cred.kind if cred else "anonymous access"
-                raise AuthError(
-                    f"{host}: the token service refused {who} for {' '.join(scope_list)} "
-                    f"(HTTP {resp.status}); check the credentials for {host}"
-                )
-            raise err
-        token = parse_token_response(body, self.clock())
-        if cred is not None and cred.expires_at is not None and cred.expires_at < token.expires_at:
-            # A token minted from an expiring credential is not trusted to outlive it.
-            token = Token(token.value, token.issued_at, cred.expires_at)
-        self._emit(ev.TOKEN_FETCH, host=host, detail=f"{int(token.lifetime)}s")
-        return token
+    def secrets_for(self, host: str) -> frozenset[str]:
+        return frozenset(self._state(host).secrets)
 
     async def _authorization(
         self, host: str, scopes: tuple[str, ...], expected_seconds: float, size: int
     ) -> str | None:
-        """The Authorization header for a request expected to take ``expected_seconds``.
-
-        Whatever is presented -- a Basic credential or a bearer token -- must stay valid until
-        the request ends (plus a margin); it is refreshed first when it would not. When even a
-        fresh one cannot last that long and it does expire, the request is refused before a
-        byte is sent. A credential that does not expire (a service account key, a password)
-        lets a long request go ahead with the freshest token the realm gives.
-        """
         state = self._state(host)
-        challenge = state.challenge
-        if challenge is None:
-            return None
-        if challenge.scheme == "basic":
-            margin = refresh_margin(3600.0) if expected_seconds else 0.0
-            cred = await self.credential(host, expected_seconds + margin)
-            if cred is None or cred.anonymous:
-                return None
-            self._check(host, cred.remaining(self.clock()), expected_seconds, size, cred)
-            self._check_credentials_safe(host, URL.build(scheme=state.scheme, authority=host))
-            return _basic(cred)
-        if challenge.scheme != "bearer":
-            return None
-        key = (host, frozenset(scopes))
-
-        def fresh_enough(token: Token) -> bool:
-            need = expected_seconds + refresh_margin(token.lifetime)
-            return token.remaining(self.clock()) >= need
-
-        token, _ = await self._tokens.get(
-            key, fresh_enough, lambda: self._fetch_token(host, challenge, key[1], expected_seconds)
-        )
-        if not fresh_enough(token):
-            # Even a freshly minted token will not outlive this request.
-            cred = await self.credential(host)
-            if cred is not None and cred.expires_at is not None:
-                self._check(host, token.remaining(self.clock()), expected_seconds, size, cred)
-        self._remember_secret(host, token.value)
-        return f"Bearer {token.value}"
-
-    def _check(self, host: str, remaining: float, expected: float, size: int, cred: Credential) -> None:
-        check_lifetime(
-            host=host,
-            size=size,
-            rate=self.throughput.rate(host),
-            expected=expected,
-            remaining=remaining,
-            what=f"{cred.kind} from {cred.provider}",
-        )
-
-    def secrets_for(self, host: str) -> frozenset[str]:
-        return frozenset(self._state(host).secrets)
+        return await self._auth.header(host, state.challenge, state.scheme, scopes, expected_seconds, size)
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -589,67 +406,23 @@ class Transport:
                 challenge = pick_challenge(header)
                 if challenge is not None and not _replayable(body):
                     state.challenge = challenge
-                    self._tokens.invalidate((host, frozenset(scopes)))
+                    self._auth.tokens.invalidate((host, frozenset(scopes)))
                 if challenge is not None and _replayable(body):
                     await resp.read()
                     resp.release()
                     rechallenged = True
                     state.challenge = challenge
                     wanted = set(scopes) | set(challenge.scopes)
-                    self._tokens.invalidate((host, frozenset(scopes)))
+                    self._auth.tokens.invalidate((host, frozenset(scopes)))
                     scopes = tuple(sorted(wanted))
-                    self._tokens.invalidate((host, frozenset(scopes)))
+                    self._auth.tokens.invalidate((host, frozenset(scopes)))
                     continue
             return resp
 
     async def _follow(
         self, method: str, host: str, url: URL, headers: CIMultiDict[str], data: Any
     ) -> aiohttp.ClientResponse:
-        session = self._get_session()
         ssl_opt = self._ssl_for(self.options_for(host))
-        for _ in range(MAX_REDIRECTS + 1):
-            resp = await session.request(
-                method, url, headers=headers, data=data, allow_redirects=False, ssl=ssl_opt
-            )
-            self._count(host_of(url), method, resp.status)
-            if resp.status not in (301, 302, 303, 307, 308) or method not in ("GET", "HEAD"):
-                return resp
-            location = resp.headers.get("Location")
-            if not location:
-                return resp
-            resp.release()
-            target = resolve_location(url, location)
-            if host_of(target) != host_of(url) or target.scheme != url.scheme:
-                headers = CIMultiDict((k, v) for k, v in headers.items() if k.lower() != "authorization")
-            url = target
-        raise UnsafeRequest(f"{method} {redact_url(str(url))}: more than {MAX_REDIRECTS} redirects")
-
-
-def _basic(cred: Credential) -> str:
-    raw = f"{cred.username}:{cred.password}".encode()
-    return "Basic " + base64.b64encode(raw).decode()
-
-
-_heap_tuned = False
-
-
-def keep_buffers_in_heap() -> None:
-    """Let glibc keep freed stream buffers instead of returning them to the OS (once per process).
-
-    A streamed blob allocates and frees a ~256 KiB chunk for every network read; with glibc's
-    adaptive mmap/trim thresholds that memory keeps going back to the OS and is faulted in
-    again. Fixed thresholds (blocks up to 8 MiB from the heap, trim only above 32 MiB free)
-    cut the page-fault churn. Peak memory is unchanged: it is what the transfer holds anyway.
-    """
-    global _heap_tuned
-    if _heap_tuned or not sys.platform.startswith("linux"):
-        return
-    _heap_tuned = True
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc
-        return
-    mallopt(-1, 32 * 1024 * 1024)  # M_TRIM_THRESHOLD
-    mallopt(-3, 8 * 1024 * 1024)  # M_MMAP_THRESHOLD
+        return await follow(
+            self._get_session(), method, url, headers, data, ssl=ssl_opt, on_response=self._count
+        )
