@@ -12,6 +12,7 @@ from mirror.cli import bench as benchcmd
 from mirror.cli import copy as copycmd
 from mirror.cli import ls as lscmd
 from mirror.cli import sync as synccmd
+from mirror.cli import verify as verifycmd
 from mirror.cli.runtime import run
 from mirror.types.errors import InputError, MirrorError
 
@@ -33,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     copycmd.add_arguments(copy)
     sync = sub.add_parser("sync", help="mirror the jobs of a config file, once or on their schedules")
     synccmd.add_arguments(sync)
+    verify = sub.add_parser("verify", help="compare every destination with its source; copy nothing")
+    verifycmd.add_arguments(verify)
     ls = sub.add_parser("ls", help="list a repository's images: digest, tags, platforms, create time")
     lscmd.add_arguments(ls)
     auth = sub.add_parser("auth", help="credentials: which provider answers for a registry")
@@ -52,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return copycmd.finish(opts, code, results, stats)
         if args.command == "sync":
             return run(synccmd.run_sync(args))
+        if args.command == "verify":
+            return run(verifycmd.run_verify(args))
         if args.command == "ls":
             return run(lscmd.run_ls(args))
         if args.command == "auth":

@@ -6,6 +6,9 @@
 - ``schedule``: a job's schedule (interval or cron) and when its next run starts (pure);
 - ``stores``: opening a repository of any store (registry, ``oci:``, ``s3://``) from a reference;
 - ``syncrun``: one pass: jobs into copy tasks, run through one engine, with outcomes per job;
+- ``selection``: which tags a job copies from a listing, and which destination tags it covers;
+- ``drift`` (pure) and ``survey`` (reads both sides): where each destination stands against its
+  source, for ``mirror verify``, the drift metric and prune;
 - ``progress``: what is moving now, counted from events;
 - ``report``: the JSON report of a run and its human summary.
 

@@ -9,7 +9,6 @@ jobs go on; a failing image never stops the others.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,8 +17,9 @@ from typing import Any
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.results import FAILED, ImageResult, RunStats
 from mirror.jobs.config import Config, Job
-from mirror.jobs.filters import TagFilter, select_tags
+from mirror.jobs.filters import TagFilter
 from mirror.jobs.mapping import DestinationSpec, SourceKind, SourceSpec, map_repository
+from mirror.jobs.selection import select_references
 from mirror.jobs.stores import open_repository, store_requests
 from mirror.registry.base import Repository
 from mirror.registry.distribution import RegistryRepository, list_catalog
@@ -32,10 +32,7 @@ from mirror.types.events import EventSink, discard
 from mirror.types.manifest import Platform
 from mirror.types.reference import ImageRef, LayoutRef, Ref
 
-# Tags of the referrers fallback scheme: ``sha256-<hex>`` with an optional suffix (``.sig``, ...).
 PLAN_CONCURRENCY = 16  # repositories whose tags are listed at the same time
-
-FALLBACK_TAG = re.compile(r"^sha256-[a-f0-9]{64}(?:\.[A-Za-z0-9_.-]+)?$")
 
 
 @dataclass(frozen=True)
@@ -151,7 +148,8 @@ class SyncRun:
 
     # -- planning ----------------------------------------------------------------------------
 
-    async def _source_repositories(self, job: JobSpec) -> list[str]:
+    async def source_repositories(self, job: JobSpec) -> list[str]:
+        """The source repositories of a job (a prefix's through the catalog) that this replica owns."""
         spec = job.source
         if spec.kind is SourceKind.PREFIX:
             catalog = await list_catalog(self.transport, ImageRef(spec.host, "x").api_host)
@@ -165,7 +163,7 @@ class SyncRun:
     async def plan_job(self, job: JobSpec, outcome: JobOutcome) -> list[CopyTask]:
         """Copy tasks for every repository of a job; a repository that cannot be listed is
         reported in ``outcome`` and the others are planned anyway."""
-        repos = await self._source_repositories(job)
+        repos = await self.source_repositories(job)
         outcome.repositories.extend(repos)
         limit = asyncio.Semaphore(PLAN_CONCURRENCY)
 
@@ -199,11 +197,7 @@ class SyncRun:
             source = self.repository(
                 spec.repository_ref(repo_path if spec.kind is SourceKind.PREFIX else None)
             )
-            all_tags = await source.list_tags()
-            references = select_tags(all_tags, job.tag_filter)
-            if job.referrers:
-                fallback = [t for t in all_tags if FALLBACK_TAG.match(t) and t not in references]
-                references.extend(sorted(fallback))
+            references = select_references(await source.list_tags(), job.tag_filter, job.referrers)
         dests: list[Repository] = []
         for dest_spec in job.destinations:
             dest_ref = map_repository(spec, repo_path, dest_spec)

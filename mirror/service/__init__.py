@@ -3,7 +3,10 @@
 - ``daemon``: run jobs once, or serve: start each job when its schedule says, bounded graceful
   shutdown on SIGTERM/SIGINT;
 - ``server``: the HTTP listener (``/metrics``, ``/healthz``, ``/readyz``, ``/shard``);
-- ``metrics`` (+ ``labels``): Prometheus metrics fed by events;
+- ``metrics`` (+ ``labels``): Prometheus metrics fed by events; ``replication``: drift, lag,
+  event and prune metrics;
+- ``state``: what the service knows of each job now (last pass, lag, drift), for status pages;
+- ``reconcile``: after a pass, the drift check (and prune);
 - ``shard``: which source repositories a replica owns;
 - ``logs``: logging set-up (text or JSON lines, secrets redacted).
 

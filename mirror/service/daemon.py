@@ -24,14 +24,18 @@ from mirror.jobs.config import Config, Job
 from mirror.jobs.progress import Progress
 from mirror.jobs.report import build_report, summary_lines, write_report
 from mirror.jobs.schedule import next_start
-from mirror.jobs.syncrun import SyncResult, SyncRun, job_spec
+from mirror.jobs.survey import Verification, verify_jobs
+from mirror.jobs.syncrun import JobSpec, SyncResult, SyncRun, job_spec
+from mirror.service.reconcile import Reconciler
 from mirror.service.shard import Shard, describe
+from mirror.service.state import PassInfo, ServiceState
 from mirror.transport.client import Transport
 from mirror.types.clock import Clock, system_clock
-from mirror.types.events import EventSink, Fanout
+from mirror.types.events import EventSink, Fanout, discard
 
 if TYPE_CHECKING:
     from mirror.service.metrics import Metrics
+    from mirror.service.replication import ReplicationMetrics
 
 log = logging.getLogger("mirror")
 
@@ -68,6 +72,9 @@ class Daemon:
     owned: dict[str, list[str]] = field(default_factory=dict)
     progress: Progress = field(default_factory=Progress)
     progress_interval: float = 30.0
+    state: ServiceState = field(default_factory=ServiceState)
+    replication: ReplicationMetrics | None = None
+    check_drift: bool = False  # after each pass, verify its jobs (serve mode: the drift gauge)
     _active: set[SyncRun] = field(default_factory=set)
 
     def transport(self, events: Fanout) -> Transport:
@@ -77,23 +84,27 @@ class Daemon:
             provider, options=self.config.host_options(), events=events, on_secret=self.redactor.add
         )
 
-    async def run_jobs(self, transport: Transport, events: Fanout, jobs: list[Job]) -> SyncResult:
-        run = SyncRun(
+    def new_run(self, transport: Transport, events: EventSink, *, dry_run: bool) -> SyncRun:
+        return SyncRun(
             transport,
             events=events,
             transfers=self.config.concurrency,
             owns=self.owns,
-            dry_run=self.dry_run,
+            dry_run=dry_run,
             s3_settings=self.config.s3_settings,
             profiles=self.config.profile,
         )
+
+    async def run_jobs(self, transport: Transport, events: Fanout, jobs: list[Job]) -> SyncResult:
+        run = self.new_run(transport, events, dry_run=self.dry_run)
         self._active.add(run)
         for job in jobs:
             if self.metrics is not None:
                 self.metrics.job_started(job)
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
+        specs = [job_spec(self.config, j) for j in jobs]
         try:
-            result = await run.run([job_spec(self.config, j) for j in jobs])
+            result = await run.run(specs)
         finally:
             self._active.discard(run)
             await run.aclose()
@@ -102,6 +113,15 @@ class Daemon:
             if self.metrics is not None:
                 self.metrics.job_finished(job, outcome.ok, elapsed)
             self.owned[job.name] = outcome.repositories
+            self.state.job(job.name).last_pass = PassInfo(
+                "schedule",
+                started_at,
+                round(elapsed, 3),
+                outcome.ok,
+                outcome.images,
+                outcome.failed,
+                outcome.error,
+            )
             fields = {
                 "job": job.name,
                 "ok": outcome.ok,
@@ -125,7 +145,18 @@ class Daemon:
                 for line in summary_lines([image], RunStats())[:-1]:
                     log.warning(line, extra={"fields": {"job": image.job, "status": image.status}})
         self._write_report(result.images, result.stats, result)
+        await self._after_pass(transport, specs)
         return result
+
+    async def _after_pass(self, transport: Transport, specs: list[JobSpec]) -> None:
+        """The drift check of a pass's jobs; a failure here is logged, never ends the service."""
+        if not self.check_drift or self.dry_run or self.stop_requested.is_set():
+            return
+        reconciler = Reconciler(self.state, self.replication)
+        try:
+            await reconciler.check_drift(lambda: self.new_run(transport, discard, dry_run=True), specs)
+        except Exception:
+            log.exception("the drift check after a pass failed")
 
     def _write_report(self, images: list[ImageResult], stats: RunStats, result: SyncResult) -> None:
         if not self.report_path:
@@ -184,6 +215,15 @@ class Daemon:
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
 
+    async def verify(self) -> Verification:
+        """The drift of every job's destinations against their sources; copies nothing."""
+        async with self.transport(self._events()) as transport:
+            run = self.new_run(transport, discard, dry_run=True)
+            try:
+                return await verify_jobs(run, [job_spec(self.config, j) for j in self.jobs])
+            finally:
+                await run.aclose()
+
     async def _log_progress(self) -> None:
         """While blobs move, a log line every ``progress_interval`` seconds: long transfers show."""
         while True:
@@ -207,6 +247,14 @@ class Daemon:
 
         if self.metrics is None:
             self.metrics = new_metrics()
+        if self.replication is None:
+            from mirror.service.replication import ReplicationMetrics
+
+            self.replication = ReplicationMetrics(self.metrics.registry)
+        for job in self.jobs:
+            self.replication.job(job.name)
+            self.state.job(job.name)
+        self.check_drift = True
         events = self._events()
         ticker = asyncio.create_task(self._log_progress())
         address = self.metrics_address or (self.config.metrics.address if self.config.metrics else None)

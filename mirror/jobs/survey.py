@@ -1,0 +1,221 @@
+"""Reading both sides of a job, copying nothing: the input of drift reports and prune.
+
+:func:`survey_job` lists each source repository of a job (a prefix's through the catalog), picks
+what the job copies from it (:mod:`.selection`), lists each destination repository, and looks up
+the digest of every reference on both sides (HEAD; for a job with ``platforms``, the source index
+is read and filtered, since the filtered index is what the destination holds). A destination
+repository that does not exist lists as empty. Failures are kept as values (:class:`.drift.Listing`,
+:class:`.drift.Lookup`), never raised: a report has a row for each.
+
+Requests: one listing per repository on each side, one HEAD per reference on each side (plus a
+GET per multi-platform source image when the job filters platforms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from mirror.jobs.drift import (
+    SOURCE_UNREADABLE,
+    DriftEntry,
+    Listing,
+    Lookup,
+    Pair,
+    RepoState,
+    claimed_elsewhere,
+    classify,
+    counts,
+    extras,
+    in_sync,
+)
+from mirror.jobs.mapping import SourceKind, map_repository
+from mirror.jobs.selection import covers_tag, select_references
+from mirror.jobs.syncrun import JobSpec, SyncRun
+from mirror.registry.base import Repository
+from mirror.types import mediatypes as mt
+from mirror.types.digest import Digest
+from mirror.types.errors import MirrorError, NotFound
+from mirror.types.manifest import filter_index, parse_manifest
+
+LOOKUPS = 16  # manifest lookups in flight per survey
+
+
+@dataclass
+class JobSurvey:
+    """What was read for one job: a state per (source repository, destination repository)."""
+
+    job: JobSpec
+    states: list[RepoState] = field(default_factory=list)
+    error: str = ""  # the job's repositories could not be listed (a prefix's catalog)
+
+    def covers(self, tag: str) -> bool:
+        return job_covers(self.job, tag)
+
+
+def job_covers(job: JobSpec, tag: str) -> bool:
+    """Whether a destination tag is one ``job`` could copy (see :func:`.selection.covers_tag`);
+    a job whose source names one image covers no other tag."""
+    if job.source.kind is SourceKind.IMAGE:
+        return False
+    return covers_tag(tag, job.tag_filter, job.referrers)
+
+
+async def survey_job(
+    run: SyncRun,
+    job: JobSpec,
+    *,
+    repositories: Sequence[str] | None = None,
+    digests: bool = True,
+) -> JobSurvey:
+    """Read both sides of ``job`` (its ``repositories``, by default every one it covers here).
+
+    ``digests=False`` only lists tags (enough to find extra destination tags)."""
+    survey = JobSurvey(job)
+    if repositories is None:
+        try:
+            repositories = await run.source_repositories(job)
+        except MirrorError as exc:
+            survey.error = exc.message
+            return survey
+    limit = asyncio.Semaphore(LOOKUPS)
+    for repo_path in repositories:
+        survey.states.extend(await _survey_repository(run, job, repo_path, limit, digests))
+    return survey
+
+
+async def _listing(repo: Repository, limit: asyncio.Semaphore, *, missing_is_empty: bool) -> Listing:
+    try:
+        async with limit:
+            return Listing(frozenset(await repo.list_tags()))
+    except NotFound as exc:
+        return Listing(frozenset()) if missing_is_empty else Listing(None, exc.message)
+    except MirrorError as exc:
+        return Listing(None, exc.message)
+
+
+async def _lookup(
+    limit: asyncio.Semaphore, call: Callable[..., Awaitable[str | None]], *args: object
+) -> Lookup:
+    try:
+        async with limit:
+            return Lookup(await call(*args))
+    except MirrorError as exc:
+        return Lookup(None, exc.message)
+
+
+async def _survey_repository(
+    run: SyncRun, job: JobSpec, repo_path: str, limit: asyncio.Semaphore, digests: bool
+) -> list[RepoState]:
+    spec = job.source
+    if spec.kind is SourceKind.IMAGE:
+        source = run.repository(spec.repository_ref())
+        reference = spec.image_ref().reference
+        pairs: tuple[Pair, ...] = (Pair(reference, spec.tag or reference),)
+        source_listing: Listing | None = None
+    else:
+        source = run.repository(spec.repository_ref(repo_path if spec.kind is SourceKind.PREFIX else None))
+        source_listing = await _listing(source, limit, missing_is_empty=False)
+        chosen = select_references(source_listing.tags or (), job.tag_filter, job.referrers)
+        pairs = tuple(Pair(tag, tag) for tag in chosen)
+    source_digests: dict[str, Lookup] = {}
+    if digests:
+        found = await asyncio.gather(*(_lookup(limit, _expected, source, p.source, job) for p in pairs))
+        source_digests = {p.source: f for p, f in zip(pairs, found, strict=True)}
+    states = []
+    for dest_spec in job.destinations:
+        dest = run.repository(map_repository(spec, repo_path, dest_spec))
+        dest_listing = await _listing(dest, limit, missing_is_empty=True)
+        dest_digests: dict[str, Lookup] = {}
+        expected = dict(source_digests)
+        if digests:
+            state = RepoState(job.name, source.name, dest.name, pairs, source_listing, dest_listing)
+            refs = sorted({p.destination for p in pairs} | set(extras(state, lambda t: job_covers(job, t))))
+            found = await asyncio.gather(*(_lookup(limit, _digest_of, dest, r) for r in refs))
+            dest_digests = dict(zip(refs, found, strict=True))
+            await _same_bytes(source, pairs, expected, dest_digests, limit)
+        state = RepoState(job.name, source.name, dest.name, pairs, source_listing, dest_listing)
+        states.append(dataclasses.replace(state, source_digests=expected, dest_digests=dest_digests))
+    return states
+
+
+async def _digest_of(repo: Repository, reference: str) -> str | None:
+    info = await repo.head_manifest(reference)
+    return str(info.digest) if info is not None else None
+
+
+async def _expected(source: Repository, reference: str, job: JobSpec) -> str | None:
+    """The digest the job writes for ``reference``: the source's, or its filtered index's."""
+    info = await source.head_manifest(reference)
+    if info is None:
+        return None
+    if not job.platforms or not mt.is_index(info.media_type):
+        return str(info.digest)
+    fetched = await source.get_manifest(str(info.digest))
+    top = parse_manifest(fetched.raw, fetched.media_type, digest=info.digest)
+    return str(filter_index(top, list(job.platforms)).digest) if top.is_index else str(top.digest)
+
+
+async def _same_bytes(
+    source: Repository,
+    pairs: Sequence[Pair],
+    source_digests: dict[str, Lookup],
+    dest_digests: dict[str, Lookup],
+    limit: asyncio.Semaphore,
+) -> None:
+    """Where the two sides name a manifest with different algorithms (sha512 / sha256), compare
+    the source's bytes under the destination's algorithm, as a pass does."""
+    for pair in pairs:
+        want, have = source_digests.get(pair.source), dest_digests.get(pair.destination)
+        if not want or not have or not want.digest or not have.digest:
+            continue
+        want_d, have_d = Digest.parse(want.digest), Digest.parse(have.digest)
+        if want_d.algorithm == have_d.algorithm:
+            continue
+        try:
+            async with limit:
+                fetched = await source.get_manifest(want.digest)
+        except MirrorError:
+            continue
+        if Digest.of(fetched.raw, have_d.algorithm) == have_d:
+            source_digests[pair.source] = Lookup(have.digest)
+
+
+@dataclass
+class Verification:
+    """The drift of several jobs: rows, and counts per job and state."""
+
+    rows: list[DriftEntry] = field(default_factory=list)
+    jobs: dict[str, dict[str, int]] = field(default_factory=dict)
+    surveys: list[JobSurvey] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # job -> why its repositories are unknown
+
+    @property
+    def ok(self) -> bool:
+        return in_sync(self.rows)
+
+
+async def verify_jobs(run: SyncRun, jobs: Sequence[JobSpec]) -> Verification:
+    """Survey every job and classify what was read. A destination tag that another job (or
+    another source of the same job) of this verification copies is not counted as extra."""
+    surveys = [await survey_job(run, job) for job in jobs]
+    states = [state for survey in surveys for state in survey.states]
+    claimed = claimed_elsewhere(states)
+    result = Verification(surveys=surveys)
+    for survey in surveys:
+        rows: list[DriftEntry] = []
+        if survey.error:
+            where = str(survey.job.source)
+            rows.append(DriftEntry(survey.job.name, SOURCE_UNREADABLE, where, "", error=survey.error))
+            result.errors[survey.job.name] = survey.error
+        for state in survey.states:
+
+            def covers(tag: str, state: RepoState = state, survey: JobSurvey = survey) -> bool:
+                return survey.covers(tag) and not claimed(state, tag)
+
+            rows.extend(classify(state, covers))
+        result.rows.extend(rows)
+        result.jobs[survey.job.name] = counts(rows)
+    return result
