@@ -10,6 +10,7 @@ from typing import Any
 
 from mirror.copy.results import RunStats
 from mirror.jobs.config import load_config
+from mirror.jobs.pruning import PLANNED, PruneResult
 from mirror.jobs.report import summary_lines
 from mirror.jobs.syncrun import SyncResult
 from mirror.service.daemon import Daemon, new_metrics, redactor_for
@@ -78,6 +79,20 @@ def print_plan(result: SyncResult) -> None:
     )
 
 
+def print_prune(results: list[PruneResult]) -> None:
+    """What prune would delete (and what it refuses), for ``--dry-run``."""
+    for result in results:
+        doomed = [o for o in result.outcomes if o.outcome == PLANNED]
+        print(f"prune {result.job}: {len(doomed)} tag(s) would be deleted", file=sys.stdout)
+        for o in doomed:
+            print(f"  DELETE {o.destination}:{o.tag} ({o.reason})", file=sys.stdout)
+        for o in result.outcomes:
+            if o.outcome != PLANNED:
+                print(f"  KEEP   {o.destination}:{o.tag}: {o.reason}", file=sys.stdout)
+        for refusal in result.plan.refusals:
+            print(f"  REFUSED {refusal.where}: {refusal.message}", file=sys.stdout)
+
+
 async def run_sync(ns: argparse.Namespace) -> int:
     config = load_config(ns.config)
     jobs = config.select_jobs(ns.job)
@@ -98,6 +113,7 @@ async def run_sync(ns: argparse.Namespace) -> int:
         result = await daemon.once()
         if ns.dry_run:
             print_plan(result)
+            print_prune(daemon.last_prune)
         else:
             for line in summary_lines(result.images, result.stats)[-1:]:
                 log.info(line, extra={"fields": _totals(result.stats)})

@@ -39,6 +39,7 @@ from mirror.types import mediatypes as mt
 from mirror.types.digest import Digest
 from mirror.types.errors import MirrorError, NotFound
 from mirror.types.manifest import filter_index, parse_manifest
+from mirror.types.reference import Ref
 
 LOOKUPS = 16  # manifest lookups in flight per survey
 
@@ -50,6 +51,8 @@ class JobSurvey:
     job: JobSpec
     states: list[RepoState] = field(default_factory=list)
     error: str = ""  # the job's repositories could not be listed (a prefix's catalog)
+    targets: dict[str, Ref] = field(default_factory=dict)  # destination display name -> reference
+    repos: dict[str, Repository] = field(default_factory=dict)  # display name -> store, both sides
 
     def covers(self, tag: str) -> bool:
         return job_covers(self.job, tag)
@@ -82,7 +85,7 @@ async def survey_job(
             return survey
     limit = asyncio.Semaphore(LOOKUPS)
     for repo_path in repositories:
-        survey.states.extend(await _survey_repository(run, job, repo_path, limit, digests))
+        survey.states.extend(await _survey_repository(run, survey, repo_path, limit, digests))
     return survey
 
 
@@ -107,8 +110,9 @@ async def _lookup(
 
 
 async def _survey_repository(
-    run: SyncRun, job: JobSpec, repo_path: str, limit: asyncio.Semaphore, digests: bool
+    run: SyncRun, survey: JobSurvey, repo_path: str, limit: asyncio.Semaphore, digests: bool
 ) -> list[RepoState]:
+    job = survey.job
     spec = job.source
     if spec.kind is SourceKind.IMAGE:
         source = run.repository(spec.repository_ref())
@@ -120,13 +124,17 @@ async def _survey_repository(
         source_listing = await _listing(source, limit, missing_is_empty=False)
         chosen = select_references(source_listing.tags or (), job.tag_filter, job.referrers)
         pairs = tuple(Pair(tag, tag) for tag in chosen)
+    survey.repos[source.name] = source
     source_digests: dict[str, Lookup] = {}
     if digests:
         found = await asyncio.gather(*(_lookup(limit, _expected, source, p.source, job) for p in pairs))
         source_digests = {p.source: f for p, f in zip(pairs, found, strict=True)}
     states = []
     for dest_spec in job.destinations:
-        dest = run.repository(map_repository(spec, repo_path, dest_spec))
+        target = map_repository(spec, repo_path, dest_spec)
+        dest = run.repository(target)
+        survey.targets[dest.name] = target
+        survey.repos[dest.name] = dest
         dest_listing = await _listing(dest, limit, missing_is_empty=True)
         dest_digests: dict[str, Lookup] = {}
         expected = dict(source_digests)

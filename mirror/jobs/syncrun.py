@@ -48,6 +48,8 @@ class JobSpec:
     overwrite: bool = False
     create_repositories: bool = False  # ECR: CreateRepository for destinations that lack one
     max_blob_sizes: tuple[tuple[str, int], ...] = ()  # (host, bytes) for destinations
+    prune: bool = False  # delete covered destination tags whose source tag is gone
+    prune_max: int | None = None  # deletions allowed per pass; None: 10% of the destination tags
 
 
 @dataclass
@@ -93,6 +95,8 @@ def job_spec(config: Config, job: Job) -> JobSpec:
         overwrite=job.overwrite,
         create_repositories=job.create_repositories,
         max_blob_sizes=limits,
+        prune=job.prune,
+        prune_max=job.prune_max,
     )
 
 

@@ -22,11 +22,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mirror.registry.aws import TRANSLATED, error_code, translate
-from mirror.types.errors import InputError, InvalidReference
+from mirror.types.errors import InputError, InvalidReference, RegistryError
 from mirror.types.hosts import EcrHost, parse_ecr_host
 from mirror.types.reference import validate_repository
 
-__all__ = ["EcrHost", "ensure_repository", "is_ecr_host", "parse_ecr_host"]
+__all__ = ["EcrHost", "delete_tag", "ensure_repository", "is_ecr_host", "parse_ecr_host"]
 
 
 def is_ecr_host(host: str) -> bool:
@@ -85,3 +85,47 @@ async def ensure_repository(
     except TRANSLATED as exc:
         raise translate(exc, what) from None
     return True
+
+
+async def delete_tag(
+    host: str,
+    repository: str,
+    tag: str,
+    *,
+    endpoint_url: str | None = None,
+    session: Any = None,
+    profile: str | None = None,
+) -> None:
+    """Remove ``tag`` from ``repository`` through ECR's ``BatchDeleteImage``.
+
+    Given an ``imageTag``, ECR removes that tag only; the image itself goes when it was its last
+    tag. A tag that is already gone (``ImageNotFound``) is not an error. Credentials and
+    ``endpoint_url`` as for :func:`ensure_repository`."""
+    ecr = parse_ecr_host(host)
+    if ecr is None:
+        raise InputError(f"{host} is not an Amazon ECR registry (ACCOUNT.dkr.ecr.REGION.amazonaws.com)")
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import AioSession
+
+    if session is None:
+        session = AioSession(profile=profile)
+    config = AioConfig(
+        retries={"max_attempts": 5, "mode": "standard"},
+        use_fips_endpoint=ecr.fips,
+        connect_timeout=10,
+        read_timeout=30,
+    )
+    what = f"ecr BatchDeleteImage {repository}:{tag} in {ecr.account} {ecr.region}"
+    try:
+        async with session.create_client(
+            "ecr", region_name=ecr.region, endpoint_url=endpoint_url, config=config
+        ) as client:
+            answer = await client.batch_delete_image(
+                registryId=ecr.account, repositoryName=repository, imageIds=[{"imageTag": tag}]
+            )
+    except TRANSLATED as exc:
+        raise translate(exc, what) from None
+    for failure in answer.get("failures") or []:
+        code = str(failure.get("failureCode") or "")
+        if code != "ImageNotFound":
+            raise RegistryError(f"{what}: {code}: {failure.get('failureReason') or 'refused'}")

@@ -22,6 +22,7 @@ from mirror.auth.redact import RedactingProvider, Redactor
 from mirror.copy.results import ImageResult, RunStats
 from mirror.jobs.config import Config, Job
 from mirror.jobs.progress import Progress
+from mirror.jobs.pruning import PruneResult
 from mirror.jobs.report import build_report, summary_lines, write_report
 from mirror.jobs.schedule import next_start
 from mirror.jobs.survey import Verification, verify_jobs
@@ -75,6 +76,7 @@ class Daemon:
     state: ServiceState = field(default_factory=ServiceState)
     replication: ReplicationMetrics | None = None
     check_drift: bool = False  # after each pass, verify its jobs (serve mode: the drift gauge)
+    last_prune: list[PruneResult] = field(default_factory=list)
     _active: set[SyncRun] = field(default_factory=set)
 
     def transport(self, events: Fanout) -> Transport:
@@ -144,21 +146,40 @@ class Daemon:
             if not image.ok:
                 for line in summary_lines([image], RunStats())[:-1]:
                     log.warning(line, extra={"fields": {"job": image.job, "status": image.status}})
-        self._write_report(result.images, result.stats, result)
-        await self._after_pass(transport, specs)
+        pruned = await self._prune(transport, specs)
+        self._write_report(result.images, result.stats, result, pruned)
+        await self._check_drift(transport, specs)
         return result
 
-    async def _after_pass(self, transport: Transport, specs: list[JobSpec]) -> None:
+    def reconciler(self) -> Reconciler:
+        return Reconciler(self.state, self.replication)
+
+    async def _prune(self, transport: Transport, specs: list[JobSpec]) -> list[PruneResult]:
+        """Prune the jobs of a pass that ask for it (a dry run lists what would go)."""
+        if not any(s.prune for s in specs) or self.stop_requested.is_set():
+            return []
+        every_job = [job_spec(self.config, j) for j in self.config.jobs]
+        try:
+            self.last_prune = await self.reconciler().prune(
+                lambda: self.new_run(transport, discard, dry_run=True), specs, every_job, dry_run=self.dry_run
+            )
+        except Exception:
+            log.exception("prune after a pass failed")
+            return []
+        return self.last_prune
+
+    async def _check_drift(self, transport: Transport, specs: list[JobSpec]) -> None:
         """The drift check of a pass's jobs; a failure here is logged, never ends the service."""
         if not self.check_drift or self.dry_run or self.stop_requested.is_set():
             return
-        reconciler = Reconciler(self.state, self.replication)
         try:
-            await reconciler.check_drift(lambda: self.new_run(transport, discard, dry_run=True), specs)
+            await self.reconciler().check_drift(lambda: self.new_run(transport, discard, dry_run=True), specs)
         except Exception:
             log.exception("the drift check after a pass failed")
 
-    def _write_report(self, images: list[ImageResult], stats: RunStats, result: SyncResult) -> None:
+    def _write_report(
+        self, images: list[ImageResult], stats: RunStats, result: SyncResult, pruned: list[PruneResult]
+    ) -> None:
         if not self.report_path:
             return
         jobs = [
@@ -179,6 +200,7 @@ class Daemon:
             jobs=jobs,
             dry_run=self.dry_run,
             shard=str(self.shard) if self.shard else None,
+            prune=[p.to_dict() for p in pruned],
         )
         write_report(self.report_path, doc, redact=self.redactor.redact)
 

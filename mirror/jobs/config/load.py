@@ -14,8 +14,8 @@ Loading, in order:
    ``${``. An unset variable without fallback is an error.
 4. ``password_file``, ``token_file`` and ``identity_token_file`` of a registry are read (relative
    paths from the config file's directory); trailing newlines are dropped.
-5. ``defaults`` is validated, then merged into each job. A ``tags`` default is not applied to a
-   job whose source is a single image.
+5. ``defaults`` is validated, then merged into each job. ``tags``, ``prune`` and ``prune_max``
+   defaults are not applied to a job whose source is a single image.
 6. Everything is validated, then checked across fields (unique job names, destinations that
    would write into their own source).
 
@@ -276,6 +276,9 @@ def _is_image_source(value: object) -> bool:
         return False
 
 
+_REPOSITORY_ONLY = ("tags", "prune", "prune_max")  # defaults that mean nothing for one image
+
+
 def _merge_defaults(raw: dict[str, Any], context: dict[str, Any]) -> None:
     defaults = raw.get("defaults")
     if defaults is None:
@@ -292,7 +295,7 @@ def _merge_defaults(raw: dict[str, Any], context: dict[str, Any]) -> None:
         if isinstance(job, dict):
             job = dict(job)
             for key, value in defaults.items():
-                if key not in job and not (key == "tags" and _is_image_source(job.get("source"))):
+                if key not in job and not (key in _REPOSITORY_ONLY and _is_image_source(job.get("source"))):
                     job[key] = value
         merged.append(job)
     raw["jobs"] = merged
@@ -325,6 +328,13 @@ def _cross_check(config: Config) -> None:
                 "or drop the :TAG/@DIGEST to mirror the repository's tags that pass the filter",
                 format_path(("jobs", i, "tags")),
             )
+        for key in ("prune", "prune_max"):
+            if job.source.kind is SourceKind.IMAGE and key in job.model_fields_set:
+                raise ConfigError(
+                    f"source {job.source} names one image, so no destination tag can lose its "
+                    f"source tag; remove {key}:, or mirror the repository to prune what it drops",
+                    format_path(("jobs", i, key)),
+                )
         targets: set[str] = set()
         for j, dest in enumerate(job.destinations):
             where = format_path(("jobs", i, "destinations", j))

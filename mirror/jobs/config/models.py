@@ -175,6 +175,8 @@ class JobSettings(_Model):
     schedule: ScheduleConfig = ScheduleConfig(interval=3600.0)
     overwrite: bool = False
     create_repositories: bool = False
+    prune: bool = False
+    prune_max: int | None = Field(default=None, ge=0)
 
 
 class _JobTarget(_Model):
