@@ -1,4 +1,5 @@
-"""Shared fixtures: real registries on loopback (see tests/support/fixtures.py).
+"""Shared fixtures: real registries on loopback (see tests/support/fixtures.py); the interop
+suite's outside tools and the content they build, once per session (tests/support/interop.py).
 
 Property tests check behaviour, not speed: no per-example deadline, so a first example that
 pays a lazy import, or a machine busy with registries, is not reported as a failure.
@@ -14,14 +15,20 @@ from tests.support.fixtures import (
     registry_pair,
     token_registry,
 )
+from tests.support.interop import containerd, interop_registries, interop_source, podman, umoci
 
 __all__ = [
+    "containerd",
     "htpasswd_registry",
+    "interop_registries",
+    "interop_source",
+    "podman",
     "proxy_factory",
     "registry",
     "registry_factory",
     "registry_pair",
     "token_registry",
+    "umoci",
 ]
 
 settings.register_profile("mirror", deadline=None)
