@@ -74,6 +74,7 @@ class Built:
 class Source:
     registry: RegistryHandle
     images: dict[str, Built]
+    buildah: Buildah  # its store still holds every image and list built (`localhost/<kind>...`)
 
     def ref(self, kind: str) -> str:
         return f"{self.registry.host}/{self.images[kind].repo}:{TAG}"
@@ -179,7 +180,7 @@ def interop_source(interop_registries: RegistryFactory, tmp_path_factory: pytest
     )
     got = fetch_manifest(src, "it/oci-index-zstd", TAG)
     images["oci-index-zstd"] = _record(src, "oci-index-zstd", got.digest, files)
-    return Source(src, images)
+    return Source(src, images, b)
 
 
 @pytest.fixture(scope="session")
