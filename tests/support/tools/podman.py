@@ -43,13 +43,14 @@ class Podman:
     def __call__(self, *args: str, timeout: float = 120.0) -> str:
         return run([*self.base, *args], env=self.env, timeout=timeout).stdout.decode().strip()
 
-    def pull(self, ref: str, platform: str | None = None) -> None:
-        """`podman pull` over plain HTTP; `platform` (os/arch[/variant]) picks from an index."""
+    def pull(self, ref: str, platform: str | None = None) -> str:
+        """`podman pull` over plain HTTP; `platform` (os/arch[/variant]) picks from an index.
+        The image ID."""
         args = ["pull", "-q", "--tls-verify=false"]
         if platform:
             _os, arch, *variant = platform.split("/")
             args += ["--arch", arch] + (["--variant", variant[0]] if variant else [])
-        self(*args, ref)
+        return self(*args, ref).splitlines()[-1]
 
     def inspect(self, ref: str) -> dict[str, Any]:
         doc = json.loads(self("image", "inspect", ref))
