@@ -13,6 +13,10 @@ Scenarios (default: all but ``multi-tb``):
   ``curl GET | curl PUT`` pipe between the same two registries.
 - ``intrinsic``: ``mirror copy`` from a synthetic source server to a discarding sink (real
   HTTP on loopback, the same client code path) at 1, 8 and 64 GiB: mirror's own ceiling.
+- ``scale``: ``mirror sync --once`` over a generated fleet of tiny images (10,000, 30,000 and
+  100,000 tags) served by the synthetic registry, warm (the destination holds the same content)
+  and cold (an empty discarding sink): peak RSS against tags, requests per tag, tags per second
+  (:mod:`benchmarks.scale`).
 - ``multi-tb``: the synthetic path once at ``--tb-size`` (default 1 TiB) with short-lived
   tokens; long, so never part of the default set. Its latest result is kept in
   ``results/multitb.json`` and shown with every table.
@@ -45,6 +49,7 @@ from typing import Any
 from benchmarks import workload as w
 from benchmarks.measure import GNU_TIME, ProcessStats, Traffic, TrafficWatch, run_measured, terminate
 from benchmarks.registries import Registries, Registry
+from benchmarks.scale import scenario_scale
 
 GiB = 1024**3
 MiB = 1024**2
@@ -769,6 +774,7 @@ SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "big-blob": scenario_big_blob,
     "intrinsic": scenario_intrinsic,
     "multi-tb": scenario_multi_tb,
+    "scale": lambda ctx: scenario_scale(ctx.tmp, ctx.quick, say, loadavg),
 }
 DEFAULT = ["fleet", "fan-out", "big-blob", "intrinsic"]
 
@@ -800,6 +806,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         m, s = tool("fleet-warm", "mirror"), tool("fleet-warm", "skopeo sync")
         r = m["wall"] / s["wall"]
         add("fleet warm: wall vs skopeo sync", "<= 0.2", f"{r:.2f}", r <= 0.2)
+        add("fleet warm one-shot (issue 14): wall vs skopeo sync", "<= 0.5", f"{r:.2f}", r <= 0.5)
     fan = results.get("fan-out")
     if fan:
         m = tool("fan-out", "mirror")
@@ -829,7 +836,67 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             f"{spread / MiB:.1f} MiB",
             spread <= 20 * MiB,
         )
+    out.extend(scale_targets(results.get("scale")))
     return out
+
+
+def scale_targets(scale: dict[str, Any] | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if not scale:
+        return out
+    for phase, limit in (("warm", 150), ("cold", 250)):
+        rows = [r for r in scale["rows"] if r["phase"] == phase]
+        if not rows:
+            continue
+        big = max(rows, key=lambda r: r["tags"])
+        rss = big["peak_rss"] / MiB
+        ok = big["ok"] and rss <= limit
+        got = f"{rss:.0f} MiB{'' if big['ok'] else ' (FAILED)'}"
+        out.append(
+            {
+                "target": f"scale {phase} {big['tags']} tags: peak RSS",
+                "want": f"<= {limit} MiB",
+                "got": got,
+                "met": ok,
+            }
+        )
+        if phase == "warm":
+            heads = big["source_manifest_heads"], big["destination_manifest_heads"], big["other_requests"]
+            ok = heads[0] <= big["tags"] and heads[1] <= big["tags"] and heads[2] == 0
+            out.append(
+                {
+                    "target": f"scale warm {big['tags']} tags: requests",
+                    "want": f"<= {big['tags']} HEADs per side + listings",
+                    "got": f"{heads[0]} + {heads[1]} HEADs, {big['listings']} listings, {heads[2]} other",
+                    "met": ok,
+                }
+            )
+    return out
+
+
+def scale_table(scale: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "| scale (synthetic fleet, `mirror sync --once`) | tags | wall s | tags/s | peak RSS | CPU s "
+        "| requests | source HEADs | destination HEADs | listings | other | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in scale["rows"]:
+        load = r.get("load_start_end", [0, 0])
+        lines.append(
+            f"| {r['phase']}{'' if r['ok'] else ' (FAILED)'} | {r['tags']} | {r['wall']:.1f} | "
+            f"{r['tags_per_second']:.0f} | {r['peak_rss'] / MiB:.0f} MiB | {r['cpu']:.1f} | "
+            f"{r['requests']} | "
+            f"{r['source_manifest_heads']} | {r['destination_manifest_heads']} | {r['listings']} | "
+            f"{r['other_requests']} | {load[0]:.1f} -> {load[1]:.1f} |"
+        )
+    slopes = scale.get("slopes", {})
+    if slopes:
+        lines += [
+            "",
+            "peak RSS slope: " + ", ".join(f"{k} {v / 1024:.2f} KiB per tag" for k, v in slopes.items()),
+        ]
+    return lines
 
 
 def _mb(n: float) -> str:
@@ -849,12 +916,15 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{m['load_end']:.1f}."
             for m in doc.get("merged", [])
         ),
-        "",
-        "| scenario | tool | wall s | vs peer | peak RSS | CPU s | registries CPU s | requests "
-        "| source bytes read | unique bytes | dup blob GETs |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     res = doc["results"]
+    if any(res.get(scn) for scn in ("fleet-cold", "fleet-warm", "fan-out", "big-blob")):
+        lines += [
+            "",
+            "| scenario | tool | wall s | vs peer | peak RSS | CPU s | registries CPU s | requests "
+            "| source bytes read | unique bytes | dup blob GETs |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
     for scn in ("fleet-cold", "fleet-warm", "fan-out", "big-blob"):
         block = res.get(scn)
         if not block:
@@ -895,6 +965,8 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"{row['peak_rss'] / MiB:.1f} MiB | {row['cpu']:.1f} | {row['servers_cpu']:.1f} | "
                 f"{int(row['requests'])} |"
             )
+    if res.get("scale"):
+        lines += scale_table(res["scale"])
     tb = res.get("multi-tb") or _stored_multitb()
     if tb:
         proj = tb.get("projected_5tb_seconds") or 0

@@ -7,10 +7,15 @@ tag answers) whose single layer is the synthetic blob (seed, size), generated wh
 with its Content-Length: no Range, nothing stored. Its digest is given on the command line (the
 harness computes it once and caches it).
 
+*Fleet* (``--fleet REPOSxTAGS``): a generated fleet of tiny images
+(:mod:`benchmarks.fleet_content`) under each ``--fleet-prefix``, with ``_catalog`` and tag
+listings (``n``/``last`` pagination with ``Link``): the source of a scale benchmark, or, under the
+destination's prefix, a destination already holding the same content.
+
 *Sink*: every other repository accepts monolithic uploads (POST, then one PUT) and discards the
 bytes while counting them. A PUT must carry Content-Length and must not be chunked (400
 otherwise); with ``--verify`` the sink also hashes what it receives and refuses a wrong digest.
-Manifests are kept (small); blobs are remembered per repository by digest and size only, and a
+Manifests are kept (small) and listed; blobs are remembered per repository by digest and size only, and a
 mount of a known blob answers 201.
 
 With ``--token-ttl`` every request needs a bearer token from ``/token`` (distribution's token
@@ -20,7 +25,8 @@ refreshes ahead of expiry never sees one after its first challenge.
 The server is a small HTTP/1.1 implementation on an asyncio buffered protocol rather than a web
 framework, so that measuring a client's ceiling costs the server as little CPU as possible:
 upload bodies are received into one reused buffer and never become Python objects, and the
-source writes each generated 4 MiB piece once. ``GET /_stats`` answers counters as JSON. The
+source writes each generated 4 MiB piece once. ``GET /_stats`` answers counters as JSON (requests
+by method and by route, such as ``HEAD manifest`` or ``GET tags``). The
 first line on stdout is ``READY <port>``.
 """
 
@@ -41,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from benchmarks.fleet_content import Fleet
 from mirror.copy.synthetic_blob import synthetic_chunks, synthetic_image
 from mirror.types import mediatypes as mt
 from mirror.types.digest import Digest
@@ -54,6 +61,8 @@ _MANIFEST = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<ref>[^/]+)$")
 _UPLOADS = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/$")
 _UPLOAD = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/(?P<id>[^/]+)$")
 _BLOB = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)$")
+_TAGS = re.compile(r"^/v2/(?P<name>.+)/tags/list$")
+LIST_PAGE = 1000  # listing page size when the client asks for none (distribution's default is 100)
 _REASONS = {
     200: "OK",
     201: "Created",
@@ -69,6 +78,7 @@ _REASONS = {
 @dataclass
 class Stats:
     requests: Counter[str] = field(default_factory=Counter)
+    routes: Counter[str] = field(default_factory=Counter)  # "HEAD manifest", "GET tags", ...
     bytes_served: int = 0
     bytes_received: int = 0
     blobs_received: int = 0
@@ -85,6 +95,7 @@ class Stats:
         return {
             "requests": dict(self.requests),
             "requests_total": sum(self.requests.values()),
+            "routes": dict(self.routes),
             "bytes_served": self.bytes_served,
             "bytes_received": self.bytes_received,
             "blobs_received": self.blobs_received,
@@ -140,15 +151,17 @@ class SyntheticRegistry:
         self,
         seed: str,
         size: int,
-        digest: Digest,
+        digest: Digest | None,
         *,
         source_repo: str = "synthetic/blob",
         token_ttl: float | None = None,
         verify: bool = False,
+        fleet: Fleet | None = None,
     ) -> None:
         self.seed = seed
         self.size = size
-        self.image = synthetic_image(digest, size, note="synthetic source")
+        self.image = synthetic_image(digest, size, note="synthetic source") if digest else None
+        self.fleet = fleet
         self.source_repo = source_repo
         self.token_ttl = token_ttl
         self.verify = verify
@@ -157,6 +170,7 @@ class SyntheticRegistry:
         self._tokens: dict[str, float] = {}  # token -> expiry (monotonic)
         self._blobs: dict[tuple[str, str], int] = {}  # sink: (repository, digest) -> size
         self._manifests: dict[tuple[str, str], tuple[bytes, str]] = {}
+        self._tags: dict[str, set[str]] = {}  # sink: repository -> tags pushed
         self._uploads: set[str] = set()
 
     # -- dispatch ----------------------------------------------------------------------------
@@ -167,6 +181,7 @@ class SyntheticRegistry:
     def handle(self, req: Request) -> Response:
         if req.path != "/_stats":
             self.stats.requests[req.method] += 1
+            self.stats.routes[f"{req.method} {_route(req.path)}"] += 1
         if req.path == "/_stats":
             return _json(200, self.stats.as_dict())
         if req.path == "/token":
@@ -176,6 +191,12 @@ class SyntheticRegistry:
             return denied
         if req.path == "/v2/":
             return _json(200, {})
+        if req.path == "/v2/_catalog" and req.method == "GET":
+            names = set(self._tags) | set(self.fleet.names if self.fleet else ())
+            return _page(req, "/v2/_catalog", "repositories", sorted(names))
+        m = _TAGS.match(req.path)
+        if m and req.method == "GET":
+            return self._list_tags(req, m["name"])
         m = _MANIFEST.match(req.path)
         if m:
             return self._manifest(req, m["name"], m["ref"])
@@ -227,8 +248,21 @@ class SyntheticRegistry:
 
     # -- manifests ---------------------------------------------------------------------------
 
+    def _list_tags(self, req: Request, name: str) -> Response:
+        tags = set(self._tags.get(name, ()))
+        if self.fleet is not None and self.fleet.repository(name) is not None:
+            tags.update(self.fleet.tag_names())
+        elif not tags:
+            return _error(404, "NAME_UNKNOWN", "repository name not known to registry")
+        return _page(req, f"/v2/{name}/tags/list", "tags", sorted(tags), name=name)
+
     def _manifest(self, req: Request, name: str, ref: str) -> Response:
-        if name == self.source_repo:
+        fleet_repo = self.fleet.repository(name) if self.fleet else None
+        if fleet_repo is not None and req.method in ("GET", "HEAD") and self.fleet is not None:
+            data = self.fleet.find_manifest(fleet_repo, ref)
+            if data is not None:
+                return self._bytes(req, data, mt.OCI_MANIFEST, Digest.of(data))
+        if self.image is not None and name == self.source_repo:
             if req.method not in ("GET", "HEAD"):
                 return _error(405, "UNSUPPORTED", "the synthetic source is read-only")
             if ":" in ref and ref != str(self.image.manifest_digest):
@@ -240,6 +274,8 @@ class SyntheticRegistry:
             digest = Digest.of(req.body)
             self._manifests[key] = (req.body, media_type)
             self._manifests[(name, str(digest))] = (req.body, media_type)
+            if ":" not in ref:
+                self._tags.setdefault(name, set()).add(ref)
             return Response(
                 201, {"Docker-Content-Digest": str(digest), "Location": f"/v2/{name}/manifests/{digest}"}
             )
@@ -268,7 +304,12 @@ class SyntheticRegistry:
     # -- blobs -------------------------------------------------------------------------------
 
     def _blob(self, req: Request, name: str, digest: str) -> Response:
-        if name == self.source_repo:
+        fleet_repo = self.fleet.repository(name) if self.fleet else None
+        if fleet_repo is not None and self.fleet is not None:
+            data = self.fleet.find_blob(fleet_repo, digest)
+            if data is not None:
+                return self._bytes(req, data, "application/octet-stream", Digest.parse(digest))
+        if self.image is not None and name == self.source_repo:
             if digest == str(self.image.config_desc.digest):
                 return self._bytes(
                     req, self.image.config, "application/octet-stream", self.image.config_desc.digest
@@ -295,8 +336,13 @@ class SyntheticRegistry:
 
     def _post_upload(self, req: Request, name: str) -> Response:
         mount, source = req.query.get("mount"), req.query.get("from", "")
-        if mount and (source, mount) in self._blobs:
-            self._blobs[(name, mount)] = self._blobs[(source, mount)]
+        known = self._blobs.get((source, mount or ""))
+        if mount and known is None and self.fleet is not None:
+            fleet_repo = self.fleet.repository(source)
+            data = self.fleet.find_blob(fleet_repo, mount) if fleet_repo is not None else None
+            known = None if data is None else len(data)
+        if mount and known is not None:
+            self._blobs[(name, mount)] = known
             return Response(201, {"Docker-Content-Digest": mount, "Location": f"/v2/{name}/blobs/{mount}"})
         upload = uuid.uuid4().hex
         self._uploads.add(upload)
@@ -331,6 +377,7 @@ class SyntheticRegistry:
         m = _UPLOAD.match(req.path)
         assert m is not None
         self.stats.requests[req.method] += 1
+        self.stats.routes["PUT blob"] += 1
         self.stats.put_seconds += time.monotonic() - up.began
         self.stats.bytes_received += up.received
         self._uploads.discard(m["id"])
@@ -342,6 +389,39 @@ class SyntheticRegistry:
         self.stats.blobs_received += 1
         self.stats.received_digests.append(digest)
         return Response(201, {"Docker-Content-Digest": digest, "Location": f"/v2/{m['name']}/blobs/{digest}"})
+
+
+def _route(path: str) -> str:
+    """What a request path addresses, for the per-route counters."""
+    if path == "/v2/":
+        return "ping"
+    if path == "/v2/_catalog":
+        return "catalog"
+    if path == "/token":
+        return "token"
+    for pattern, name in ((_TAGS, "tags"), (_MANIFEST, "manifest"), (_UPLOADS, "upload")):
+        if pattern.match(path):
+            return name
+    if _UPLOAD.match(path):
+        return "upload"
+    return "blob" if _BLOB.match(path) else "other"
+
+
+def _page(req: Request, path: str, key: str, values: list[str], **extra: str) -> Response:
+    """One page of a listing: ``n`` entries after ``last``, with a ``Link`` to the next page."""
+    n = req.query.get("n", "")
+    size = int(n) if n.isdigit() and int(n) > 0 else LIST_PAGE
+    last = req.query.get("last")
+    start = 0
+    if last is not None:
+        import bisect
+
+        start = bisect.bisect_right(values, last)
+    page = values[start : start + size]
+    headers: dict[str, str] = {}
+    if start + size < len(values):
+        headers["Link"] = f'<{path}?n={size}&last={page[-1]}>; rel="next"'
+    return _json(200, {**extra, key: page}, headers)
 
 
 class HttpProtocol(asyncio.BufferedProtocol):
@@ -513,21 +593,32 @@ async def serve(server: SyntheticRegistry, port: int, stop_after: float) -> None
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="benchmarks.synthetic_server")
     p.add_argument("--seed", default="synthetic")
-    p.add_argument("--size", type=int, required=True)
-    p.add_argument("--digest", required=True)
+    p.add_argument("--size", type=int, default=0, help="the synthetic source blob's size (0: none)")
+    p.add_argument("--digest", default="", help="its digest (needed with --size)")
+    p.add_argument("--fleet", default="", metavar="REPOSxTAGS", help="serve a generated fleet of tiny images")
+    p.add_argument(
+        "--fleet-prefix", action="append", default=[], help="repository prefix of the fleet (repeatable)"
+    )
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--source-repo", default="synthetic/blob")
     p.add_argument("--token-ttl", type=float, default=None)
     p.add_argument("--verify", action="store_true", help="hash received blobs and refuse a wrong digest")
     p.add_argument("--stop-after", type=float, default=6 * 3600.0, help="exit after this many seconds")
     args = p.parse_args(argv)
+    if args.size and not args.digest:
+        p.error("--size needs --digest")
+    fleet = None
+    if args.fleet:
+        repos, _, tags = args.fleet.partition("x")
+        fleet = Fleet(int(repos), int(tags), prefixes=tuple(args.fleet_prefix or ["fleet"]))
     server = SyntheticRegistry(
         args.seed,
         args.size,
-        Digest.parse(args.digest),
+        Digest.parse(args.digest) if args.size else None,
         source_repo=args.source_repo,
         token_ttl=args.token_ttl,
         verify=args.verify,
+        fleet=fleet,
     )
     try:
         import uvloop

@@ -37,13 +37,15 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mirror.auth.credentials import Credential
 from mirror.auth.expiry import DEFAULT_REFRESH_MARGIN, CredentialCache, anchor_expiry, epoch_of
-from mirror.auth.googlehttp import AiohttpRequest, transport_error
 from mirror.types.clock import Clock, system_clock
 from mirror.types.errors import AuthError
+
+if TYPE_CHECKING:  # google-auth's transport (and aiohttp): imported when a Google token is needed
+    from mirror.auth.googlehttp import AiohttpRequest
 
 log = logging.getLogger("mirror.auth")
 
@@ -143,6 +145,8 @@ def _metadata_universe(request: AiohttpRequest) -> str:
     if resp.status == 404:
         return DEFAULT_UNIVERSE
     if resp.status != 200:
+        from mirror.auth.googlehttp import transport_error
+
         raise transport_error(f"the metadata server answered HTTP {resp.status} for its universe domain")
     return resp.data.decode("utf-8", "replace").strip() or DEFAULT_UNIVERSE
 
@@ -308,6 +312,8 @@ class GoogleProvider:
     async def _load(self) -> _Loaded | None:
         from google.auth import exceptions as gexc
 
+        from mirror.auth.googlehttp import AiohttpRequest
+
         source = self.source
         if isinstance(source, KeyFile) and source.as_json_key:
             try:
@@ -340,6 +346,8 @@ class GoogleProvider:
 
     async def _token(self, loaded: _Loaded) -> Credential:
         from google.auth import exceptions as gexc
+
+        from mirror.auth.googlehttp import AiohttpRequest
 
         request = AiohttpRequest(asyncio.get_running_loop(), timeout=self.http_timeout)
         try:

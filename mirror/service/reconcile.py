@@ -15,13 +15,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from mirror.jobs.drift import IN_SYNC
 from mirror.jobs.pruning import DELETED, FAILED, KEPT, Lock, PruneResult, prune_job
 from mirror.jobs.survey import Verification, survey_job, verify_jobs
 from mirror.jobs.syncrun import JobSpec, SyncRun
-from mirror.service.replication import ReplicationMetrics
 from mirror.service.state import ServiceState
+
+if TYPE_CHECKING:  # prometheus_client: only when metrics are served
+    from mirror.service.replication import ReplicationMetrics
 
 log = logging.getLogger("mirror")
 
