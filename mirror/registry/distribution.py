@@ -17,10 +17,11 @@ import aiohttp
 from yarl import URL
 
 from mirror.registry.base import BlobReader, ChunkSource, FetchedManifest, ManifestInfo
+from mirror.registry.pages import Pagination
 from mirror.registry.profiles import RegistryProfile, profile_for
 from mirror.transport.client import Transport
 from mirror.transport.errors import redact_url
-from mirror.transport.urls import next_link, resolve_location, with_digest
+from mirror.transport.urls import resolve_location, with_digest
 from mirror.types import mediatypes as mt
 from mirror.types.digest import Digest
 from mirror.types.errors import (
@@ -72,7 +73,7 @@ class HttpBlobReader:
         received = 0
         while True:
             try:
-                chunk, _ = await content.readchunk()
+                chunk, end_of_http_chunk = await content.readchunk()
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 # A body cut short is a temporary transport failure (a fresh read may succeed).
                 raise TransportError(
@@ -81,6 +82,10 @@ class HttpBlobReader:
                     f"bytes: {type(exc).__name__}: {exc or 'timed out'}"
                 ) from None
             if not chunk:
+                if end_of_http_chunk:
+                    # The end of an HTTP chunk whose data was already read (its CRLF came in a
+                    # later TCP segment): not the end of the body.
+                    continue
                 return
             received += len(chunk)
             yield chunk
@@ -329,7 +334,8 @@ class RegistryRepository:
         tags: list[str] = []
         page = TAGS_PAGE if limit is None else max(1, min(limit, TAGS_PAGE))
         path: str | URL = f"{self._path('tags', 'list')}?n={page}"
-        for _ in range(100_000):
+        pages = Pagination(f"{self.name}: tag list")
+        while True:
             reply = await self.transport.request(
                 "GET",
                 self.host,
@@ -340,10 +346,11 @@ class RegistryRepository:
             )
             if reply.status == 404:
                 raise NotFound(f"repository {self.name} does not exist", status=404)
-            tags.extend(_json_list(reply.body, "tags", self.name))
+            added = pages.new_names(_json_list(reply.body, "tags", self.name))
+            tags.extend(added)
             if limit is not None and len(tags) >= limit:
                 return tags[:limit]
-            link = next_link(reply.url, reply.headers.get("Link"))
+            link = pages.next_page(reply, added=len(added))
             if link is None:
                 break
             path = link
@@ -354,12 +361,14 @@ async def list_catalog(transport: Transport, host: str) -> list[str]:
     """Every repository of a registry, through ``_catalog`` with Link pagination."""
     names: list[str] = []
     path: str | URL = f"/v2/_catalog?n={TAGS_PAGE}"
-    for _ in range(100_000):
+    pages = Pagination(f"{host}: catalog")
+    while True:
         reply = await transport.request(
             "GET", host, path, scopes=("registry:catalog:*",), max_body=MAX_LIST_BODY
         )
-        names.extend(_json_list(reply.body, "repositories", host))
-        link = next_link(reply.url, reply.headers.get("Link"))
+        added = pages.new_names(_json_list(reply.body, "repositories", host))
+        names.extend(added)
+        link = pages.next_page(reply, added=len(added))
         if link is None:
             break
         path = link

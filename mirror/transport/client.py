@@ -408,7 +408,8 @@ class Transport:
                     state.challenge = challenge
                     self._auth.tokens.invalidate((host, frozenset(scopes)))
                 if challenge is not None and _replayable(body):
-                    await resp.read()
+                    # Read (bounded) so the connection may be reused; a longer body closes it.
+                    await read_bounded(resp.content, MAX_ERROR_BODY)
                     resp.release()
                     rechallenged = True
                     state.challenge = challenge

@@ -10,11 +10,16 @@ proxy, so blocking tests and the `mirror` CLI can both talk to it.
     evil.requests                                                      # what was asked, in order
 
 Anything not configured is answered 404 with an OCI error body. `Answer.endless` streams a body
-with no Content-Length until the client goes away (bounded by ENDLESS_LIMIT).
+with no Content-Length until the client goes away (bounded by ENDLESS_LIMIT; `endless_sent`
+records how many bytes each such answer got out). `Answer.split_chunks=N` sends the body with
+chunked transfer encoding in N-byte chunks whose closing CRLF arrives in a later TCP segment, as
+Go's chunk writer and unbuffered proxies do. A handler may answer with `await evil.respond(request,
+answer)`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import ssl
@@ -42,6 +47,7 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     endless: bool = False  # stream b"{" * ... with no Content-Length until the client leaves
+    split_chunks: int = 0  # > 0: chunked, N-byte chunks, each CRLF in a later TCP segment
 
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -84,6 +90,7 @@ class EvilRegistry(LoopServer):
         self.accept = accept or (lambda _auth: True)
         self.routes: dict[tuple[str, str], Answer | Handler] = {}
         self.requests: list[Seen] = []
+        self.endless_sent: list[int] = []  # bytes each endless answer wrote before the client left
         self._lock = threading.Lock()
         self.answer("GET", "/v2/", Answer(200, {"Docker-Distribution-Api-Version": "registry/2.0"}, b"{}"))
 
@@ -192,20 +199,50 @@ class EvilRegistry(LoopServer):
             )
         if not isinstance(route, Answer):
             return await route(request)
-        if not route.endless:
+        return await self.respond(request, route)
+
+    async def respond(self, request: web.BaseRequest, answer: Answer) -> web.StreamResponse:
+        """Send `answer` (for handlers that decide per request)."""
+        if answer.split_chunks and request.method != "HEAD":
+            return await self._split_chunks(request, answer)
+        if not answer.endless:
             return web.Response(
-                status=route.status,
-                headers=route.headers,
-                body=None if request.method == "HEAD" else route.body,
+                status=answer.status,
+                headers=answer.headers,
+                body=None if request.method == "HEAD" else answer.body,
             )
-        response = web.StreamResponse(status=route.status, headers=route.headers)
+        response = web.StreamResponse(status=answer.status, headers=answer.headers)
         response.enable_chunked_encoding()
         await response.prepare(request)
         sent = 0
         try:
             while sent < ENDLESS_LIMIT:
-                await response.write(route.body or b"{" * ENDLESS_CHUNK)
-                sent += len(route.body) or ENDLESS_CHUNK
+                await response.write(answer.body or b"{" * ENDLESS_CHUNK)
+                sent += len(answer.body) or ENDLESS_CHUNK
+        except (ConnectionError, RuntimeError):
+            return response
+        finally:
+            with self._lock:
+                self.endless_sent.append(sent)
+        await response.write_eof()
+        return response
+
+    async def _split_chunks(self, request: web.BaseRequest, answer: Answer) -> web.StreamResponse:
+        response = web.StreamResponse(status=answer.status, headers=answer.headers)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        writer = request.writer
+        writer.chunked = False  # type: ignore[attr-defined]  # the chunks are framed here, by hand
+        body, size = answer.body, answer.split_chunks
+        try:
+            for start in range(0, len(body), size):
+                piece = body[start : start + size]
+                await writer.write(b"%x\r\n" % len(piece) + piece)
+                await writer.drain()
+                await asyncio.sleep(0.02)  # the client reads the data before the CRLF arrives
+                await writer.write(b"\r\n")
+                await writer.drain()
+            await writer.write(b"0\r\n\r\n")
         except (ConnectionError, RuntimeError):
             return response
         await response.write_eof()
