@@ -41,3 +41,16 @@ def test_ls_layout_shows_create_time(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_ls_rejects_a_tag(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ls", "127.0.0.1:1/apps/web:v1"]) == 2
     assert "without a tag" in capsys.readouterr().err
+
+
+def test_ls_platforms_once_and_for_single_images(registry: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """Attestation manifests (unknown/unknown) are not platforms, and each platform is named
+    once; an image that is not an index shows the platform its config names."""
+    from tests.support.attestations import push_buildkit_index
+
+    push_buildkit_index(registry, "apps/bk", "v1", ["linux/amd64", "linux/arm64"])
+    single = push_image(registry, "apps/bk", "one", seed="single", platform="linux/arm/v7")
+    assert main(["ls", f"{registry.host}/apps/bk", "--format", "json", "--include-tags"]) == 0
+    docs = {d["tags"][0]: d for d in json.loads(capsys.readouterr().out)}
+    assert docs["v1"]["platforms"] == ["linux/amd64", "linux/arm64"]
+    assert docs["one"]["platforms"] == ["linux/arm/v7"] and docs["one"]["digest"] == single.digest

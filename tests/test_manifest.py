@@ -63,6 +63,54 @@ def test_index_and_filter(media: str) -> None:
         filter_index(m, [Platform.parse("windows/amd64")])
 
 
+def buildkit_index(platforms: list[str]) -> bytes:
+    """An index as BuildKit writes it: one image per platform, each followed by its attestation
+    manifest (platform unknown/unknown, annotated with the image it describes)."""
+    entries = []
+    for i, text in enumerate(platforms):
+        p = Platform.parse(text)
+        image_digest = "sha256:" + f"{2 * i:064x}"
+        entries.append(
+            {
+                "mediaType": mt.OCI_MANIFEST,
+                "digest": image_digest,
+                "size": 5,
+                "platform": {"os": p.os, "architecture": p.architecture},
+            }
+        )
+        entries.append(
+            {
+                "mediaType": mt.OCI_MANIFEST,
+                "digest": "sha256:" + f"{2 * i + 1:064x}",
+                "size": 5,
+                "platform": {"os": "unknown", "architecture": "unknown"},
+                "annotations": {
+                    "vnd.docker.reference.digest": image_digest,
+                    "vnd.docker.reference.type": "attestation-manifest",
+                },
+            }
+        )
+    return json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}).encode()
+
+
+def test_filter_keeps_the_attestations_of_kept_platforms() -> None:
+    """--platform keeps the SBOM and provenance of the platforms it keeps (before: the
+    unknown/unknown entries were dropped, and the attestations lost)."""
+    m = parse_manifest(buildkit_index(["linux/amd64", "linux/arm64", "linux/s390x"]))
+    filtered = filter_index(m, [Platform.parse("linux/amd64"), Platform.parse("linux/s390x")])
+    kept = [int(d.digest.hex, 16) for d in filtered.manifests]
+    assert kept == [0, 1, 4, 5]
+    assert filtered.manifests[1].attests == str(filtered.manifests[0].digest)
+
+
+def test_unknown_platform_is_named_once_in_the_error() -> None:
+    m = parse_manifest(buildkit_index(["linux/amd64", "linux/arm64"] + [f"linux/a{i}" for i in range(10)]))
+    with pytest.raises(ManifestError) as caught:
+        filter_index(m, [Platform.parse("windows/amd64")])
+    assert "unknown/unknown" not in caught.value.message
+    assert caught.value.message.count("linux/amd64") == 1
+
+
 def test_verified_by_digest() -> None:
     raw = image()
     parse_manifest(raw, digest=Digest.of(raw))

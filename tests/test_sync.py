@@ -317,3 +317,29 @@ jobs:
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     progress = [entry for entry in lines if entry["msg"].startswith("progress:")]
     assert progress and progress[-1]["in_flight"] >= 1
+
+
+def test_tagless_repository_in_the_catalog_is_not_a_job_error(registry_pair: Any, tmp_path: Path) -> None:
+    """A repository that _catalog lists but that has no tag (blobs left by an interrupted push)
+    has nothing to copy; before, its 404 tag list failed the whole prefix job on every run."""
+    from tests.support.images import push_blob
+
+    src, dst = registry_pair
+    push_blob(src, "apps/interrupted", layer(2 * KiB, "orphan"))
+    web = push_image(src, "apps/web", "v1", seed="web")
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"""
+version: 1
+jobs:
+  - name: apps
+    source: {src.host}/apps/*
+    destinations: [{dst.host}/mirror]
+""",
+    )
+    report = tmp_path / "r.json"
+    assert sync(config, "--once", "--report", str(report)) == 0
+    doc = json.loads(report.read_text())
+    [job] = doc["jobs"]
+    assert job["ok"] and not job["error"] and job["images"] == 1
+    assert fetch_manifest(dst, "mirror/web", "v1").digest == web.digest

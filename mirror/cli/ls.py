@@ -17,7 +17,7 @@ from mirror.registry.base import Repository
 from mirror.transport.client import HostOptions, Transport
 from mirror.types.digest import Digest
 from mirror.types.errors import InputError, MirrorError
-from mirror.types.manifest import Manifest, parse_manifest
+from mirror.types.manifest import Manifest, Platform, parse_manifest, platforms
 from mirror.types.reference import ImageRef, LayoutRef, parse_reference, validate_host
 
 CREATED = "org.opencontainers.image.created"
@@ -43,28 +43,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plain-http", action="store_true", help="talk plain HTTP to the registry")
 
 
-async def _created(repo: Repository, manifest: Manifest) -> str:
-    if CREATED in manifest.annotations:
-        return manifest.annotations[CREATED]
+async def _config(repo: Repository, manifest: Manifest) -> dict[str, object]:
+    """The image config of ``manifest`` when it is small, verified and JSON; else {}."""
     if manifest.config is None or manifest.config.size > MAX_CONFIG_BYTES:
-        return ""
+        return {}
     reader = await repo.open_blob(manifest.config)
     chunks: list[bytes] = []
     try:
         async for chunk in reader.chunks():
             chunks.append(chunk)
             if sum(map(len, chunks)) > MAX_CONFIG_BYTES:
-                return ""
+                return {}
     finally:
         await reader.close()
     data = b"".join(chunks)
     if Digest.of(data, manifest.config.digest.algorithm) != manifest.config.digest:
-        return ""
+        return {}
     try:
-        created = json.loads(data).get("created", "")
-    except (ValueError, AttributeError):
-        return ""
-    return created if isinstance(created, str) else ""
+        doc = json.loads(data)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _text(doc: dict[str, object], key: str) -> str:
+    value = doc.get(key, "")
+    return value if isinstance(value, str) else ""
+
+
+async def _describe_image(repo: Repository, manifest: Manifest, row: ImageRow) -> None:
+    """Create time and platform of an image manifest, from its annotation and its config."""
+    config = await _config(repo, manifest)
+    row.created = manifest.annotations.get(CREATED, "") or _text(config, "created")
+    os_, arch = _text(config, "os"), _text(config, "architecture")
+    if os_ and arch:
+        row.platforms = [str(Platform(os_, arch, _text(config, "variant")))]
 
 
 async def _describe(repo: Repository, digest: str, tags: list[str], limit: asyncio.Semaphore) -> ImageRow:
@@ -73,17 +86,23 @@ async def _describe(repo: Repository, digest: str, tags: list[str], limit: async
         manifest = parse_manifest(fetched.raw, fetched.media_type, digest=fetched.digest)
         row = ImageRow(repo.name, digest, manifest.media_type, sorted(tags))
         if manifest.is_index:
-            row.platforms = [str(d.platform) for d in manifest.manifests if d.platform]
+            row.platforms = platforms(manifest)
             row.size = sum(d.size for d in manifest.manifests)
             row.created = manifest.annotations.get(CREATED, "")
             if not row.created and manifest.manifests:
                 child = await repo.get_manifest(str(manifest.manifests[0].digest))
                 child_manifest = parse_manifest(child.raw, child.media_type, digest=child.digest)
-                row.created = await _created(repo, child_manifest)
+                row.created = (await _config_row(repo, child_manifest)).created
         else:
             row.size = sum(b.size for b in manifest.blobs)
-            row.created = await _created(repo, manifest)
+            await _describe_image(repo, manifest, row)
         return row
+
+
+async def _config_row(repo: Repository, manifest: Manifest) -> ImageRow:
+    row = ImageRow(repo.name, str(manifest.digest), manifest.media_type)
+    await _describe_image(repo, manifest, row)
+    return row
 
 
 async def list_images(repo: Repository) -> list[ImageRow]:

@@ -162,7 +162,8 @@ class CopyEngine:
                 dres.status = r.PLANNED
                 return
             *children, (reference, top) = plan.manifests
-            await asyncio.gather(*(self._push(repo, ref, m, item.task.job) for ref, m in children))
+            for wave in _waves(children):  # an inner index only after its own children
+                await asyncio.gather(*(self._push(repo, ref, m, item.task.job) for ref, m in wave))
             await self._push(repo, reference, top, item.task.job, always=True)
             dres.manifests_pushed = len(plan.manifests)
             dres.status = r.COPIED
@@ -200,3 +201,17 @@ class CopyEngine:
         self._pushed.add(key)
         self.stats.manifests_pushed += 1
         self._emit(ev.MANIFEST_PUSHED, repo=repo, digest=str(manifest.digest), detail=job)
+
+
+def _waves(manifests: list[tuple[str, Manifest]]) -> list[list[tuple[str, Manifest]]]:
+    """``manifests`` (children before parents) in groups that can be pushed at once: image
+    manifests first, then each index once every manifest it lists is in an earlier group."""
+    height: dict[Digest, int] = {}
+    waves: list[list[tuple[str, Manifest]]] = []
+    for ref, manifest in manifests:
+        level = 1 + max((height.get(d.digest, -1) for d in manifest.manifests), default=-1)
+        height[manifest.digest] = level
+        while len(waves) <= level:
+            waves.append([])
+        waves[level].append((ref, manifest))
+    return waves

@@ -59,16 +59,18 @@ def summary_lines(images: list[ImageResult], stats: RunStats) -> list[str]:
     lines = []
     for image in images:
         if image.error:
-            lines.append(f"FAILED  {image.source}: {image.error}")
+            lines.append(f"{'FAILED':9}{image.source}: {image.error}")
         for dest in image.destinations:
-            line = f"{dest.status.upper():8}{image.source} -> {dest.destination}"
+            if image.error and dest.error == image.error:
+                continue  # said once, on the image's line
+            line = f"{dest.status.upper():9}{image.source} -> {dest.destination}"
             if dest.digest:
                 line += f" ({dest.digest[:19]})"
             if dest.error:
                 line += f": {dest.error}"
             lines.append(line)
         if image.note:
-            lines.append(f"        note: {image.note}")
+            lines.append(f"{'':9}note: {image.note}")
     lines.append(
         f"read {human_bytes(stats.bytes_read)} in {stats.blobs_read} blobs, wrote "
         f"{human_bytes(stats.bytes_written)}; blobs pushed {stats.blobs_pushed}, mounted "

@@ -9,6 +9,7 @@ jobs go on; a failing image never stops the others.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,10 +28,12 @@ from mirror.registry.ecr import ensure_repository, is_ecr_host
 from mirror.registry.profiles import RegistryProfile, profile_for
 from mirror.transport.client import Transport
 from mirror.types.digest import Digest
-from mirror.types.errors import MirrorError
+from mirror.types.errors import MirrorError, NotFound
 from mirror.types.events import EventSink, discard
 from mirror.types.manifest import Platform
 from mirror.types.reference import ImageRef, LayoutRef, Ref
+
+log = logging.getLogger("mirror")
 
 PLAN_CONCURRENCY = 16  # repositories whose tags are listed at the same time
 
@@ -201,7 +204,16 @@ class SyncRun:
             source = self.repository(
                 spec.repository_ref(repo_path if spec.kind is SourceKind.PREFIX else None)
             )
-            references = select_references(await source.list_tags(), job.tag_filter, job.referrers)
+            try:
+                tags = await source.list_tags()
+            except NotFound:
+                if spec.kind is not SourceKind.PREFIX:
+                    raise
+                # Listed by _catalog but without a tag (blobs left by an interrupted push):
+                # there is no image to copy, which is not an error of the job.
+                log.info("%s has no tags: nothing to copy", source.name)
+                return []
+            references = select_references(tags, job.tag_filter, job.referrers)
         dests: list[Repository] = []
         for dest_spec in job.destinations:
             dest_ref = map_repository(spec, repo_path, dest_spec)

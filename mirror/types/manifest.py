@@ -17,6 +17,12 @@ from mirror.types.errors import InvalidReference, ManifestError
 MAX_INDEX_ENTRIES = 10_000
 MAX_LAYERS = 10_000
 
+# BuildKit's attestation manifests (SBOM, provenance): index entries with platform
+# unknown/unknown whose annotations name the image manifest they describe.
+REFERENCE_TYPE = "vnd.docker.reference.type"
+REFERENCE_DIGEST = "vnd.docker.reference.digest"
+ATTESTATION = "attestation-manifest"
+
 
 @dataclass(frozen=True)
 class Platform:
@@ -54,6 +60,16 @@ class Descriptor:
     @property
     def is_manifest(self) -> bool:
         return mt.is_manifest(self.media_type)
+
+    def annotation(self, key: str) -> str | None:
+        return next((v for k, v in self.annotations if k == key), None)
+
+    @property
+    def attests(self) -> str | None:
+        """For a BuildKit attestation manifest, the digest of the image it describes."""
+        if self.annotation(REFERENCE_TYPE) != ATTESTATION:
+            return None
+        return self.annotation(REFERENCE_DIGEST)
 
 
 def _descriptor(raw: Any, where: str) -> Descriptor:
@@ -177,22 +193,40 @@ def parse_manifest(raw: bytes, media_type: str = "", *, digest: Digest | None = 
     return Manifest(kind, raw, computed, config=config, layers=parsed, subject=subject, annotations=ann)
 
 
+def platforms(index: Manifest) -> list[str]:
+    """The platforms an index offers, each once, in order; attestation manifests are not one."""
+    seen: dict[str, None] = {}
+    for desc in index.manifests:
+        if desc.platform is not None and desc.attests is None:
+            seen.setdefault(str(desc.platform))
+    return list(seen)
+
+
 def filter_index(index: Manifest, wanted: list[Platform]) -> Manifest:
-    """A new index holding only the children whose platform matches one of ``wanted``.
+    """A new index holding only the children whose platform matches one of ``wanted``, and the
+    attestation manifests (SBOM, provenance) of those children.
 
     The result has new bytes and therefore a new digest; everything else in the document
     (annotations, order, descriptor fields) is kept.
     """
     doc = json.loads(index.raw)
-    kept = []
-    for raw_entry, desc in zip(doc["manifests"], index.manifests, strict=True):
-        if desc.platform is not None and any(w.matches(desc.platform) for w in wanted):
-            kept.append(raw_entry)
-    if not kept:
-        available = ", ".join(str(d.platform) for d in index.manifests if d.platform) or "none"
+    chosen = {
+        desc.digest
+        for desc in index.manifests
+        if desc.attests is None
+        and desc.platform is not None
+        and any(w.matches(desc.platform) for w in wanted)
+    }
+    if not chosen:
+        available = ", ".join(platforms(index)) or "none"
         raise ManifestError(
             f"no manifest in the index matches {', '.join(map(str, wanted))}; available: {available}"
         )
+    kept = [
+        raw_entry
+        for raw_entry, desc in zip(doc["manifests"], index.manifests, strict=True)
+        if desc.digest in chosen or desc.attests in {str(d) for d in chosen}
+    ]
     doc["manifests"] = kept
     raw = json.dumps(doc, separators=(",", ":")).encode()
     return parse_manifest(raw, index.media_type)
