@@ -15,11 +15,19 @@ from tests.support.fixtures import (
     registry_pair,
     token_registry,
 )
-from tests.support.interop import containerd, interop_registries, interop_source, podman, umoci
+from tests.support.interop import (
+    containerd,
+    interop_destination,
+    interop_registries,
+    interop_source,
+    podman,
+    umoci,
+)
 
 __all__ = [
     "containerd",
     "htpasswd_registry",
+    "interop_destination",
     "interop_registries",
     "interop_source",
     "podman",

@@ -157,16 +157,11 @@ def test_podman_pulls_the_synced_copy(
     ref = mirrored.ref("sync", kind)
     platforms = list(built.files)[:2] if built.multi else ["linux/amd64"]
     for platform in platforms:
-        podman.pull(ref, platform if built.multi else None)
-        info = podman.inspect(ref)
-        assert info["Digest"] == built.digest, (kind, platform)
-        assert "sha256:" + info["Id"] == _config_digest(interop_source, built, platform), (kind, platform)
-        rootfs = podman.mount(ref)
-        try:
+        with podman.pulled(ref, platform if built.multi else None) as rootfs:
+            info = podman.inspect(ref)
+            assert info["Digest"] == built.digest, (kind, platform)
+            assert "sha256:" + info["Id"] == _config_digest(interop_source, built, platform), (kind, platform)
             assert built.files[platform].mismatches(rootfs) == []
-        finally:
-            podman.unmount(ref)
-        podman.remove(ref)
 
 
 @pytest.mark.parametrize("kind", KINDS)

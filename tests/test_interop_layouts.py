@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.interop import TAG, Source, layout_blob, layout_index, mirror_copy, mirror_sync
-from tests.support.registry import RegistryFactory, RegistryHandle
+from tests.support.registry import RegistryHandle
 from tests.support.skopeo import skopeo_copy, skopeo_inspect_raw
 from tests.support.tools.containerd import Containerd
 from tests.support.tools.files import Files
@@ -18,13 +18,8 @@ from tests.support.tools.umoci import Umoci
 pytestmark = pytest.mark.interop
 
 
-@pytest.fixture(scope="module")
-def dst(interop_registries: RegistryFactory) -> RegistryHandle:
-    return interop_registries.start()
-
-
 def test_skopeo_layout_by_tag(
-    interop_source: Source, dst: RegistryHandle, containerd: Containerd, tmp_path: Path
+    interop_source: Source, interop_destination: RegistryHandle, containerd: Containerd, tmp_path: Path
 ) -> None:
     """skopeo writes an index with every platform into `oci:DIR:1`; mirror copies it by tag,
     digest preserved; containerd unpacks a platform to the files buildah put in."""
@@ -32,10 +27,10 @@ def test_skopeo_layout_by_tag(
     layout = tmp_path / "skopeo"
     skopeo_copy(interop_source.ref("oci-index"), f"oci:{layout}:{TAG}")
     assert layout_index(layout)["manifests"][0]["digest"] == built.digest
-    run = mirror_copy(tmp_path, f"oci:{layout}:{TAG}", f"{dst.host}/lay/skopeo:{TAG}")
+    run = mirror_copy(tmp_path, f"oci:{layout}:{TAG}", f"{interop_destination.host}/lay/skopeo:{TAG}")
     assert run.code == 0, run.errors()
-    assert skopeo_inspect_raw(f"{dst.host}/lay/skopeo:{TAG}") == built.data
-    ref = f"{dst.host}/lay/skopeo:{TAG}"
+    assert skopeo_inspect_raw(f"{interop_destination.host}/lay/skopeo:{TAG}") == built.data
+    ref = f"{interop_destination.host}/lay/skopeo:{TAG}"
     containerd.pull(ref)
     assert containerd.image_digest(ref) == built.digest
     with containerd.mounted(ref, "linux/arm64/v8") as rootfs:
@@ -43,7 +38,7 @@ def test_skopeo_layout_by_tag(
 
 
 def test_skopeo_layout_without_a_name_by_digest(
-    interop_source: Source, dst: RegistryHandle, tmp_path: Path
+    interop_source: Source, interop_destination: RegistryHandle, tmp_path: Path
 ) -> None:
     """`skopeo copy ... oci:DIR` writes no ref.name: mirror copies the entry by its digest."""
     built = interop_source.images["oci-index-zstd"]
@@ -51,15 +46,19 @@ def test_skopeo_layout_without_a_name_by_digest(
     skopeo_copy(interop_source.ref("oci-index-zstd"), f"oci:{layout}")
     (entry,) = layout_index(layout)["manifests"]
     assert "annotations" not in entry
-    run = mirror_copy(tmp_path, f"oci:{layout}@{built.digest}", f"{dst.host}/lay/untagged:{TAG}")
+    run = mirror_copy(
+        tmp_path, f"oci:{layout}@{built.digest}", f"{interop_destination.host}/lay/untagged:{TAG}"
+    )
     assert run.code == 0, run.errors()
-    assert skopeo_inspect_raw(f"{dst.host}/lay/untagged:{TAG}") == built.data
+    assert skopeo_inspect_raw(f"{interop_destination.host}/lay/untagged:{TAG}") == built.data
     for child in built.children.values():
-        assert skopeo_inspect_raw(f"{dst.host}/lay/untagged@{child}") == layout_blob(layout, child)
+        assert skopeo_inspect_raw(f"{interop_destination.host}/lay/untagged@{child}") == layout_blob(
+            layout, child
+        )
 
 
 def test_buildah_layout_synced_as_a_repository(
-    interop_source: Source, dst: RegistryHandle, podman: Podman, tmp_path: Path
+    interop_source: Source, interop_destination: RegistryHandle, podman: Podman, tmp_path: Path
 ) -> None:
     """buildah pushes its 3-platform list into a layout; `mirror sync` takes the layout as a
     repository source; podman pulls a platform of the copy and finds buildah's files."""
@@ -74,24 +73,20 @@ version: 1
 jobs:
   - name: from-layout
     source: oci:{layout}
-    destinations: [{dst.host}/lay]
+    destinations: [{interop_destination.host}/lay]
 """,
     )
     assert run.code == 0, run.errors()
     assert list(run.statuses().values()) == ["copied"]
-    ref = f"{dst.host}/lay/buildah-app:{TAG}"
+    ref = f"{interop_destination.host}/lay/buildah-app:{TAG}"
     assert skopeo_inspect_raw(ref) == built.data
-    podman.pull(ref, "linux/arm/v7")
-    assert podman.inspect(ref)["Digest"] == built.digest
-    try:
-        assert built.files["linux/arm/v7"].mismatches(podman.mount(ref)) == []
-    finally:
-        podman.unmount(ref)
-        podman.remove(ref)
+    with podman.pulled(ref, "linux/arm/v7") as rootfs:
+        assert podman.inspect(ref)["Digest"] == built.digest
+        assert built.files["linux/arm/v7"].mismatches(rootfs) == []
 
 
 def test_umoci_layout_synced_copied_and_unpacked(
-    dst: RegistryHandle, podman: Podman, umoci: Umoci, tmp_path: Path
+    interop_destination: RegistryHandle, podman: Podman, umoci: Umoci, tmp_path: Path
 ) -> None:
     """umoci writes two tags from real files; `mirror sync` copies the layout's tags to a registry
     where podman finds the files, and `mirror copy` into another layout gives umoci the same
@@ -111,20 +106,16 @@ version: 1
 jobs:
   - name: umoci
     source: oci:{layout}
-    destinations: [{dst.host}/lay]
+    destinations: [{interop_destination.host}/lay]
 """,
     )
     assert run.code == 0, run.errors()
     assert sorted(run.statuses().values()) == ["copied", "copied"]
     for tag, content in files.items():
-        ref = f"{dst.host}/lay/umoci-app:{tag}"
+        ref = f"{interop_destination.host}/lay/umoci-app:{tag}"
         assert skopeo_inspect_raw(ref) == layout_blob(layout, digests[tag])
-        podman.pull(ref)
-        try:
-            assert content.mismatches(podman.mount(ref)) == []
-        finally:
-            podman.unmount(ref)
-            podman.remove(ref)
+        with podman.pulled(ref) as rootfs:
+            assert content.mismatches(rootfs) == []
 
     copy = tmp_path / "umoci-copy"
     run = mirror_copy(tmp_path, f"oci:{layout}:v2", f"oci:{copy}:v2")

@@ -91,6 +91,12 @@ def interop_registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reg
         factory.stop_all(remove_storage=True)
 
 
+@pytest.fixture(scope="session")
+def interop_destination(interop_registries: RegistryFactory) -> RegistryHandle:
+    """One destination registry shared by the interop modules (each writes its own repositories)."""
+    return interop_registries.start()
+
+
 def _children(data: bytes) -> dict[str, str]:
     doc = json.loads(data)
     out = {}

@@ -13,6 +13,8 @@ on first use) and `--events-backend none` keeps it out of /run/libpod.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,17 @@ class Podman:
 
     def remove(self, ref: str) -> None:
         self("rmi", "-f", ref)
+
+    @contextmanager
+    def pulled(self, ref: str, platform: str | None = None) -> Iterator[Path]:
+        """Pull `ref` and give its files for the block; the image is removed afterwards."""
+        image = self.pull(ref, platform)
+        rootfs = self.mount(image)
+        try:
+            yield rootfs
+        finally:
+            self.unmount(image)
+            self.remove(image)
 
     def save_oci_dir(self, ref: str, directory: Path) -> Path:
         self("save", "-q", "--format", "oci-dir", "-o", str(directory), ref)
