@@ -20,13 +20,14 @@ demo: $(STAMP)
 	$(PY) -m mirror demo --dir demo-out
 
 # Debian's docker-registry and skopeo, when missing (tests start their own registries); the outside
-# tools the interop suite builds with and pulls back with (tests/test_interop_*.py).
+# tools the interop suite builds with and pulls back with (tests/test_interop_*.py); chromium, in
+# which the status page test reads the page.
 system-deps:
 	@missing=""; \
 	command -v docker-registry >/dev/null 2>&1 || missing="$$missing docker-registry"; \
 	command -v skopeo >/dev/null 2>&1 || missing="$$missing skopeo"; \
 	command -v htpasswd >/dev/null 2>&1 || missing="$$missing apache2-utils"; \
-	for tool in buildah podman containerd umoci zstd; do \
+	for tool in buildah podman containerd umoci zstd chromium; do \
 	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -1,4 +1,4 @@
-"""A run's logs, report and metrics never contain the secrets it used."""
+"""A run's logs, report, metrics and status page never contain the secrets it used."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from typing import Any
 from mirror.jobs.config import load_config
 from mirror.service.daemon import Daemon, redactor_for
 from mirror.service.logs import setup_logging
+from mirror.service.statuspage import render_status
 from tests.support.images import push_image
 
 
-async def test_no_secret_in_logs_report_or_metrics(
+async def test_no_secret_in_logs_report_metrics_or_status_page(
     registry_factory: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
     src = registry_factory.start(auth="htpasswd")
@@ -51,6 +52,8 @@ jobs:
     assert by_name["good"].ok and not by_name["denied"].ok
     body, _ = daemon.metrics.render()
     outputs = {"logs": stream.getvalue(), "report": report.read_text(), "metrics": body.decode()}
+    outputs["status.json"] = json.dumps(daemon.status())
+    outputs["status page"] = render_status(daemon.status())
     tokens = [t.token for t in dst.token_server.issued]
     assert tokens, "the destination issued no token"
     secrets = [src.password, dst.password, *tokens]
@@ -62,3 +65,5 @@ jobs:
             assert secret not in text, f"a secret appears in the {name}"
     assert '"level": "warning"' in outputs["logs"]  # the denied copy was logged, with its error
     json.loads(outputs["report"])
+    denied = next(j for j in daemon.status()["jobs"] if j["name"] == "denied")
+    assert denied["verdict"] == "failing" and denied["last_pass"]["problems"]

@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--metrics-address",
         metavar="HOST:PORT",
-        help="serve /metrics, /healthz, /readyz, /shard here (overrides metrics.address)",
+        help="serve /metrics, /healthz, /readyz, /shard and the status page (/, /status.json) here "
+        "(overrides metrics.address)",
     )
     p.add_argument(
         "--grace",

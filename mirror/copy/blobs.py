@@ -39,11 +39,13 @@ Outcome = str | BaseException  # "pushed" | "mounted" | "skipped" | "planned" | 
 
 @dataclass
 class BlobNeed:
-    """One blob, where to read it, and the destination repositories that want it (by name)."""
+    """One blob, where to read it, the destination repositories that want it (by name), and the
+    first image that wants it (what a person watching transfers recognises)."""
 
     desc: Descriptor
     source: Repository
     dests: dict[str, Repository] = field(default_factory=dict)
+    image: str = ""
 
 
 def collect(resolved: list[Resolved]) -> dict[Digest, BlobNeed]:
@@ -52,7 +54,7 @@ def collect(resolved: list[Resolved]) -> dict[Digest, BlobNeed]:
     for item in resolved:
         for plan in item.plans:
             for digest, desc in plan.blobs.items():
-                need = needs.setdefault(digest, BlobNeed(desc, item.task.source))
+                need = needs.setdefault(digest, BlobNeed(desc, item.task.source, image=item.task.display))
                 need.dests.setdefault(plan.dest.repo.name, plan.dest.repo)
     return needs
 
@@ -224,6 +226,7 @@ class BlobTransfers:
                     repo=need.source,
                     digest=str(desc.digest),
                     size=desc.size,
+                    detail=need.image,
                 )
                 try:
                     reader = await need.source.open_blob(desc)

@@ -16,20 +16,24 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mirror import __version__
 from mirror.auth.chain import default_chain
 from mirror.auth.credentials import StaticProvider
 from mirror.auth.redact import RedactingProvider, Redactor
 from mirror.copy.results import ImageResult, RunStats
 from mirror.jobs.config import Config, Job
+from mirror.jobs.inflight import InFlight
 from mirror.jobs.progress import Progress
 from mirror.jobs.pruning import PruneResult
 from mirror.jobs.report import build_report, summary_lines, write_report
 from mirror.jobs.schedule import next_start
 from mirror.jobs.survey import Verification, verify_jobs
 from mirror.jobs.syncrun import JobSpec, SyncResult, SyncRun, job_spec
+from mirror.service.passes import by_job, pass_details
 from mirror.service.reconcile import Reconciler
 from mirror.service.shard import Shard, describe
 from mirror.service.state import PassInfo, ServiceState
+from mirror.service.status import drift_document, shard_summary, status_document
 from mirror.transport.client import Transport
 from mirror.types.clock import Clock, system_clock
 from mirror.types.events import EventSink, Fanout, discard
@@ -72,6 +76,7 @@ class Daemon:
     stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     owned: dict[str, list[str]] = field(default_factory=dict)
     progress: Progress = field(default_factory=Progress)
+    inflight: InFlight = field(default_factory=InFlight)
     progress_interval: float = 30.0
     state: ServiceState = field(default_factory=ServiceState)
     replication: ReplicationMetrics | None = None
@@ -105,12 +110,17 @@ class Daemon:
                 self.metrics.job_started(job)
         started, started_at = time.monotonic(), time.time()
         specs = [job_spec(self.config, j) for j in jobs]
+        for job in jobs:
+            self.state.job(job.name).running_since = started_at
         try:
             result = await run.run(specs)
         finally:
             self._active.discard(run)
+            for job in jobs:
+                self.state.job(job.name).running_since = None
             await run.aclose()
         elapsed = time.monotonic() - started
+        images = by_job(result.images)
         for job, outcome in zip(jobs, result.jobs, strict=True):
             if self.metrics is not None:
                 self.metrics.job_finished(job, outcome.ok, elapsed)
@@ -123,6 +133,7 @@ class Daemon:
                 outcome.images,
                 outcome.failed,
                 outcome.error,
+                **pass_details(images.get(job.name, [])),
             )
             fields = {
                 "job": job.name,
@@ -214,6 +225,24 @@ class Daemon:
             return {"sharded": False, "repositories": keys}
         return describe(self.shard, keys)
 
+    def status(self) -> dict[str, Any]:
+        """The status page's document (``/``, ``/status.json``), secrets redacted."""
+        owned = (r for repos in self.owned.values() for r in repos)
+        return status_document(
+            self.state.snapshot(),
+            self.jobs,
+            self.inflight.snapshot(),
+            shard=shard_summary(self.shard, owned),
+            version=__version__,
+            now=time.time(),
+            redact=self.redactor.redact,
+        )
+
+    def drift(self, job: str, state: str = "") -> dict[str, Any] | None:
+        """Every drift row kept for ``job`` (``/jobs/NAME/drift``), secrets redacted."""
+        snapshot = self.state.snapshot()
+        return drift_document(snapshot, job, only=state, now=time.time(), redact=self.redactor.redact)
+
     def request_stop(self) -> None:
         self.stop_requested.set()
         for run in list(self._active):
@@ -222,7 +251,7 @@ class Daemon:
     # -- once --------------------------------------------------------------------------------
 
     def _events(self) -> Fanout:
-        sinks: list[EventSink] = [self.progress]
+        sinks: list[EventSink] = [self.progress, self.inflight]
         if self.metrics is not None:
             sinks.insert(0, self.metrics)
         return Fanout(*sinks)
@@ -280,7 +309,11 @@ class Daemon:
         events = self._events()
         ticker = asyncio.create_task(self._log_progress())
         address = self.metrics_address or (self.config.metrics.address if self.config.metrics else None)
-        server = HealthServer(self.metrics, address=address, shard_info=self.shard_info) if address else None
+        server = (
+            HealthServer(self.metrics, address=address, shard_info=self.shard_info, status=self)
+            if address
+            else None
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -301,9 +334,11 @@ class Daemon:
                         continue  # a run of this job is still going: skip its slots, never queue
                     if job.name not in due:
                         due[job.name] = next_start(job.schedule.spec, job.name, last_start[job.name], now)
+                        self.state.job(job.name).next_pass = due[job.name]
                     if due[job.name] <= now:
                         last_start[job.name] = now
                         del due[job.name]
+                        self.state.job(job.name).next_pass = None  # known when this one ends
                         task = asyncio.create_task(self.run_jobs(transport, events, [job]))
                         running[job.name] = task
                         task.add_done_callback(_forget(running, job.name))

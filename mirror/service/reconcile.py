@@ -5,9 +5,10 @@ Prune (``prune: true``) reads both sides of the job again (listings only), decid
 results go to the run report, the job's state and the ``mirror_pruned_tags`` counters.
 
 The drift check is ``mirror verify`` for the jobs of the pass: its counts become the
-``mirror_drift_images`` gauge and the job's state, and a job with drift gets a log line. It
-reads both sides again (one listing per repository, one HEAD per tag on each side), so it runs
-in serve mode only, where something reads it.
+``mirror_drift_images`` gauge and the job's state (with the rows not in sync, for the status
+page), and a job with drift gets a log line. It reads both sides again (one listing per
+repository, one HEAD per tag on each side), so it runs in serve mode only, where something reads
+it.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from mirror.jobs.drift import IN_SYNC
+from mirror.jobs.drift import IN_SYNC, DriftEntry
 from mirror.jobs.pruning import DELETED, FAILED, KEPT, Lock, PruneResult, prune_job
 from mirror.jobs.survey import Verification, survey_job, verify_jobs
 from mirror.jobs.syncrun import JobSpec, SyncRun
-from mirror.service.state import ServiceState
+from mirror.service.state import DRIFT_ROWS_KEPT, ServiceState
 
 if TYPE_CHECKING:  # prometheus_client: only when metrics are served
     from mirror.service.replication import ReplicationMetrics
@@ -80,9 +81,16 @@ class Reconciler:
         finally:
             await run.aclose()
         now = time.time()
+        off: dict[str, list[DriftEntry]] = {}
+        for row in result.rows:
+            if row.state != IN_SYNC:
+                off.setdefault(row.job, []).append(row)
         for name, found in result.jobs.items():
             job_state = self.state.job(name)
             job_state.drift, job_state.drift_at = dict(found), now
+            rows = off.get(name, [])
+            job_state.drift_rows = [row.to_dict() for row in rows[:DRIFT_ROWS_KEPT]]
+            job_state.drift_rows_total = len(rows)
             if self.replication is not None:
                 self.replication.set_drift(name, found, now)
             drifted = {state: n for state, n in found.items() if n and state != IN_SYNC}

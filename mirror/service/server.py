@@ -10,6 +10,8 @@ path        answer
             shutting down; otherwise 503 ``not ready`` or ``shutting down`` (readiness)
 /shard      JSON from the ``shard_info`` callback: which repositories this replica owns (see
             :func:`mirror.service.shard.describe`); without a callback, an unsharded ``0/1``
+/           with a ``status`` source: the status page, ``/status.json`` and the drift lists
+            (see :mod:`mirror.service.statusweb`)
 ==========  ===================================================================================
 
 Bodies carry no secrets: the metrics have bounded, secret-free labels, and ``/shard`` lists
@@ -35,6 +37,7 @@ from types import TracebackType
 from aiohttp import web
 
 from mirror.service.metrics import Metrics
+from mirror.service.statusweb import StatusSource, add_status_routes
 from mirror.types.errors import InputError
 
 __all__ = ["DEFAULT_ADDRESS", "HealthServer", "ShardInfo", "parse_address"]
@@ -92,8 +95,10 @@ class HealthServer:
         *,
         address: str = DEFAULT_ADDRESS,
         shard_info: ShardInfo | None = None,
+        status: StatusSource | None = None,
     ) -> None:
         self.metrics = metrics
+        self.status = status
         self.host, self.requested_port = parse_address(address)
         self.shard_info = shard_info
         self._ready = False
@@ -154,6 +159,8 @@ class HealthServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/shard", self._shard)
+        if self.status is not None:
+            add_status_routes(app, self.status)
         return app
 
     # -- lifecycle ----------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """What the service knows of each job right now, in memory: the source of status endpoints.
 
-Per job: the last pass (when, how long, images, failures, its error), the replication lag of
-recent event-triggered copies (a bounded window, with p50/p99), the drift counts measured after
-the last pass, the last prune, and event copies waiting or running. :meth:`ServiceState.snapshot`
-returns it all as a JSON-ready document; nothing in it is a secret (job names, counts, times).
+Per job: the last pass (when, how long, images, failures, its error; images by status, bytes
+written, and the images that did not end copied or skipped, with their errors), the replication
+lag of recent event-triggered copies (a bounded window, with p50/p99), the drift counts measured
+after the last pass and its rows that are not in sync, the last prune, event copies waiting or
+running, and when the next scheduled pass is due. :meth:`ServiceState.snapshot` returns it all as
+a JSON-ready document. Error texts come from registries: whoever shows them redacts and escapes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LAG_WINDOW = 1024  # lags kept per job for percentiles
+DRIFT_ROWS_KEPT = 10_000  # drift rows (not in sync) kept per job; the counts are always whole
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -47,6 +50,10 @@ class PassInfo:
     images: int
     failed: int
     error: str = ""
+    statuses: dict[str, int] = field(default_factory=dict)  # images by status
+    bytes_written: int = 0  # to the job's destinations
+    problems: list[dict[str, str]] = field(default_factory=list)  # the first images not copied/skipped
+    problems_total: int = 0
 
 
 @dataclass
@@ -59,6 +66,10 @@ class JobState:
     drift_at: float | None = None
     last_prune: dict[str, Any] | None = None
     events_pending: int = 0
+    drift_rows: list[dict[str, str]] = field(default_factory=list)  # not in sync, the first kept
+    drift_rows_total: int = 0
+    next_pass: float | None = None  # unix time the schedule next starts this job
+    running_since: float | None = None  # unix time the running pass started
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -70,6 +81,10 @@ class JobState:
             "drift_at": self.drift_at,
             "last_prune": self.last_prune,
             "events_pending": self.events_pending,
+            "drift_rows": list(self.drift_rows),
+            "drift_rows_total": self.drift_rows_total,
+            "next_pass": self.next_pass,
+            "running_since": self.running_since,
         }
 
 

@@ -26,7 +26,7 @@ IMAGE_COPIED = "image_copied"
 IMAGE_SKIPPED = "image_skipped"
 IMAGE_FAILED = "image_failed"
 TAG_CONFLICT = "tag_conflict"
-TRANSFER_STARTED = "transfer_started"
+TRANSFER_STARTED = "transfer_started"  # a source read begins (size = the blob's; detail = image)
 TRANSFER_FINISHED = "transfer_finished"
 
 
@@ -38,7 +38,7 @@ class Event:
     digest: str = ""
     size: int = 0
     status: int = 0
-    detail: str = ""  # never a secret: error kinds, methods, reasons
+    detail: str = ""  # never a secret: error kinds, methods, reasons; a transfer's image
 
 
 EventSink = Callable[[Event], None]

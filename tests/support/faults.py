@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -256,6 +257,61 @@ class SlowBody(Fault):
                 part = chunk[start : start + self.piece]
                 await asyncio.sleep(len(part) / self.bytes_per_second)
                 yield part
+
+    def on_body(self, ctx: FaultContext, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        return self._wrap(chunks) if ctx.upstream_status is not None and ctx.upstream_status < 300 else chunks
+
+
+class ErrorReply(Fault):
+    """Answer with `status` and an OCI error body carrying `code` and `message` as given (a
+    registry whose error text is hostile, or quotes what it should not)."""
+
+    name = "error-reply"
+
+    def __init__(self, status: int, code: str, message: str, *, times: int | None = 1, **match: Any) -> None:
+        super().__init__(times=times, **match)
+        self.status, self.code, self.message = status, code, message
+
+    async def on_request(self, ctx: FaultContext) -> Any:
+        return _error_response(self.status, self.code, self.message)
+
+
+class Hold(Fault):
+    """Send the first `after_bytes` of a 2xx response body, then hold the rest until the test
+    calls `release()` (or `deadline` seconds pass): a transfer that stays in flight, part done,
+    for as long as the test looks at it. `reached` is set once the held point is reached."""
+
+    name = "hold"
+
+    def __init__(
+        self, after_bytes: int, *, deadline: float = 120.0, times: int | None = 1, **match: Any
+    ) -> None:
+        super().__init__(times=times, **match)
+        self.after_bytes = after_bytes
+        self.deadline = deadline
+        self.reached = threading.Event()
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        self._released.set()
+
+    async def _wrap(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        sent = 0
+        held = False
+        async for chunk in chunks:
+            if not held and sent + len(chunk) > self.after_bytes:
+                head = self.after_bytes - sent
+                if head > 0:
+                    yield chunk[:head]
+                    chunk, sent = chunk[head:], sent + head
+                held = True
+                self.reached.set()
+                waited = 0.0
+                while not self._released.is_set() and waited < self.deadline:
+                    await asyncio.sleep(0.05)
+                    waited += 0.05
+            sent += len(chunk)
+            yield chunk
 
     def on_body(self, ctx: FaultContext, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         return self._wrap(chunks) if ctx.upstream_status is not None and ctx.upstream_status < 300 else chunks
