@@ -87,6 +87,35 @@ def sample_state() -> ServiceState:
     state.job("api").drift_rows = [r.to_dict() for r in rows]
     state.job("api").drift_rows_total = len(rows)
     state.job("api").lags.extend([0.5, 1.0, 4.0])
+    state.job("api").last_event_run = PassInfo("event", NOW - 10, 0.4, False, 2, 1, "one image failed")
+    state.job("api").events_pending = 3
+    state.job("web").last_prune = {
+        "at": NOW - 50,
+        "dry_run": False,
+        "job": "web",
+        "cap": 1,
+        "covered_tags": 4,
+        "candidates": 2,
+        "refusals": [
+            {"job": "web", "reason": "over_cap", "where": "dst", "message": "2 tags over the cap of 1"}
+        ],
+        "tags": [
+            {
+                "destination": "dst.example/m/web",
+                "tag": "v0",
+                "outcome": "deleted",
+                "how": "tag",
+                "reason": "",
+            },
+            {
+                "destination": "dst.example/m/web",
+                "tag": "v5",
+                "outcome": "failed",
+                "how": "",
+                "reason": "HTTP 405",
+            },
+        ],
+    }
     return state
 
 
@@ -205,6 +234,12 @@ def test_the_page_shows_jobs_counts_errors_and_drift() -> None:
     assert "p50 1.0 s · p99 4.0 s over the last 3 event-driven copies" in text
     assert "every 15m; next pass 2025-06-15 15:20:40 UTC (in 14 min)" in text
     assert "Transfers in flight none right now" in text
+    assert "Last prune 2025-06-15 15:05:50 UTC (50 s ago): 1 deleted, 1 failed" in text
+    assert "2 tags over the cap of 1" in text and "dst.example/m/web:v5 HTTP 405" in text
+    assert (
+        "Event copies last 2025-06-15 15:06:30 UTC (10 s ago): 2 images, 1 failed; one image failed" in text
+    )
+    assert "; 3 waiting" in text
     assert all(h.startswith("/") for h in markup.hrefs), markup.hrefs
     assert "/jobs/api/drift?state=missing" in markup.hrefs
     assert '<meta http-equiv="refresh"' not in page

@@ -177,7 +177,9 @@ def _job(job: Mapping[str, Any], now: float, refresh: int | None) -> str:
     if job.get("running_since") is not None:
         out.append(f"<dt>Running</dt><dd>a pass since {esc(when(job['running_since'], now))}</dd>")
     out.append(_last_pass(job.get("last_pass"), now))
+    out.append(_event_run(job, now))
     out.append(_lag(job.get("lag") or {}))
+    out.append(_prune(job.get("last_prune"), now))
     out.append("</dl>")
     last = job.get("last_pass")
     if last is not None:
@@ -205,6 +207,44 @@ def _last_pass(last: Mapping[str, Any] | None, now: float) -> str:
         f"<dt>Last pass</dt><dd>{esc(when(last['started'], now))}{how}, took {esc(took)}, "
         f"{esc(human_bytes(last.get('bytes_written', 0)))} written</dd>"
     )
+
+
+def _event_run(job: Mapping[str, Any], now: float) -> str:
+    run, waiting = job.get("last_event_run"), job.get("events_pending") or 0
+    if run is None and not waiting:
+        return ""
+    parts = []
+    if run is not None:
+        parts.append(
+            f"last {esc(when(run['started'], now))}: {esc(run['images'])} images, {esc(run['failed'])} failed"
+        )
+        if run.get("error"):
+            parts.append(f'<span class="error">{esc(run["error"])}</span>')
+    if waiting:
+        parts.append(f"{esc(waiting)} waiting")
+    return f"<dt>Event copies</dt><dd>{'; '.join(parts)}</dd>"
+
+
+def _prune(prune: Mapping[str, Any] | None, now: float) -> str:
+    """The last prune: its tags by outcome, why a guard rail stopped it, tags it failed to delete."""
+    if not prune:
+        return ""
+    tags = prune.get("tags") or []
+    outcomes: dict[str, int] = {}
+    for tag in tags:
+        outcomes[tag["outcome"]] = outcomes.get(tag["outcome"], 0) + 1
+    counts = ", ".join(f"{esc(n)} {esc(o)}" for o, n in outcomes.items()) or "nothing to delete"
+    dry = " (dry run)" if prune.get("dry_run") else ""
+    notes = [
+        f'<br><span class="error">{esc(r.get("message", ""))}</span>' for r in prune.get("refusals") or []
+    ]
+    failed = [t for t in tags if t["outcome"] == "failed"][:10]
+    notes += [
+        f"<br><code>{esc(t['destination'])}:{esc(t['tag'])}</code> "
+        f'<span class="error">{esc(t["reason"])}</span>'
+        for t in failed
+    ]
+    return f"<dt>Last prune</dt><dd>{esc(when(prune.get('at'), now))}{dry}: {counts}{''.join(notes)}</dd>"
 
 
 def _lag(lag: Mapping[str, Any]) -> str:
