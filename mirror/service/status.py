@@ -16,6 +16,22 @@ verdict       when
 ``current``   the last pass left every image copied or skipped, and the drift check (when one ran)
               found every destination in sync
 ============  =====================================================================================
+
+The document (``/status.json``); times are unix seconds, sizes bytes:
+
+- ``mirror_version``, ``generated_at``, ``started_at``; ``current`` (every job current) and
+  ``verdicts`` (jobs per verdict); ``shard``: ``{shard: "I/N" or null, sharded, repositories}``;
+- ``jobs``, in config order: ``name``, ``source``, ``destinations``, ``schedule``, ``verdict``,
+  ``next_pass``, ``running_since``; ``last_pass`` and ``last_event_run`` (``started``,
+  ``seconds``, ``ok``, ``images``, ``failed``, ``error``, ``statuses`` (images by status),
+  ``bytes_written``, ``problems`` (``image``, ``destination``, ``status``, ``error``,
+  ``error_kind``; the first 200) and ``problems_total``); ``lag`` (``count``, ``p50_seconds``,
+  ``p99_seconds``, ``max_seconds``); ``drift`` (``checked_at``, ``counts`` by state, ``rows``: the
+  first :data:`DRIFT_SHOWN` rows of each state not in sync, ``rows_kept``, ``rows_total``,
+  ``url`` and ``json_url`` of the full list); ``last_prune``; ``events_pending``;
+- ``transfers``: ``image``, ``repository``, ``digest``, ``size``, ``done``, ``started_at``,
+  ``seconds``, ``rate_bytes_per_second``, ``expected_end_at`` (null while no byte moved),
+  ``idle_seconds`` (since the last byte).
 """
 
 from __future__ import annotations
