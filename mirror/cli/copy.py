@@ -16,6 +16,7 @@ from mirror.cli.terminal import ProgressLine
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.results import ImageResult, RunStats
 from mirror.jobs.progress import Progress
+from mirror.jobs.referrers import copy_referrers
 from mirror.jobs.report import build_report, summary_lines, write_report
 from mirror.jobs.stores import open_repository, store_requests
 from mirror.registry.ecr import ensure_repository, is_ecr_host
@@ -40,6 +41,7 @@ class CopyOptions:
     concurrency: int = 8
     more_destinations: list[str] = field(default_factory=list)
     create_repository: bool = False
+    referrers: bool = False
     # Learns every credential and token used, so the report and summary never repeat one
     # (a registry may quote them back in an error message).
     redactor: Redactor = field(default_factory=Redactor, repr=False)
@@ -79,6 +81,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line, no summary")
     p.add_argument(
+        "--referrers",
+        action="store_true",
+        help="also copy what refers to the image (signatures, SBOMs, attestations): by the "
+        "referrers API and the sha256-<hex>[.suffix] fallback tags, and their referrers in turn",
+    )
+    p.add_argument(
         "--create-repository",
         action="store_true",
         help="create the destination repository first where pushing does not (Amazon ECR: "
@@ -100,6 +108,7 @@ def options_from(ns: argparse.Namespace) -> CopyOptions:
         quiet=ns.quiet,
         concurrency=ns.concurrency,
         create_repository=ns.create_repository,
+        referrers=ns.referrers,
     )
 
 
@@ -139,6 +148,8 @@ async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]
             ticker.start()
         try:
             results = await engine.run([task])
+            if opts.referrers:
+                results.extend(await copy_referrers(engine, [(task, results[0])]))
         finally:
             await ticker.stop()
             await engine.aclose()

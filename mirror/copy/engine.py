@@ -104,6 +104,10 @@ class CopyEngine:
         """Shutting down: blob transfers not yet started fail; those moving finish."""
         self._blobs.stopping = True
 
+    @property
+    def stopping(self) -> bool:
+        return self._blobs.stopping
+
     async def run(self, tasks: list[CopyTask]) -> list[r.ImageResult]:
         started = time.monotonic()
         # What an earlier run() learnt about empty repositories is stale: it may have tagged them.

@@ -122,7 +122,7 @@ async def _survey_repository(
     else:
         source = run.repository(spec.repository_ref(repo_path if spec.kind is SourceKind.PREFIX else None))
         source_listing = await _listing(source, limit, missing_is_empty=False)
-        chosen = select_references(source_listing.tags or (), job.tag_filter, job.referrers)
+        chosen = select_references(source_listing.tags or (), job.tag_filter)
         pairs = tuple(Pair(tag, tag) for tag in chosen)
     survey.repos[source.name] = source
     source_digests: dict[str, Lookup] = {}

@@ -16,18 +16,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
-from mirror.copy.results import FAILED, ImageResult, RunStats
+from mirror.copy.results import ImageResult, RunStats
 from mirror.jobs.config import Config, Job
 from mirror.jobs.filters import TagFilter
 from mirror.jobs.mapping import DestinationSpec, SourceKind, SourceSpec, map_repository
+from mirror.jobs.referrers import copy_referrers
 from mirror.jobs.selection import select_references
 from mirror.jobs.stores import open_repository, store_requests
 from mirror.registry.base import Repository
-from mirror.registry.distribution import RegistryRepository, list_catalog
+from mirror.registry.distribution import list_catalog
 from mirror.registry.ecr import ensure_repository, is_ecr_host
 from mirror.registry.profiles import RegistryProfile, profile_for
 from mirror.transport.client import Transport
-from mirror.types.digest import Digest
 from mirror.types.errors import MirrorError, NotFound
 from mirror.types.events import EventSink, discard
 from mirror.types.manifest import Platform
@@ -213,7 +213,7 @@ class SyncRun:
                 # there is no image to copy, which is not an error of the job.
                 log.info("%s has no tags: nothing to copy", source.name)
                 return []
-            references = select_references(tags, job.tag_filter, job.referrers)
+            references = select_references(tags, job.tag_filter)
         dests: list[Repository] = []
         for dest_spec in job.destinations:
             dest_ref = map_repository(spec, repo_path, dest_spec)
@@ -258,9 +258,9 @@ class SyncRun:
             else:
                 tasks.extend(plan)
         images = await self.engine.run(tasks)
-        referrer_tasks = await self._referrer_tasks({j.name: j for j in jobs}, tasks, images)
-        if referrer_tasks:
-            images.extend(await self.engine.run(referrer_tasks))
+        wanted = {j.name for j in jobs if j.referrers}
+        subjects = [(t, i) for t, i in zip(tasks, images, strict=True) if t.job in wanted]
+        images.extend(await copy_referrers(self.engine, subjects, stopping=lambda: self.engine.stopping))
         by_job = {o.name: o for o in outcomes}
         for image in images:
             outcome = by_job[image.job]
@@ -273,40 +273,6 @@ class SyncRun:
         for outcome in outcomes:
             outcome.duration_seconds = stats.duration_seconds
         return SyncResult(outcomes, images, stats)
-
-    async def _referrer_tasks(
-        self, jobs: dict[str, JobSpec], tasks: list[CopyTask], images: list[ImageResult]
-    ) -> list[CopyTask]:
-        """Referrers (signatures, SBOMs, attestations) of what was copied, by the referrers API."""
-        found: list[CopyTask] = []
-        seen: set[tuple[str, str]] = set()
-        for task, image in zip(tasks, images, strict=True):
-            job = jobs.get(task.job)
-            if job is None or not job.referrers or image.status == FAILED or not image.digest:
-                continue
-            source = task.source
-            if not isinstance(source, RegistryRepository):
-                continue
-            try:
-                descs = await source.referrers(Digest.parse(image.source_digest or image.digest))
-            except MirrorError:
-                continue
-            for desc in descs or []:
-                key = (source.name, str(desc.digest))
-                if key in seen:
-                    continue
-                seen.add(key)
-                found.append(
-                    CopyTask(
-                        source,
-                        str(desc.digest),
-                        [Destination(d.repo, str(desc.digest)) for d in task.destinations],
-                        (),
-                        task.overwrite,
-                        task.job,
-                    )
-                )
-        return found
 
     def stop(self) -> None:
         """Start no new blob transfer; what is moving finishes (see CopyEngine.stop)."""

@@ -310,23 +310,36 @@ class RegistryRepository:
     # -- referrers ---------------------------------------------------------------------------
 
     async def referrers(self, digest: Digest) -> list[Descriptor] | None:
-        """Manifests whose ``subject`` is ``digest`` (OCI referrers API); None when unsupported."""
-        reply = await self.transport.request(
-            "GET",
-            self.host,
-            self._path("referrers", str(digest)),
-            scopes=_pull(self.repository),
-            headers={"Accept": mt.OCI_INDEX},
-            max_body=mt.MAX_MANIFEST_BYTES,
-            ok=(200, 404),
-        )
-        if reply.status == 404:
-            return None
-        try:
-            index = parse_manifest(reply.body, mt.OCI_INDEX)
-        except ManifestError as exc:
-            raise ManifestError(f"{self.name}: referrers of {digest}: {exc.message}") from None
-        return [d for d in index.manifests if d.is_manifest]
+        """Manifests whose ``subject`` is ``digest`` (OCI referrers API, every ``Link`` page, each
+        referrer once); None when the registry has no referrers API (404 on the first page)."""
+        found: list[Descriptor] = []
+        pages = Pagination(f"{self.name}: referrers of {digest}")
+        path: str | URL = self._path("referrers", str(digest))
+        while True:
+            reply = await self.transport.request(
+                "GET",
+                self.host,
+                path,
+                scopes=_pull(self.repository),
+                headers={"Accept": mt.OCI_INDEX},
+                max_body=mt.MAX_MANIFEST_BYTES,
+                ok=(200, 404),
+            )
+            if reply.status == 404:
+                if pages.pages == 0:
+                    return None
+                raise NotFound(f"{self.name}: referrers of {digest}: a next page answered 404", status=404)
+            try:
+                index = parse_manifest(reply.body, mt.OCI_INDEX)
+            except ManifestError as exc:
+                raise ManifestError(f"{self.name}: referrers of {digest}: {exc.message}") from None
+            page = {str(d.digest): d for d in reversed(index.manifests) if d.is_manifest}
+            added = pages.new_names([str(d.digest) for d in index.manifests if str(d.digest) in page])
+            found.extend(page[name] for name in added)
+            link = pages.next_page(reply, added=len(added))
+            if link is None:
+                return found
+            path = link
 
     # -- listing -----------------------------------------------------------------------------
 

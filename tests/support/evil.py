@@ -31,7 +31,14 @@ from typing import Any
 from aiohttp import web
 
 from tests.support.loopserver import LoopServer
-from tests.support.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST
+from tests.support.mediatypes import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_MANIFEST,
+)
 
 ENDLESS_LIMIT = 64 * 1024 * 1024
 ENDLESS_CHUNK = 64 * 1024
@@ -169,6 +176,25 @@ class EvilRegistry(LoopServer):
         headers = {"Content-Type": "application/json", **({"Link": link} if link else {})}
         body = json.dumps({"name": repo, "tags": tags}).encode()
         self.answer("GET", f"/v2/{repo}/tags/list", Answer(200, headers, body))
+
+    def referrers(
+        self, repo: str, subject: str, descriptors: Sequence[dict[str, Any]], *, page_size: int = 0
+    ) -> None:
+        """Serve the referrers API for `subject`: an OCI index of `descriptors`, `page_size` per
+        page (0: one page), each page but the last with a `Link` to the next."""
+        size = page_size or max(1, len(descriptors))
+        pages = [list(descriptors[i : i + size]) for i in range(0, len(descriptors), size)] or [[]]
+        path = f"/v2/{repo}/referrers/{subject}"
+
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            number = int(request.query.get("page", "0"))
+            doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": pages[number]}
+            headers = {"Content-Type": OCI_INDEX}
+            if number + 1 < len(pages):
+                headers["Link"] = f'<{path}?page={number + 1}>; rel="next"'
+            return web.Response(status=200, headers=headers, body=json.dumps(doc).encode())
+
+        self.answer("GET", path, handler)
 
     def seen(self, method: str | None = None, part: str = "") -> list[Seen]:
         with self._lock:
