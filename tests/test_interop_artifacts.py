@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.images import list_tags
-from tests.support.interop import TAG, Run, Source, layout_index, mirror_copy, mirror_sync
+from tests.support.interop import TAG, Run, Source, layout_blob, layout_index, mirror_copy, mirror_sync
 from tests.support.registry import RegistryFactory, RegistryHandle
 from tests.support.skopeo import run_skopeo, skopeo_copy, skopeo_inspect_raw
 from tests.support.tools.artifacts import Oras, Pushed
@@ -34,6 +34,7 @@ SIGNATURE = "application/vnd.example.signature.v1"
 SBOM = "application/spdx+json"
 MODEL = "application/vnd.example.model.v1"
 ATTESTATION = "application/vnd.in-toto+json"
+REF_NAME = "org.opencontainers.image.ref.name"
 
 
 @dataclass
@@ -192,3 +193,49 @@ def test_skopeo_reads_the_artifact_layout_mirror_wrote(artifacts: Artifacts, tmp
     assert run_skopeo(["inspect", "--raw", layout]).stdout == artifacts.bundle.data
     run_skopeo(["copy", "-q", "--preserve-digests", layout, f"oci:{tmp_path / 'again'}:v1"])
     assert layout_index(tmp_path / "again")["manifests"][0]["digest"] == artifacts.bundle.digest
+
+
+def test_single_image_job_brings_its_referrers(artifacts: Artifacts, tmp_path: Path) -> None:
+    """A job naming one image with `referrers: true` copies what refers to it: the referrers
+    tag-schema index and each referrer, byte for byte."""
+    a = artifacts
+    run = mirror_sync(
+        tmp_path,
+        f"""
+version: 1
+jobs:
+  - name: one
+    source: {a.source.host}/art/bundle:v1
+    destinations: [{a.dst.host}/single]
+    referrers: true
+""",
+    )
+    assert run.code == 0, run.errors()
+    fallback = a.bundle.digest.replace(":", "-")
+    assert set(list_tags(a.dst, "single/bundle")) == {"v1", fallback}
+    assert skopeo_inspect_raw(f"{a.dst.host}/single/bundle:{fallback}") == a.referrers_index.data
+    for referrer in (a.signature, a.sbom):
+        assert skopeo_inspect_raw(f"{a.dst.host}/single/bundle@{referrer.digest}") == referrer.data
+
+
+def test_mirror_copy_asks_for_referrers(artifacts: Artifacts, tmp_path: Path) -> None:
+    """`mirror copy --referrers` of the artifact brings its signature and SBOM to a registry and
+    to an OCI layout in one pass; skopeo reads them back from both."""
+    a = artifacts
+    layout = tmp_path / "bundle"
+    run = mirror_copy(
+        tmp_path,
+        "--referrers",
+        f"{a.source.host}/art/bundle:v1",
+        f"{a.dst.host}/copyref/bundle:v1",
+        f"oci:{layout}:v1",
+    )
+    assert run.code == 0, run.errors()
+    fallback = a.bundle.digest.replace(":", "-")
+    assert set(list_tags(a.dst, "copyref/bundle")) == {"v1", fallback}
+    tags = {e["annotations"][REF_NAME]: e["digest"] for e in layout_index(layout)["manifests"]}
+    assert tags == {"v1": a.bundle.digest, fallback: a.referrers_index.digest}
+    for referrer in (a.signature, a.sbom):
+        assert skopeo_inspect_raw(f"{a.dst.host}/copyref/bundle@{referrer.digest}") == referrer.data
+        assert layout_blob(layout, referrer.digest) == referrer.data
+    assert run_skopeo(["inspect", "--raw", f"oci:{layout}:{fallback}"]).stdout == a.referrers_index.data
