@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import inspect
 import json
 import re
 import threading
@@ -14,7 +13,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-import aiohttp
 import pytest
 from aioresponses import aioresponses
 from cryptography.hazmat.primitives import serialization
@@ -34,6 +32,7 @@ from mirror.auth.google import (
 )
 from mirror.auth.googlehttp import AiohttpRequest
 from mirror.types.errors import AuthError
+from tests.support.aiohttp_compat import let_aioresponses_build_responses
 
 TOKEN_URI = "https://oauth2.googleapis.com/token"
 SA_EMAIL = "mirror@proj.iam.gserviceaccount.com"
@@ -44,20 +43,7 @@ MDS = "http://metadata.google.internal/computeMetadata/v1"
 
 @pytest.fixture(autouse=True)
 def aioresponses_on_aiohttp_314(monkeypatch: pytest.MonkeyPatch) -> None:
-    """aioresponses 0.7.x builds ClientResponse without aiohttp 3.14's ``stream_writer``
-    (pnuckowski/aioresponses#289); give it a finished writer."""
-    original = aiohttp.ClientResponse.__init__
-    if "stream_writer" not in inspect.signature(original).parameters:
-        return
-
-    class _Finished:
-        output_size = 0
-
-    def init(self: aiohttp.ClientResponse, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", _Finished())
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(aiohttp.ClientResponse, "__init__", init)
+    let_aioresponses_build_responses(monkeypatch)
 
 
 class FakeClock:

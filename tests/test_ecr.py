@@ -85,7 +85,7 @@ def test_copy_creates_the_ecr_repository_first(monkeypatch: pytest.MonkeyPatch, 
         calls.append((host, repository))
         raise AuthError("not allowed to create it")
 
-    monkeypatch.setattr("mirror.cli.copy.ensure_repository", fake)
+    monkeypatch.setattr("mirror.registry.ecr.ensure_repository", fake)
     asyncio.run(push_demo_image(OciLayout(tmp_path / "src", create=True), "v1"))
     src = f"oci:{tmp_path / 'src'}:v1"
     assert main(["copy", "--quiet", "--create-repository", src, f"{HOST}/team/app:v1"]) == 1

@@ -19,7 +19,6 @@ from mirror.jobs.progress import Progress
 from mirror.jobs.referrers import copy_referrers
 from mirror.jobs.report import build_report, summary_lines, write_report
 from mirror.jobs.stores import open_repository, store_requests
-from mirror.registry.ecr import ensure_repository, is_ecr_host
 from mirror.registry.profiles import profile_for
 from mirror.transport.client import Transport
 from mirror.types.events import Fanout
@@ -90,7 +89,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--create-repository",
         action="store_true",
         help="create the destination repository first where pushing does not (Amazon ECR: "
-        "CreateRepository with the standard AWS credentials)",
+        "CreateRepository with the standard AWS credentials; Artifact Registry: the "
+        "PROJECT/REPOSITORY, through its API)",
     )
 
 
@@ -135,11 +135,11 @@ async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]
     if not opts.quiet:
         sink.add(progress)
     started = time.monotonic()
-    for dst in dsts:
-        if opts.create_repository and isinstance(dst, ImageRef) and is_ecr_host(dst.host):
-            await ensure_repository(dst.host, dst.repository)
     provider = RedactingProvider(default_chain(static), opts.redactor)
     async with Transport(provider, options=hosts, events=sink, on_secret=opts.redactor.add) as transport:
+        for dst in dsts:  # before anything is sent there: ECR and Artifact Registry repositories
+            if opts.create_repository and isinstance(dst, ImageRef):
+                await profile_for(dst.host).ensure_repository(transport, dst.repository)
         source = open_repository(src, transport)
         destinations = [Destination(open_repository(d, transport, create=True), d.reference) for d in dsts]
         engine = CopyEngine(events=sink, transfers=opts.concurrency)

@@ -25,7 +25,6 @@ from mirror.jobs.selection import select_references
 from mirror.jobs.stores import open_repository, store_requests
 from mirror.registry.base import Repository
 from mirror.registry.distribution import list_catalog
-from mirror.registry.ecr import ensure_repository, is_ecr_host
 from mirror.registry.profiles import RegistryProfile, profile_for
 from mirror.transport.client import Transport
 from mirror.types.errors import MirrorError, NotFound
@@ -49,7 +48,7 @@ class JobSpec:
     platforms: tuple[Platform, ...] = ()
     referrers: bool = False
     overwrite: bool = False
-    create_repositories: bool = False  # ECR: CreateRepository for destinations that lack one
+    create_repositories: bool = False  # create destination repositories where the registry needs it
     max_blob_sizes: tuple[tuple[str, int], ...] = ()  # (host, bytes) for destinations
     prune: bool = False  # delete covered destination tags whose source tag is gone
     prune_max: int | None = None  # deletions allowed per pass; None: 10% of the destination tags
@@ -128,7 +127,8 @@ class SyncRun:
         self.owns = owns
         self.engine = CopyEngine(events=events, transfers=transfers, dry_run=dry_run)
         self._repos: dict[str, Repository] = {}
-        self._ensured: set[str] = set()
+        self._ensured: dict[str, asyncio.Future[bool]] = {}  # what ensure_repository made, by key
+        self._listed_tags: dict[str, list[str]] = {}  # HOST/PATH -> tags, from a registry API listing
 
     def repository(self, ref: Ref, *, create: bool = False, max_blob_size: int | None = None) -> Repository:
         key = str(ref)
@@ -159,7 +159,13 @@ class SyncRun:
         """The source repositories of a job (a prefix's through the catalog) that this replica owns."""
         spec = job.source
         if spec.kind is SourceKind.PREFIX:
-            catalog = await list_catalog(self.transport, ImageRef(spec.host, "x").api_host)
+            listing = await self.profiles(spec.host).list_repositories(self.transport, spec.path)
+            if listing is None:
+                catalog = await list_catalog(self.transport, ImageRef(spec.host, "x").api_host)
+            else:  # listed by the registry's own API, with the tags of each repository
+                catalog = listing.repositories
+                for path, tags in listing.tags.items():
+                    self._listed_tags[f"{spec.host}/{path}"] = tags
             repos = spec.repositories(catalog)
         else:
             repos = [spec.path]
@@ -204,8 +210,9 @@ class SyncRun:
             source = self.repository(
                 spec.repository_ref(repo_path if spec.kind is SourceKind.PREFIX else None)
             )
+            listed = self._listed_tags.get(source.name)
             try:
-                tags = await source.list_tags()
+                tags = list(listed) if listed is not None else await source.list_tags()
             except NotFound:
                 if spec.kind is not SourceKind.PREFIX:
                     raise
@@ -217,8 +224,8 @@ class SyncRun:
         dests: list[Repository] = []
         for dest_spec in job.destinations:
             dest_ref = map_repository(spec, repo_path, dest_spec)
-            if job.create_repositories and isinstance(dest_ref, ImageRef) and is_ecr_host(dest_ref.host):
-                await self._ensure_ecr(dest_ref)
+            if job.create_repositories and isinstance(dest_ref, ImageRef):
+                await self._ensure_repository(dest_ref)
             dests.append(self.repository(dest_ref, create=True, max_blob_size=limits.get(dest_spec.host)))
         # An image source pinned to a tag keeps that tag; a digest-only source is pushed by digest.
         pinned_tag = spec.tag if spec.kind is SourceKind.IMAGE else None
@@ -234,11 +241,16 @@ class SyncRun:
             for reference in references
         ]
 
-    async def _ensure_ecr(self, ref: ImageRef) -> None:
-        key = f"{ref.host}/{ref.repository}"
-        if key not in self._ensured:
-            await ensure_repository(ref.host, ref.repository)
-            self._ensured.add(key)
+    async def _ensure_repository(self, ref: ImageRef) -> None:
+        """What the destination's registry needs created before a push (an ECR repository, an
+        Artifact Registry PROJECT/REPOSITORY), once per run however many jobs want it."""
+        profile = self.profiles(ref.host)
+        key = f"{ref.host}/{profile.creation_key(ref.repository)}"
+        task = self._ensured.get(key)
+        if task is None or (task.done() and task.exception() is not None):
+            task = asyncio.ensure_future(profile.ensure_repository(self.transport, ref.repository))
+            self._ensured[key] = task
+        await asyncio.shield(task)
 
     # -- running -----------------------------------------------------------------------------
 

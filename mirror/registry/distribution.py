@@ -200,10 +200,33 @@ class RegistryRepository:
                 ok=(200, 201, 202, 204),
             )
         except RegistryError as exc:
-            if exc.is_immutability_refusal:
-                exc.temporary = False
-                exc.kind = "tag_conflict"
-            raise
+            if ":" in reference or not self.profile.may_be_tag_refusal(exc):
+                raise
+            await self._settle_tag_refusal(reference, raw, exc)
+
+    async def _settle_tag_refusal(self, tag: str, raw: bytes, refusal: RegistryError) -> None:
+        """A tag PUT was refused. Registries signal an immutable tag differently (ECR's
+        ``TAG_INVALID``, Artifact Registry's undocumented answer), so the tag is read again: when
+        it names these bytes there is nothing to do; when it names another digest the refusal is
+        a conflict, never retried; otherwise the refusal stands."""
+        try:
+            info = await self.head_manifest(tag)
+        except MirrorError:
+            info = None
+        if info is None:
+            raise refusal
+        wanted = Digest.of(raw, info.digest.algorithm)
+        if info.digest == wanted:
+            return
+        conflict = RegistryError(
+            f"{self.name}:{tag} already names {info.digest}, not {wanted}, and the registry "
+            f"refused to move it ({refusal.message}); the tag is immutable there",
+            status=refusal.status,
+            code=refusal.code,
+            temporary=False,
+        )
+        conflict.kind = "tag_conflict"
+        raise conflict
 
     async def delete_manifest(self, reference: str) -> None:
         await self.transport.request(
@@ -367,6 +390,8 @@ class RegistryRepository:
             if link is None:
                 break
             path = link
+        if limit is None:
+            return await self.profile.complete_tags(self.transport, self.repository, tags)
         return tags
 
 

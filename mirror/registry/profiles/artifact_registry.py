@@ -22,17 +22,21 @@ Sources of each value (Google Cloud documentation unless said otherwise):
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
-from mirror.registry.profiles.base import RegistryProfile
+from mirror.registry.arapi import ArtifactRegistryApi, DockerImage
+from mirror.registry.profiles.base import RegistryProfile, RepositoryListing
+from mirror.transport.client import Transport
 from mirror.types import hosts
-from mirror.types.errors import ConfigError
+from mirror.types.errors import ConfigError, InputError
 
 FIVE_TB = 5 * 10**12
 GOOGLE_API = "https://artifactregistry.googleapis.com"
 S3NS_API = "https://artifactregistry.s3nsapis.fr"
 DEFAULT_REQUESTS_PER_SECOND = 250.0
 TAG_LIST_LIMIT = 10_000
+LIST_CONCURRENCY = 8  # Artifact Registry repositories listed at the same time
 
 _HOST_SUFFIXES = {"-docker.pkg.dev": GOOGLE_API, "-docker.s3nsregistry.fr": S3NS_API}
 
@@ -87,3 +91,60 @@ class ArtifactRegistryProfile(RegistryProfile):
 
     def describe(self) -> str:
         return f"{self.host}: {self.kind} in {self.location}, API {self.api_endpoint}"
+
+    def api(self, transport: Transport) -> ArtifactRegistryApi:
+        """The Artifact Registry API of this location, called with this registry's credential."""
+        return ArtifactRegistryApi(
+            transport, host=self.host, location=self.location, api_endpoint=self.api_endpoint
+        )
+
+    async def list_repositories(self, transport: Transport, prefix: str) -> RepositoryListing:
+        """Images under ``PROJECT/*`` (every Docker repository of the project, through
+        ``repositories.list``) or ``PROJECT/REPOSITORY[/PATH]/*``, with their tags, through
+        ``dockerImages.list``: ``_catalog`` lists nothing here."""
+        parts = [p for p in prefix.split("/") if p]
+        if not parts:
+            raise InputError(
+                f"{self.host}/*: Artifact Registry lists repositories per project; name one: "
+                f"{self.host}/PROJECT/* or {self.host}/PROJECT/REPOSITORY/*"
+            )
+        api = self.api(transport)
+        project = parts[0]
+        repositories = await api.repositories(project) if len(parts) == 1 else [parts[1]]
+        limit = asyncio.Semaphore(LIST_CONCURRENCY)
+
+        async def images(repository: str) -> list[DockerImage]:
+            async with limit:
+                return await api.images(project, repository)
+
+        listing = RepositoryListing([])
+        tags: dict[str, set[str]] = {}
+        for found in await asyncio.gather(*(images(r) for r in repositories)):
+            for image in found:
+                tags.setdefault(image.repository, set()).update(image.tags)
+        listing.repositories = sorted(tags)
+        listing.tags = {repo: sorted(names) for repo, names in tags.items()}
+        return listing
+
+    async def complete_tags(self, transport: Transport, repository: str, listed: list[str]) -> list[str]:
+        """The Docker tag listing is cut at 10,000 tags: past that, the API gives them all."""
+        parts = repository.split("/", 2)
+        if len(listed) < TAG_LIST_LIMIT or len(parts) < 3:
+            return listed
+        found = await self.api(transport).images(parts[0], parts[1])
+        more = {t for image in found if image.repository == repository for t in image.tags}
+        return listed + sorted(more.difference(listed))
+
+    def creation_key(self, repository: str) -> str:
+        return "/".join(repository.split("/")[:2])
+
+    async def ensure_repository(self, transport: Transport, repository: str) -> bool:
+        """Create the Artifact Registry repository (``PROJECT/REPOSITORY``) that holds
+        ``repository`` (``PROJECT/REPOSITORY/IMAGE``) unless it exists."""
+        parts = repository.split("/")
+        if len(parts) < 3:
+            raise InputError(
+                f"{self.host}/{repository}: an Artifact Registry image is PROJECT/REPOSITORY/IMAGE; "
+                "the destination needs a project and a repository"
+            )
+        return await self.api(transport).create_repository(parts[0], parts[1])

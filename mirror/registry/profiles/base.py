@@ -8,10 +8,24 @@ host name.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from mirror.transport.client import HostOptions
+from mirror.transport.client import HostOptions, Transport
 from mirror.types import hosts
+from mirror.types.errors import RegistryError
+
+# Answers to a tag PUT that are never an immutability refusal: credentials, a missing
+# repository, throttling (and every 5xx).
+_NOT_A_TAG_REFUSAL = frozenset({401, 404, 408, 429})
+
+
+@dataclass
+class RepositoryListing:
+    """The repositories a registry lists (``HOST``-relative paths), and the tags of each when the
+    listing gave them (a registry API that lists images with their tags)."""
+
+    repositories: list[str]
+    tags: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -36,3 +50,34 @@ class RegistryProfile:
     def describe(self) -> str:
         """One line for logs and ``mirror auth check``."""
         return f"{self.host}: {self.kind}"
+
+    # -- listing -----------------------------------------------------------------------------
+
+    async def list_repositories(self, transport: Transport, prefix: str) -> RepositoryListing | None:
+        """The repositories under ``prefix`` (a path, ``""`` for all) when this kind lists them
+        another way than ``_catalog``; ``None``: use the registry's ``_catalog``."""
+        return None
+
+    async def complete_tags(self, transport: Transport, repository: str, listed: list[str]) -> list[str]:
+        """The tags of ``repository``, given what its Docker tag listing returned (which some
+        registries cut short)."""
+        return listed
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def ensure_repository(self, transport: Transport, repository: str) -> bool:
+        """Create what must exist before ``repository`` can be pushed to; True when something was
+        created. Registries that create repositories on push need nothing."""
+        return False
+
+    def creation_key(self, repository: str) -> str:
+        """What :meth:`ensure_repository` creates for ``repository``: repositories sharing a key
+        need it done once."""
+        return repository
+
+    def may_be_tag_refusal(self, error: RegistryError) -> bool:
+        """Whether a refused tag PUT may be the registry keeping the tag where it is (an
+        immutable tag). Registries do not agree on the status or code, so any other client error
+        is checked by re-reading the tag: it names another digest (a conflict) or the same one
+        (nothing to do)."""
+        return 400 <= error.status < 500 and error.status not in _NOT_A_TAG_REFUSAL

@@ -21,9 +21,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mirror.registry.profiles.base import RegistryProfile
+from mirror.transport.client import Transport
 from mirror.types import hosts
 
 
 @dataclass(frozen=True)
 class EcrProfile(RegistryProfile):
     kind: str = hosts.ECR
+
+    async def ensure_repository(self, transport: Transport, repository: str) -> bool:
+        """``CreateRepository`` (credentials from the AWS chain), unless it exists."""
+        from mirror.registry.ecr import ensure_repository
+
+        return await ensure_repository(self.host, repository)
