@@ -399,6 +399,8 @@ async def access_token_from_json_key(
     from google.auth import exceptions as gexc
     from google.oauth2 import service_account
 
+    from mirror.auth.googlehttp import AiohttpRequest
+
     label = f"google (service account key given as {username})"
     try:
         raw = base64.b64decode(password, validate=True) if username == JSON_KEY_USER else password.encode()
