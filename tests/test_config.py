@@ -77,6 +77,7 @@ def example_env(tmp_path: Path) -> dict[str, str]:
         "AR_KEY_FILE": str(tmp_path / "key.json"),
         "S3NS_KEY_FILE": str(tmp_path / "key.json"),
         "INTERNAL_CA": str(tmp_path / "ca.pem"),
+        "EVENTS_TOKEN": "an-events-token-0123456789",
     }
 
 
@@ -88,6 +89,8 @@ def test_full_example_loads(example_env: dict[str, str]) -> None:
     assert config.job("base-dr").schedule.spec == Cron("0 3 * * *", 0.0, "Europe/Paris")
     assert config.metrics is not None and config.metrics.address == "127.0.0.1:9090"
     assert config.log.format == "json"
+    assert config.events is not None
+    assert config.events.token.get_secret_value() == "an-events-token-0123456789"
     hub = config.registry("registry-1.docker.io")
     assert hub.credential() == Credential(username="me", password="hub-token-value", provider="config")
     assert config.host_options()["registry-1.docker.io"].requests_per_second == 5
@@ -384,7 +387,7 @@ ERRORS = [
     (BASE + "1: x\n", "", "key 1 is not text"),
     (BASE + "    tag: {include: [a]}\n", "jobs[0].tag", "unknown key 'tag'; did you mean 'tags'?"),
     (BASE + "job: []\n", "job", "did you mean 'jobs'?"),
-    (BASE + "zzz: 1\n", "zzz", "valid keys here: concurrency, defaults, jobs, log"),
+    (BASE + "zzz: 1\n", "zzz", "valid keys here: concurrency, defaults, events, jobs, log"),
     (BASE + "    tags: {includes: [a]}\n", "jobs[0].tags.includes", "did you mean 'include'?"),
     (BASE + "registries:\n  h.io: {pasword: x}\n", 'registries["h.io"].pasword', "did you mean 'password'?"),
     (BASE + "registries:\n  h.io: {passwordfile: x}\n", 'registries["h.io"].passwordfile', "'password_file'"),

@@ -94,7 +94,16 @@ def test_manifest_validates(name: str, doc: dict[str, Any], version: str) -> Non
 def test_expected_manifests_exist() -> None:
     kinds = sorted(doc["kind"] for _, doc in MANIFESTS)
     assert kinds == sorted(
-        ["ConfigMap", "CronJob", "Deployment", "Service", "Service", "ServiceAccount", "StatefulSet"]
+        [
+            "ConfigMap",
+            "CronJob",
+            "Deployment",
+            "Service",
+            "Service",
+            "Service",
+            "ServiceAccount",
+            "StatefulSet",
+        ]
     )
 
 

@@ -291,3 +291,37 @@ def test_every_replication_metric_is_documented() -> None:
     for name in replication.METRIC_NAMES:
         assert name in text, name
         assert name in (replication.__doc__ or ""), f"{name} is not documented"
+
+
+async def test_the_check_after_a_pass_reuses_what_the_pass_learnt(
+    registry_pair: Any, proxy_factory: Any, tmp_path: Path
+) -> None:
+    from mirror.jobs.config import parse_config
+    from mirror.jobs.survey import known_from, verify_jobs
+    from mirror.jobs.syncrun import SyncRun, job_spec
+    from mirror.transport.client import HostOptions, Transport
+
+    src, dst = registry_pair
+    for tag in ("v1", "v2", "v3"):
+        push_image(src, "apps/web", tag, seed=f"known-{tag}")
+    sp, dp = proxy_factory.start(src), proxy_factory.start(dst)
+    config = parse_config(f"""
+version: 1
+jobs: [{{name: web, source: "{sp.host}/apps/web", destinations: ["{dp.host}/m"]}}]
+""")
+    spec = job_spec(config, config.jobs[0])
+    options = {sp.host: HostOptions(plain_http=True), dp.host: HostOptions(plain_http=True)}
+    async with Transport(options=options) as transport:
+        result = await SyncRun(transport).run([spec])
+        assert result.ok
+        sp.clear()
+        dp.clear()
+        verification = await verify_jobs(SyncRun(transport), [spec], known_from(result.images))
+        assert verification.jobs["web"][IN_SYNC] == 3 and verification.ok
+        # One listing per side, no manifest lookup: the pass had settled every image.
+        assert [(r.method, r.path) for r in sp.records] == [("GET", "/v2/apps/web/tags/list")]
+        assert [(r.method, r.path) for r in dp.records] == [("GET", "/v2/m/web/tags/list")]
+        # Without what the pass learnt, every tag is looked up on both sides.
+        sp.clear()
+        await verify_jobs(SyncRun(transport), [spec])
+        assert len(sp.select("HEAD")) == 3

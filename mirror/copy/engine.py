@@ -21,10 +21,11 @@ Every step emits an event; the engine itself knows nothing of metrics, reports o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mirror.copy import results as r
 from mirror.copy.blobs import BlobTransfers, collect
@@ -60,6 +61,8 @@ class CopyTask:
     platforms: tuple[Platform, ...] = ()
     overwrite: bool = False
     job: str = ""
+    # Told each image's result as soon as it has its outcome (its tag written, or not).
+    on_done: Callable[[r.ImageResult], None] | None = field(default=None, compare=False, repr=False)
 
     @property
     def display(self) -> str:
@@ -117,7 +120,7 @@ class CopyEngine:
         needs = collect(resolved)
         self.stats.unique_blob_bytes = sum(n.desc.size for n in needs.values())
         self._blobs.start(needs)
-        await asyncio.gather(*(self._finish(item) for item in resolved))
+        await asyncio.gather(*(self._finish_and_tell(item) for item in resolved))
         self.stats.duration_seconds += time.monotonic() - started
         return [item.result for item in resolved]
 
@@ -126,6 +129,14 @@ class CopyEngine:
         await self._resolver.aclose()
 
     # -- phase 3: manifests ------------------------------------------------------------------
+
+    async def _finish_and_tell(self, item: Resolved) -> None:
+        try:
+            await self._finish(item)
+        finally:
+            if item.task.on_done is not None:
+                with contextlib.suppress(Exception):  # a listener must not break the data path
+                    item.task.on_done(item.result)
 
     async def _finish(self, item: Resolved) -> None:
         await asyncio.gather(*(self._finish_plan(item, plan) for plan in item.plans))

@@ -9,6 +9,10 @@
 - ``selection``: which tags a job copies from a listing, and which destination tags it covers;
 - ``drift`` (pure) and ``survey`` (reads both sides): where each destination stands against its
   source, for ``mirror verify``, the drift metric and prune;
+- ``prune`` (pure: what a pass deletes, and the guard rails) and ``pruning`` (confirm, delete);
+- ``triggers`` (event bodies into notices) and ``routing`` (notices into jobs), pure;
+  ``eventrun``: copy tasks for the images events asked for;
+- ``imagelocks``: one copy of an image at a time, across passes and event copies;
 - ``progress``: what is moving now, counted from events;
 - ``report``: the JSON report of a run and its human summary.
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mirror.copy.results import COPIED, SKIPPED, ImageResult
 from mirror.jobs.drift import (
     SOURCE_UNREADABLE,
     DriftEntry,
@@ -72,10 +73,13 @@ async def survey_job(
     *,
     repositories: Sequence[str] | None = None,
     digests: bool = True,
+    known: Known | None = None,
 ) -> JobSurvey:
     """Read both sides of ``job`` (its ``repositories``, by default every one it covers here).
 
-    ``digests=False`` only lists tags (enough to find extra destination tags)."""
+    ``digests=False`` only lists tags (enough to find extra destination tags). ``known`` holds
+    lookups already made (by the pass that just ran, see :func:`known_from`): those references
+    are not looked up again, and extra tags are not looked up at all."""
     survey = JobSurvey(job)
     if repositories is None:
         try:
@@ -85,7 +89,7 @@ async def survey_job(
             return survey
     limit = asyncio.Semaphore(LOOKUPS)
     for repo_path in repositories:
-        survey.states.extend(await _survey_repository(run, survey, repo_path, limit, digests))
+        survey.states.extend(await _survey_repository(run, survey, repo_path, limit, digests, known))
     return survey
 
 
@@ -110,7 +114,12 @@ async def _lookup(
 
 
 async def _survey_repository(
-    run: SyncRun, survey: JobSurvey, repo_path: str, limit: asyncio.Semaphore, digests: bool
+    run: SyncRun,
+    survey: JobSurvey,
+    repo_path: str,
+    limit: asyncio.Semaphore,
+    digests: bool,
+    known: Known | None,
 ) -> list[RepoState]:
     job = survey.job
     spec = job.source
@@ -121,13 +130,19 @@ async def _survey_repository(
         source_listing: Listing | None = None
     else:
         source = run.repository(spec.repository_ref(repo_path if spec.kind is SourceKind.PREFIX else None))
-        source_listing = await _listing(source, limit, missing_is_empty=False)
+        # A repository the catalog lists without a tag has nothing to copy (as a pass sees it).
+        source_listing = await _listing(source, limit, missing_is_empty=spec.kind is SourceKind.PREFIX)
         chosen = select_references(source_listing.tags or (), job.tag_filter)
         pairs = tuple(Pair(tag, tag) for tag in chosen)
     survey.repos[source.name] = source
     source_digests: dict[str, Lookup] = {}
     if digests:
-        found = await asyncio.gather(*(_lookup(limit, _expected, source, p.source, job) for p in pairs))
+        found = await asyncio.gather(
+            *(
+                _known(known, source.name, p.source) or _lookup(limit, _expected, source, p.source, job)
+                for p in pairs
+            )
+        )
         source_digests = {p.source: f for p, f in zip(pairs, found, strict=True)}
     states = []
     for dest_spec in job.destinations:
@@ -140,13 +155,54 @@ async def _survey_repository(
         expected = dict(source_digests)
         if digests:
             state = RepoState(job.name, source.name, dest.name, pairs, source_listing, dest_listing)
-            refs = sorted({p.destination for p in pairs} | set(extras(state, lambda t: job_covers(job, t))))
-            found = await asyncio.gather(*(_lookup(limit, _digest_of, dest, r) for r in refs))
-            dest_digests = dict(zip(refs, found, strict=True))
+            refs = {p.destination for p in pairs}
+            if known is None:
+                refs |= set(extras(state, lambda t: job_covers(job, t)))
+            found = await asyncio.gather(
+                *(_known(known, dest.name, r) or _lookup(limit, _digest_of, dest, r) for r in sorted(refs))
+            )
+            dest_digests = dict(zip(sorted(refs), found, strict=True))
             await _same_bytes(source, pairs, expected, dest_digests, limit)
         state = RepoState(job.name, source.name, dest.name, pairs, source_listing, dest_listing)
         states.append(dataclasses.replace(state, source_digests=expected, dest_digests=dest_digests))
     return states
+
+
+Known = Mapping[tuple[str, str], Lookup]
+"""Lookups already made: (repository display name, reference) -> what was found."""
+
+
+def _known(known: Known | None, repository: str, reference: str) -> Awaitable[Lookup] | None:
+    found = None if known is None else known.get((repository, reference))
+    return None if found is None else _ready(found)
+
+
+async def _ready(found: Lookup) -> Lookup:
+    return found
+
+
+def known_from(images: Iterable[ImageResult]) -> dict[tuple[str, str], Lookup]:
+    """What a pass's results say of each image: the digest its source gives (after a platform
+    filter) and, where it was copied or found equal, the digest each destination now holds.
+    Conflicts, failures and unreadable sources are left out (looked up again)."""
+    known: dict[tuple[str, str], Lookup] = {}
+    for image in images:
+        if image.error or not image.digest:
+            continue
+        known[_split(image.source)] = Lookup(image.digest)
+        for dest in image.destinations:
+            if dest.status in (COPIED, SKIPPED):
+                known[_split(dest.destination)] = Lookup(image.digest)
+    return known
+
+
+def _split(display: str) -> tuple[str, str]:
+    """``repo:tag`` / ``repo@digest`` (as the engine displays them) into (repo, reference)."""
+    if "@" in display:
+        name, _, reference = display.rpartition("@")
+    else:
+        name, _, reference = display.rpartition(":")
+    return name, reference
 
 
 async def _digest_of(repo: Repository, reference: str) -> str | None:
@@ -205,10 +261,11 @@ class Verification:
         return in_sync(self.rows)
 
 
-async def verify_jobs(run: SyncRun, jobs: Sequence[JobSpec]) -> Verification:
+async def verify_jobs(run: SyncRun, jobs: Sequence[JobSpec], known: Known | None = None) -> Verification:
     """Survey every job and classify what was read. A destination tag that another job (or
-    another source of the same job) of this verification copies is not counted as extra."""
-    surveys = [await survey_job(run, job) for job in jobs]
+    another source of the same job) of this verification copies is not counted as extra.
+    ``known``: see :func:`survey_job`."""
+    surveys = [await survey_job(run, job, known=known) for job in jobs]
     states = [state for survey in surveys for state in survey.states]
     claimed = claimed_elsewhere(states)
     result = Verification(surveys=surveys)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.results import ImageResult, RunStats
 from mirror.jobs.config import Config, Job
 from mirror.jobs.filters import TagFilter
+from mirror.jobs.imagelocks import Held, ImageLocks, Key
 from mirror.jobs.mapping import DestinationSpec, SourceKind, SourceSpec, map_repository
 from mirror.jobs.referrers import copy_referrers
 from mirror.jobs.selection import select_references
@@ -107,7 +108,8 @@ class SyncRun:
 
     ``owns`` (a source repository's :func:`ownership_key` -> bool) limits the run to the
     repositories this replica owns when the service is sharded. ``profiles`` gives each
-    registry host's profile (the config's; by default the one the host name says)."""
+    registry host's profile (the config's; by default the one the host name says). With
+    ``locks``, an image is copied by one run at a time (see :mod:`.imagelocks`)."""
 
     def __init__(
         self,
@@ -119,8 +121,10 @@ class SyncRun:
         dry_run: bool = False,
         s3_settings: Callable[[str], Mapping[str, Any]] | None = None,
         profiles: Callable[[str], RegistryProfile] = profile_for,
+        locks: ImageLocks | None = None,
     ) -> None:
         self.transport = transport
+        self.locks = locks
         self.s3_settings = s3_settings
         self.profiles = profiles
         self.events = events
@@ -182,7 +186,7 @@ class SyncRun:
 
         async def plan(repo_path: str) -> list[CopyTask]:
             async with limit:
-                return await self._plan_repository(job, repo_path)
+                return await self.plan_repository(job, repo_path)
 
         planned = await asyncio.gather(*(plan(r) for r in repos), return_exceptions=True)
         tasks: list[CopyTask] = []
@@ -200,9 +204,9 @@ class SyncRun:
             outcome.error = "; ".join(errors[:5]) + more
         return tasks
 
-    async def _plan_repository(self, job: JobSpec, repo_path: str) -> list[CopyTask]:
+    async def plan_repository(self, job: JobSpec, repo_path: str) -> list[CopyTask]:
+        """Copy tasks for one source repository of a job: the tags its filter selects."""
         spec = job.source
-        limits = dict(job.max_blob_sizes)
         if spec.kind is SourceKind.IMAGE:
             source = self.repository(spec.repository_ref())
             references = [spec.image_ref().reference]
@@ -221,12 +225,7 @@ class SyncRun:
                 log.info("%s has no tags: nothing to copy", source.name)
                 return []
             references = select_references(tags, job.tag_filter)
-        dests: list[Repository] = []
-        for dest_spec in job.destinations:
-            dest_ref = map_repository(spec, repo_path, dest_spec)
-            if job.create_repositories and isinstance(dest_ref, ImageRef):
-                await self._ensure_repository(dest_ref)
-            dests.append(self.repository(dest_ref, create=True, max_blob_size=limits.get(dest_spec.host)))
+        dests = await self.destinations(job, repo_path)
         # An image source pinned to a tag keeps that tag; a digest-only source is pushed by digest.
         pinned_tag = spec.tag if spec.kind is SourceKind.IMAGE else None
         return [
@@ -241,6 +240,23 @@ class SyncRun:
             for reference in references
         ]
 
+    def source_repository(self, job: JobSpec, repo_path: str) -> Repository:
+        """The source repository ``repo_path`` of ``job``."""
+        spec = job.source
+        return self.repository(spec.repository_ref(repo_path if spec.kind is SourceKind.PREFIX else None))
+
+    async def destinations(self, job: JobSpec, repo_path: str) -> list[Repository]:
+        """Where ``job`` copies the source repository ``repo_path`` (repositories created first
+        where the registry needs that and the job allows it)."""
+        limits = dict(job.max_blob_sizes)
+        dests: list[Repository] = []
+        for dest_spec in job.destinations:
+            dest_ref = map_repository(job.source, repo_path, dest_spec)
+            if job.create_repositories and isinstance(dest_ref, ImageRef):
+                await self._ensure_repository(dest_ref)
+            dests.append(self.repository(dest_ref, create=True, max_blob_size=limits.get(dest_spec.host)))
+        return dests
+
     async def _ensure_repository(self, ref: ImageRef) -> None:
         """What the destination's registry needs created before a push (an ECR repository, an
         Artifact Registry PROJECT/REPOSITORY), once per run however many jobs want it."""
@@ -254,12 +270,15 @@ class SyncRun:
 
     # -- running -----------------------------------------------------------------------------
 
-    async def run(self, jobs: list[JobSpec]) -> SyncResult:
+    async def run(self, jobs: list[JobSpec], planner: Planner | None = None) -> SyncResult:
+        """Plan ``jobs`` (with ``planner``; by default every repository and tag they cover) and
+        copy what was planned through one engine."""
         started = time.monotonic()
         requests_before = self.request_count()
         outcomes = [JobOutcome(j.name) for j in jobs]
+        planning = planner or self.plan_job
         planned = await asyncio.gather(
-            *(self.plan_job(j, o) for j, o in zip(jobs, outcomes, strict=True)), return_exceptions=True
+            *(planning(j, o) for j, o in zip(jobs, outcomes, strict=True)), return_exceptions=True
         )
         tasks: list[CopyTask] = []
         for outcome, plan in zip(outcomes, planned, strict=True):
@@ -269,7 +288,7 @@ class SyncRun:
                 raise plan
             else:
                 tasks.extend(plan)
-        images = await self.engine.run(tasks)
+        images = await self._copy(tasks)
         wanted = {j.name for j in jobs if j.referrers}
         subjects = [(t, i) for t, i in zip(tasks, images, strict=True) if t.job in wanted]
         images.extend(await copy_referrers(self.engine, subjects, stopping=lambda: self.engine.stopping))
@@ -286,12 +305,54 @@ class SyncRun:
             outcome.duration_seconds = stats.duration_seconds
         return SyncResult(outcomes, images, stats)
 
+    async def _copy(self, tasks: list[CopyTask]) -> list[ImageResult]:
+        """Run ``tasks`` through the engine, holding each image's lock until it has its outcome."""
+        if self.locks is None:
+            return await self.engine.run(tasks)
+        held = await self.locks.acquire(image_key(t) for t in tasks)
+        try:
+            for task in tasks:
+                task.on_done = _then(task.on_done, _releaser(held, image_key(task)))
+            return await self.engine.run(tasks)
+        finally:
+            held.release_all()
+
     def stop(self) -> None:
         """Start no new blob transfer; what is moving finishes (see CopyEngine.stop)."""
         self.engine.stop()
 
     async def aclose(self) -> None:
         await self.engine.aclose()
+
+
+Planner = Callable[[JobSpec, JobOutcome], Awaitable[list[CopyTask]]]
+"""Copy tasks for a job (the default: :meth:`SyncRun.plan_job`); may note errors in the outcome."""
+
+
+def image_key(task: CopyTask) -> Key:
+    """The lock key of a copy: its job, source repository and destination reference."""
+    reference = task.destinations[0].reference if task.destinations else task.reference
+    return (task.job, task.source.name, reference)
+
+
+def _releaser(held: Held, key: Key) -> Callable[[ImageResult], None]:
+    def release(_result: ImageResult) -> None:
+        held.release(key)
+
+    return release
+
+
+def _then(
+    first: Callable[[ImageResult], None] | None, second: Callable[[ImageResult], None]
+) -> Callable[[ImageResult], None]:
+    def both(result: ImageResult) -> None:
+        try:
+            if first is not None:
+                first(result)
+        finally:
+            second(result)
+
+    return both
 
 
 def ownership_key(spec: SourceSpec, repository: str) -> str:

@@ -7,6 +7,8 @@
   event and prune metrics;
 - ``state``: what the service knows of each job now (last pass, lag, drift), for status pages;
 - ``reconcile``: after a pass, the drift check (and prune);
+- ``events`` (HTTP endpoints), ``dispatch`` (queue, coalesce, copy, measure the lag) and
+  ``forward`` (hand an event to the replica that owns its repository): event triggers;
 - ``shard``: which source repositories a replica owns;
 - ``logs``: logging set-up (text or JSON lines, secrets redacted).
 

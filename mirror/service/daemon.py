@@ -22,20 +22,24 @@ from mirror.auth.credentials import StaticProvider
 from mirror.auth.redact import RedactingProvider, Redactor
 from mirror.copy.results import ImageResult, RunStats
 from mirror.jobs.config import Config, Job
+from mirror.jobs.imagelocks import ImageLocks
 from mirror.jobs.inflight import InFlight
 from mirror.jobs.progress import Progress
 from mirror.jobs.pruning import PruneResult
 from mirror.jobs.report import build_report, summary_lines, write_report
 from mirror.jobs.schedule import next_start
-from mirror.jobs.survey import Verification, verify_jobs
+from mirror.jobs.survey import Known, Verification, known_from, verify_jobs
 from mirror.jobs.syncrun import JobSpec, SyncResult, SyncRun, job_spec
+from mirror.service.dispatch import Dispatcher
+from mirror.service.forward import Forwarder
 from mirror.service.passes import by_job, pass_details
 from mirror.service.reconcile import Reconciler
 from mirror.service.shard import Shard, describe
-from mirror.service.state import PassInfo, ServiceState
+from mirror.service.state import PassInfo, ServiceState, lag_summary
 from mirror.service.status import drift_document, shard_summary, status_document
 from mirror.transport.client import Transport
 from mirror.types.clock import Clock, system_clock
+from mirror.types.errors import InputError
 from mirror.types.events import EventSink, Fanout, discard
 
 if TYPE_CHECKING:
@@ -50,6 +54,8 @@ def redactor_for(config: Config) -> Redactor:
     redactor = Redactor()
     for cred in config.credentials().values():
         redactor.add_credential(cred)
+    if config.events is not None:
+        redactor.add(config.events.token.get_secret_value())
     return redactor
 
 
@@ -82,6 +88,8 @@ class Daemon:
     replication: ReplicationMetrics | None = None
     check_drift: bool = False  # after each pass, verify its jobs (serve mode: the drift gauge)
     last_prune: list[PruneResult] = field(default_factory=list)
+    locks: ImageLocks = field(default_factory=ImageLocks)  # one copy of an image at a time
+    dispatcher: Dispatcher | None = None  # event-triggered copies (serve mode, events: configured)
     _active: set[SyncRun] = field(default_factory=set)
 
     def transport(self, events: Fanout) -> Transport:
@@ -100,6 +108,7 @@ class Daemon:
             dry_run=dry_run,
             s3_settings=self.config.s3_settings,
             profiles=self.config.profile,
+            locks=None if dry_run else self.locks,
         )
 
     async def run_jobs(self, transport: Transport, events: Fanout, jobs: list[Job]) -> SyncResult:
@@ -159,7 +168,7 @@ class Daemon:
                     log.warning(line, extra={"fields": {"job": image.job, "status": image.status}})
         pruned = await self._prune(transport, specs)
         self._write_report(result.images, result.stats, result, pruned)
-        await self._check_drift(transport, specs)
+        await self._check_drift(transport, specs, known_from(result.images))
         return result
 
     def reconciler(self) -> Reconciler:
@@ -179,17 +188,40 @@ class Daemon:
             return []
         return self.last_prune
 
-    async def _check_drift(self, transport: Transport, specs: list[JobSpec]) -> None:
+    async def _check_drift(self, transport: Transport, specs: list[JobSpec], known: Known) -> None:
         """The drift check of a pass's jobs; a failure here is logged, never ends the service."""
         if not self.check_drift or self.dry_run or self.stop_requested.is_set():
             return
         try:
-            await self.reconciler().check_drift(lambda: self.new_run(transport, discard, dry_run=True), specs)
+            await self.reconciler().check_drift(
+                lambda: self.new_run(transport, discard, dry_run=True), specs, known
+            )
         except Exception:
             log.exception("the drift check after a pass failed")
 
+    def event_report(self, result: SyncResult, lags: list[dict[str, Any]]) -> None:
+        """After an event-triggered batch: the job's state and the run report, with lags."""
+        for outcome in result.jobs:
+            self.state.job(outcome.name).last_event_run = PassInfo(
+                "event",
+                time.time() - result.stats.duration_seconds,
+                round(result.stats.duration_seconds, 3),
+                outcome.ok,
+                outcome.images,
+                outcome.failed,
+                outcome.error,
+            )
+        self._write_report(result.images, result.stats, result, [], trigger="event", lags=lags)
+
     def _write_report(
-        self, images: list[ImageResult], stats: RunStats, result: SyncResult, pruned: list[PruneResult]
+        self,
+        images: list[ImageResult],
+        stats: RunStats,
+        result: SyncResult,
+        pruned: list[PruneResult],
+        *,
+        trigger: str = "schedule",
+        lags: list[dict[str, Any]] | None = None,
     ) -> None:
         if not self.report_path:
             return
@@ -211,7 +243,10 @@ class Daemon:
             jobs=jobs,
             dry_run=self.dry_run,
             shard=str(self.shard) if self.shard else None,
+            trigger=trigger,
             prune=[p.to_dict() for p in pruned],
+            lag=lag_summary(e["lag_seconds"] for e in lags or []),
+            lags=lags or [],
         )
         write_report(self.report_path, doc, redact=self.redactor.redact)
 
@@ -293,6 +328,32 @@ class Daemon:
 
     # -- serve -------------------------------------------------------------------------------
 
+    def _event_triggers(self, address: str | None) -> Dispatcher | None:
+        """The event dispatcher when ``events:`` is configured (it needs the listener)."""
+        cfg = self.config.events
+        if cfg is None:
+            return None
+        if address is None:
+            raise _no_listener()
+        sharded = self.shard is not None and self.shard.sharded
+        if sharded and cfg.peer_url is None:
+            raise InputError(
+                "events.peer_url is needed with --shard: events for repositories another replica "
+                "owns are handed to it, e.g. peer_url: http://mirror-{index}.mirror-peers:9090"
+            )
+        forwarder = Forwarder(cfg.peer, cfg.token.get_secret_value(), replication=self.replication)
+        return Dispatcher(
+            [job_spec(self.config, j) for j in self.jobs],
+            [job_spec(self.config, j) for j in self.config.jobs],
+            state=self.state,
+            replication=self.replication,
+            shard=self.shard,
+            forwarder=forwarder if sharded else None,
+            report=self.event_report,
+            concurrency=max(1, min(self.config.concurrency, 8)),
+            locks=self.locks,
+        )
+
     async def serve(self) -> int:
         from mirror.service.server import HealthServer  # aiohttp.web: only for a listener
 
@@ -309,11 +370,18 @@ class Daemon:
         events = self._events()
         ticker = asyncio.create_task(self._log_progress())
         address = self.metrics_address or (self.config.metrics.address if self.config.metrics else None)
-        server = (
-            HealthServer(self.metrics, address=address, shard_info=self.shard_info, status=self)
-            if address
-            else None
-        )
+        self.dispatcher = self._event_triggers(address)
+        routes = None
+        if self.dispatcher is not None and self.config.events is not None:
+            from mirror.service.events import EventEndpoints
+
+            token = self.config.events.token.get_secret_value()
+            routes = EventEndpoints(token, self.dispatcher, self.replication).add_routes
+        server = None
+        if address:
+            server = HealthServer(
+                self.metrics, address=address, shard_info=self.shard_info, status=self, routes=routes
+            )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -325,6 +393,8 @@ class Daemon:
         due: dict[str, float] = {}  # next start per job, computed once per run of that job
         running: dict[str, asyncio.Task[SyncResult]] = {}
         async with self.transport(events) as transport:
+            if self.dispatcher is not None:
+                self.dispatcher.start(lambda: self.new_run(transport, events, dry_run=False))
             if server is not None:
                 server.set_ready()
             while not self.stop_requested.is_set():
@@ -352,7 +422,9 @@ class Daemon:
             )
             if server is not None:
                 server.set_shutting_down()
-            pending = list(running.values())
+            pending: list[asyncio.Task[Any]] = list(running.values())
+            if self.dispatcher is not None:
+                pending.append(asyncio.create_task(self.dispatcher.stop(self.grace)))
             if pending:
                 _done, late = await asyncio.wait(pending, timeout=self.grace)
                 for task in late:
@@ -364,6 +436,13 @@ class Daemon:
             await server.stop()
         log.info("stopped")
         return 0
+
+
+def _no_listener() -> InputError:
+    return InputError(
+        "events: the event endpoints are served on the metrics listener; set metrics.address "
+        "(or --metrics-address)"
+    )
 
 
 def _forget(running: dict[str, asyncio.Task[SyncResult]], name: str) -> Any:

@@ -6,9 +6,9 @@ results go to the run report, the job's state and the ``mirror_pruned_tags`` cou
 
 The drift check is ``mirror verify`` for the jobs of the pass: its counts become the
 ``mirror_drift_images`` gauge and the job's state (with the rows not in sync, for the status
-page), and a job with drift gets a log line. It reads both sides again (one listing per
-repository, one HEAD per tag on each side), so it runs in serve mode only, where something reads
-it.
+page), and a job with drift gets a log line. It takes what the pass learnt of each image
+(:func:`mirror.jobs.survey.known_from`) and adds one tag listing per repository on each side (and
+a HEAD for what the pass could not settle); it runs in serve mode only, where something reads it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from mirror.jobs.drift import IN_SYNC, DriftEntry
 from mirror.jobs.pruning import DELETED, FAILED, KEPT, Lock, PruneResult, prune_job
-from mirror.jobs.survey import Verification, survey_job, verify_jobs
+from mirror.jobs.survey import Known, Verification, survey_job, verify_jobs
 from mirror.jobs.syncrun import JobSpec, SyncRun
 from mirror.service.state import DRIFT_ROWS_KEPT, ServiceState
 
@@ -73,11 +73,13 @@ class Reconciler:
         for refusal in result.plan.refusals:
             self.replication.prune_refusals.labels(job_name=result.job, reason=refusal.reason).inc()
 
-    async def check_drift(self, new_run: Callable[[], SyncRun], jobs: Sequence[JobSpec]) -> Verification:
-        """Verify ``jobs`` and publish their counts."""
+    async def check_drift(
+        self, new_run: Callable[[], SyncRun], jobs: Sequence[JobSpec], known: Known | None = None
+    ) -> Verification:
+        """Verify ``jobs`` and publish their counts (``known``: what the pass learnt)."""
         run = new_run()
         try:
-            result = await verify_jobs(run, jobs)
+            result = await verify_jobs(run, jobs, known)
         finally:
             await run.aclose()
         now = time.time()

@@ -14,6 +14,9 @@ path        answer
             (see :mod:`mirror.service.statusweb`)
 ==========  ===================================================================================
 
+``routes`` adds more endpoints to the same listener (the event triggers of
+:mod:`mirror.service.events`).
+
 Bodies carry no secrets: the metrics have bounded, secret-free labels, and ``/shard`` lists
 repository names only. A failing ``shard_info`` callback answers 500 without its message.
 
@@ -96,9 +99,11 @@ class HealthServer:
         address: str = DEFAULT_ADDRESS,
         shard_info: ShardInfo | None = None,
         status: StatusSource | None = None,
+        routes: Callable[[web.Application], None] | None = None,
     ) -> None:
         self.metrics = metrics
         self.status = status
+        self.routes = routes
         self.host, self.requested_port = parse_address(address)
         self.shard_info = shard_info
         self._ready = False
@@ -161,6 +166,8 @@ class HealthServer:
         app.router.add_get("/shard", self._shard)
         if self.status is not None:
             add_status_routes(app, self.status)
+        if self.routes is not None:
+            self.routes(app)
         return app
 
     # -- lifecycle ----------------------------------------------------------------------------

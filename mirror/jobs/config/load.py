@@ -256,6 +256,17 @@ def _registry_entry(entry: Any, loc: Loc, base_dir: Path) -> Any:
     return entry
 
 
+def _events_entry(raw: dict[str, Any], base_dir: Path) -> None:
+    """``events.token_file``: read the token from a file, as registries' secret files are."""
+    events = raw.get("events")
+    if isinstance(events, dict) and "token_file" in events:
+        if "token" in events:
+            raise ConfigError("set token or token_file, not both", "events.token_file")
+        events = dict(events)
+        events["token"] = _read_secret(events.pop("token_file"), base_dir, ("events", "token_file"))
+        raw["events"] = events
+
+
 def _s3_location(key: object, where: str) -> str:
     hint = "an object_storage key is s3://BUCKET or s3://BUCKET/PREFIX, without a tag"
     text = key.strip() if isinstance(key, str) else ""
@@ -375,6 +386,7 @@ def parse_config(
     context: dict[str, Any] = {"base_dir": base}
     _prepare_section(data, "registries", _registry_host, lambda entry, loc: _registry_entry(entry, loc, base))
     _prepare_section(data, "object_storage", _s3_location)
+    _events_entry(data, base)
     _merge_defaults(data, context)
     config = validate(Config, data, context)
     _cross_check(config)

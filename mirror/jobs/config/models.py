@@ -6,6 +6,7 @@ values (:mod:`.fields`). Every field is described in ``config/README.md``.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
@@ -230,6 +231,38 @@ class MetricsConfig(_Model):
     address: AddressField
 
 
+class EventsConfig(_Model):
+    """Event triggers on the metrics listener: ``token`` (every request must carry it as
+    ``Authorization: Bearer``), and with ``--shard``, ``peer_url``: where replica ``{index}`` is
+    reached to hand it the events of the repositories it owns."""
+
+    extra_keys: ClassVar[tuple[str, ...]] = ("token_file",)
+
+    token: SecretStr
+    peer_url: str | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("the events token must be at least 16 characters (e.g. openssl rand -hex 32)")
+        return value
+
+    @field_validator("peer_url")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None and (not re.match(r"^https?://[^\s/]+", value) or "{index}" not in value):
+            raise ValueError(
+                f"{value!r} is not a replica URL template: write http(s)://HOST:PORT with {{index}} where "
+                "the replica's ordinal goes, e.g. http://mirror-{index}.mirror-peers:9090"
+            )
+        return value
+
+    def peer(self, index: int) -> str | None:
+        """The base URL of replica ``index`` (``peer_url`` with ``{index}`` filled in)."""
+        return None if self.peer_url is None else self.peer_url.replace("{index}", str(index)).rstrip("/")
+
+
 class LogConfig(_Model):
     format: Literal["text", "json"] = "text"
     level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(lower)] = "info"
@@ -241,6 +274,7 @@ class Config(_Model):
     version: Literal[1]
     concurrency: int = Field(default=8, ge=1, le=4096)
     metrics: MetricsConfig | None = None
+    events: EventsConfig | None = None
     log: LogConfig = LogConfig()
     registries: dict[str, RegistryConfig] = {}
     object_storage: dict[str, ObjectStorageConfig] = {}
