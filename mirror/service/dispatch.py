@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mirror.copy.results import COPIED, ImageResult
 from mirror.jobs.eventrun import Wanted, plan_images
@@ -35,9 +35,11 @@ from mirror.jobs.syncrun import JobOutcome, JobSpec, SyncResult, SyncRun
 from mirror.jobs.triggers import Notice, Parsed
 from mirror.service.forward import Forwarder
 from mirror.service.reconcile import Reconciler
-from mirror.service.replication import ReplicationMetrics
 from mirror.service.shard import Shard, owner
 from mirror.service.state import ServiceState
+
+if TYPE_CHECKING:  # prometheus_client: only when metrics are served
+    from mirror.service.replication import ReplicationMetrics
 
 log = logging.getLogger("mirror")
 

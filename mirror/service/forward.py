@@ -21,11 +21,14 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from mirror.jobs.triggers import Notice
-from mirror.service.replication import ReplicationMetrics
+
+if TYPE_CHECKING:  # prometheus_client: only when metrics are served
+    from mirror.service.replication import ReplicationMetrics
 
 log = logging.getLogger("mirror")
 
