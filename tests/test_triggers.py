@@ -214,6 +214,18 @@ def test_a_push_reaches_the_jobs_whose_source_and_filter_cover_it() -> None:
     assert set(routes(Notice(PUSH, "reg.example:5000", "apps/web", None, D))) == {"pinned"}
 
 
+def test_a_referrers_fallback_tag_is_planned_with_its_subject() -> None:
+    config = parse_config(f"""
+version: 1
+jobs:
+  - {{name: signed, source: "{SRC}/web", destinations: [d.example/s], referrers: true}}
+  - {{name: plain, source: "{SRC}/web", destinations: [d.example/p]}}
+""")
+    jobs = [job_spec(config, j) for j in config.jobs]
+    signature = Notice(PUSH, "reg.example:5000", "apps/web", "sha256-" + "ab" * 32 + ".sig", D)
+    assert {r.job: r.mode for r in route(signature, jobs)} == {"signed": REFRESH, "plain": COPY}
+
+
 def test_a_deletion_only_triggers_the_prune_check_of_jobs_that_prune() -> None:
     assert routes(Notice(DELETE, "reg.example:5000", "apps/web", "v1", None)) == {"apps": (PRUNE, "", "")}
     assert routes(Notice(DELETE, "reg.example:5000", "apps/web", "dev", None)) == {}  # not covered

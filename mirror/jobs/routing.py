@@ -8,7 +8,9 @@ covers the repository, and (for a push) its tag filter allows the tag. What the 
   under the event's tag; the copy re-reads the source, and when the source tag has moved on
   meanwhile, follows the source;
 - ``refresh``: for a job whose filter keeps the newest N versions, whether a new tag is among
-  them depends on the others: the repository is planned as a pass would plan it;
+  them depends on the others, and a referrers fallback tag (``sha256-<hex>.sig``) is copied with
+  its subject only if the job copies the subject: the repository is planned as a pass would
+  plan it;
 - ``prune``: a deletion only triggers the job's prune check of that repository (jobs without
   ``prune: true`` ignore deletions).
 
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mirror.jobs.mapping import SourceKind
-from mirror.jobs.selection import covers_tag
+from mirror.jobs.selection import FALLBACK_TAG, covers_tag
 from mirror.jobs.syncrun import JobSpec, ownership_key
 from mirror.jobs.triggers import DELETE, Notice
 
@@ -73,7 +75,9 @@ def _route(notice: Notice, job: JobSpec) -> Route | None:
         return _replace(base, read=notice.digest or spec.tag, write=spec.tag)
     if notice.tag is None or not covers_tag(notice.tag, job.tag_filter, job.referrers):
         return None
-    if job.tag_filter.latest is not None:
+    if job.tag_filter.latest is not None or (job.referrers and FALLBACK_TAG.match(notice.tag)):
+        # The newest N depend on the other tags; a referrers fallback tag follows its subject
+        # only when the subject is one the job copies: plan the repository as a pass would.
         return _replace(base, mode=REFRESH, write=notice.tag)
     return _replace(base, read=notice.digest or notice.tag, write=notice.tag)
 
