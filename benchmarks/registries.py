@@ -124,7 +124,8 @@ class Registries:
         if self.binary is None:
             raise RuntimeError("docker-registry not found: apt-get install docker-registry")
 
-    def start(self) -> Registry:
+    def start(self, extra: dict[str, object] | None = None) -> Registry:
+        """A fresh registry; ``extra`` is merged into its config's top level (e.g. notifications)."""
         self._count += 1
         reg = Registry(self.base / f"registry-{self._count}")
         reg.storage.mkdir(parents=True)
@@ -132,7 +133,7 @@ class Registries:
         assert self.binary is not None
         for _ in range(5):
             reg.host = f"127.0.0.1:{free_port()}"
-            reg.config_path.write_text(_config(reg))
+            reg.config_path.write_text(_config(reg, extra))
             if launch(self.binary, reg):
                 return reg
         raise RuntimeError("docker-registry: no free port after 5 attempts")
@@ -150,7 +151,7 @@ class Registries:
         self.close()
 
 
-def _config(reg: Registry) -> str:
+def _config(reg: Registry, extra: dict[str, object] | None = None) -> str:
     # JSON is YAML: no yaml dependency needed to write it.
     doc = {
         "version": 0.1,
@@ -161,6 +162,7 @@ def _config(reg: Registry) -> str:
             "maintenance": {"uploadpurging": {"enabled": False}},
         },
         "http": {"addr": reg.host, "secret": secrets.token_hex(16)},
+        **(extra or {}),
     }
     return json.dumps(doc, indent=2)
 

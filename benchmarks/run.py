@@ -17,6 +17,9 @@ Scenarios (default: all but ``multi-tb``):
   100,000 tags) served by the synthetic registry, warm (the destination holds the same content)
   and cold (an empty discarding sink): peak RSS against tags, requests per tag, tags per second
   (:mod:`benchmarks.scale`).
+- ``events``: a resident ``mirror sync`` notified of every push by the source registry: the lag
+  from push to copy under a push storm (p50/p99), and how soon everything is there when one
+  event in five is lost (:mod:`benchmarks.events`).
 - ``multi-tb``: the synthetic path once at ``--tb-size`` (default 1 TiB) with short-lived
   tokens; long, so never part of the default set. Its latest result is kept in
   ``results/multitb.json`` and shown with every table.
@@ -47,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import workload as w
+from benchmarks.events import events_table, events_targets, scenario_events
 from benchmarks.measure import GNU_TIME, ProcessStats, Traffic, TrafficWatch, run_measured, terminate
 from benchmarks.registries import Registries, Registry
 from benchmarks.scale import scenario_scale
@@ -775,6 +779,7 @@ SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "intrinsic": scenario_intrinsic,
     "multi-tb": scenario_multi_tb,
     "scale": lambda ctx: scenario_scale(ctx.tmp, ctx.quick, say, loadavg),
+    "events": lambda ctx: scenario_events(ctx.regs, ctx.quick, say),
 }
 DEFAULT = ["fleet", "fan-out", "big-blob", "intrinsic"]
 
@@ -837,6 +842,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             spread <= 20 * MiB,
         )
     out.extend(scale_targets(results.get("scale")))
+    out.extend(events_targets(results.get("events")))
     return out
 
 
@@ -967,6 +973,8 @@ def markdown(doc: dict[str, Any]) -> str:
             )
     if res.get("scale"):
         lines += scale_table(res["scale"])
+    if res.get("events"):
+        lines += events_table(res["events"])
     tb = res.get("multi-tb") or _stored_multitb()
     if tb:
         proj = tb.get("projected_5tb_seconds") or 0
