@@ -68,8 +68,10 @@ def print_plan(result: SyncResult) -> None:
             mounted += dest.blobs_mounted
             skipped += dest.blobs_skipped
             moved += dest.bytes_written
+        if image.error:  # not resolved: failed, or deferred to a later pass
+            print(f"  {image.status.upper()} {image.source}: {image.error}", file=out)
         for dest in image.destinations:
-            if dest.status in ("conflict", "failed"):
+            if dest.status in ("conflict", "failed", "deferred"):
                 print(f"  {dest.status.upper()} {dest.destination}: {dest.error}", file=out)
     unique = result.stats.unique_blob_bytes
     print(

@@ -194,7 +194,8 @@ class Resolver:
             for plan in resolved.plans:
                 r.fail(plan.result, exc)
             resolved.plans = []
-            self._emit(ev.IMAGE_FAILED, repo=task.source, detail=exc.kind)
+            kind = ev.IMAGE_DEFERRED if result.status == r.DEFERRED else ev.IMAGE_FAILED
+            self._emit(kind, repo=task.source, detail=exc.kind)
         return resolved
 
     async def _dest_heads(self, task: CopyTask) -> list[ManifestInfo | MirrorError | None]:

@@ -15,6 +15,8 @@ SKIPPED = "skipped"  # destination already had this digest
 CONFLICT = "conflict"  # destination tag names another digest; left untouched
 FAILED = "failed"
 PLANNED = "planned"  # dry run: would be copied
+DEFERRED = "deferred"  # not read in this pass (the source's pull limit is spent); not a failure
+DONE = frozenset({COPIED, SKIPPED, PLANNED, DEFERRED})  # statuses that do not fail a run
 
 
 @dataclass
@@ -46,14 +48,16 @@ class ImageResult:
 
     @property
     def ok(self) -> bool:
-        return not self.error and all(d.status in (COPIED, SKIPPED, PLANNED) for d in self.destinations)
+        if self.error:
+            return self.error_kind == DEFERRED
+        return all(d.status in DONE for d in self.destinations)
 
     @property
     def status(self) -> str:
         if self.error:
-            return FAILED
+            return DEFERRED if self.error_kind == DEFERRED else FAILED
         statuses = {d.status for d in self.destinations}
-        for status in (FAILED, CONFLICT, PLANNED, COPIED):
+        for status in (FAILED, CONFLICT, DEFERRED, PLANNED, COPIED):
             if status in statuses:
                 return status
         return SKIPPED
@@ -94,7 +98,7 @@ def error_kind(error: BaseException) -> str:
 
 
 def fail(dres: DestinationResult, error: BaseException) -> None:
-    """Mark a destination failed with ``error``'s message and kind."""
-    dres.status = FAILED
-    dres.error = error.message if isinstance(error, MirrorError) else f"{type(error).__name__}: {error}"
+    """Mark a destination failed with ``error``'s message and kind (deferred, for a deferral)."""
     dres.error_kind = error_kind(error)
+    dres.status = DEFERRED if dres.error_kind == DEFERRED else FAILED
+    dres.error = error.message if isinstance(error, MirrorError) else f"{type(error).__name__}: {error}"

@@ -10,6 +10,7 @@ from mirror.registry.base import Repository
 from mirror.registry.distribution import RegistryRepository
 from mirror.registry.ocilayout import OciLayout
 from mirror.registry.profiles import RegistryProfile, profile_for
+from mirror.registry.pulls import PullBudgets
 from mirror.transport.client import Transport
 from mirror.types.errors import InputError
 from mirror.types.reference import ImageRef, LayoutRef, Ref
@@ -29,15 +30,18 @@ def open_repository(
     max_blob_size: int | None = None,
     s3_settings: Mapping[str, Any] | None = None,
     profile: RegistryProfile | None = None,
+    pulls: PullBudgets | None = None,
 ) -> Repository:
     """A Repository for ``ref``; ``create`` lets a layout destination be made on first write.
     ``s3_settings`` override the environment's S3 options (field names of ``S3Options``);
-    ``profile`` is the registry's (by default, the one its host name says)."""
+    ``profile`` is the registry's (by default, the one its host name says); ``pulls`` the pull
+    budgets of the pass, for a registry that counts pulls."""
     if isinstance(ref, ImageRef):
         profile = profile or profile_for(ref.host)
         limit = max_blob_size if max_blob_size is not None else profile.max_blob_size
+        budget = pulls.for_host(ref.api_host) if pulls is not None and profile.counts_pulls else None
         return RegistryRepository(
-            transport, ref.api_host, ref.repository, max_blob_size=limit, profile=profile
+            transport, ref.api_host, ref.repository, max_blob_size=limit, profile=profile, pulls=budget
         )
     if isinstance(ref, LayoutRef) and ref.scheme == "oci":
         return OciLayout(ref.location, create=create)

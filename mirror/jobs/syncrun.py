@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
-from mirror.copy.results import ImageResult, RunStats
+from mirror.copy.results import DEFERRED, ImageResult, RunStats
 from mirror.jobs.config import Config, Job
 from mirror.jobs.filters import TagFilter
 from mirror.jobs.imagelocks import Held, ImageLocks, Key
@@ -27,6 +27,7 @@ from mirror.jobs.stores import open_repository, store_requests
 from mirror.registry.base import Repository
 from mirror.registry.distribution import list_catalog
 from mirror.registry.profiles import RegistryProfile, profile_for
+from mirror.registry.pulls import PullBudgets
 from mirror.transport.client import Transport
 from mirror.types.errors import MirrorError, NotFound
 from mirror.types.events import EventSink, discard
@@ -60,6 +61,7 @@ class JobOutcome:
     name: str
     images: int = 0
     failed: int = 0
+    deferred: int = 0  # left for a later pass (the source's pull limit is spent); not failures
     error: str = ""
     error_kind: str = ""
     repositories: list[str] = field(default_factory=list)
@@ -132,6 +134,7 @@ class SyncRun:
         self.engine = CopyEngine(events=events, transfers=transfers, dry_run=dry_run)
         self._repos: dict[str, Repository] = {}
         self._ensured: dict[str, asyncio.Future[bool]] = {}  # what ensure_repository made, by key
+        self.pulls = PullBudgets(events=events)  # Docker Hub's pull limit, for this pass
         self._listed_tags: dict[str, list[str]] = {}  # HOST/PATH -> tags, from a registry API listing
 
     def repository(self, ref: Ref, *, create: bool = False, max_blob_size: int | None = None) -> Repository:
@@ -149,6 +152,7 @@ class SyncRun:
                 max_blob_size=max_blob_size,
                 s3_settings=s3,
                 profile=profile,
+                pulls=self.pulls,
             )
             self._repos[key] = repo
         return repo
@@ -298,6 +302,8 @@ class SyncRun:
             outcome.images += 1
             if not image.ok:
                 outcome.failed += 1
+            elif image.status == DEFERRED:
+                outcome.deferred += 1
         stats = self.engine.stats
         stats.requests = self.request_count() - requests_before
         stats.duration_seconds = time.monotonic() - started

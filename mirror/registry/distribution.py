@@ -19,7 +19,8 @@ from yarl import URL
 from mirror.registry.base import BlobReader, ChunkSource, FetchedManifest, ManifestInfo
 from mirror.registry.pages import Pagination
 from mirror.registry.profiles import RegistryProfile, profile_for
-from mirror.transport.client import Transport
+from mirror.registry.pulls import PullBudget
+from mirror.transport.client import Reply, Transport
 from mirror.transport.errors import redact_url
 from mirror.transport.urls import resolve_location, with_digest
 from mirror.types import mediatypes as mt
@@ -105,11 +106,15 @@ class RegistryRepository:
         *,
         max_blob_size: int | None = None,
         profile: RegistryProfile | None = None,
+        pulls: PullBudget | None = None,
     ) -> None:
         self.transport = transport
         self.host = host
         self.repository = repository
         self.profile = profile or profile_for(host)
+        # Manifest GETs a pull-counting registry still allows (shared by the repositories of a
+        # pass; a repository opened alone keeps its own).
+        self.pulls = pulls if pulls is not None or not self.profile.counts_pulls else PullBudget(host)
         self._max_blob_size = max_blob_size
         # An upload session left open by a mount answered 202, reused by the next upload.
         self._open_sessions: dict[Digest, URL] = {}
@@ -142,6 +147,8 @@ class RegistryRepository:
         )
         if reply.status == 404:
             return None
+        if self.pulls is not None:
+            self.pulls.observe(reply.headers)
         digest_text = reply.headers.get("Docker-Content-Digest")
         media_type = (reply.headers.get("Content-Type") or "").split(";")[0].strip()
         length = reply.headers.get("Content-Length", "")
@@ -155,15 +162,33 @@ class RegistryRepository:
             raise ManifestError(f"{self.name}:{reference}: bad Docker-Content-Digest: {exc}") from None
         return ManifestInfo(digest, media_type, int(length) if length.isdigit() else -1)
 
-    async def get_manifest(self, reference: str) -> FetchedManifest:
-        reply = await self.transport.request(
+    async def _get_manifest(self, reference: str) -> Reply:
+        return await self.transport.request(
             "GET",
             self.host,
             self._path("manifests", _reference(reference)),
             scopes=_pull(self.repository),
-            headers={"Accept": mt.ACCEPT},
+            headers={"Accept": mt.ACCEPT},  # the same as HEAD's: the same representation, digest
             max_body=mt.MAX_MANIFEST_BYTES,
         )
+
+    async def _pull_manifest(self, reference: str, pulls: PullBudget) -> Reply:
+        """A manifest GET counted as a pull: admitted by the budget, which reads the count."""
+        async with pulls.pull():
+            try:
+                reply = await self._get_manifest(reference)
+            except RegistryError as exc:
+                if exc.status == 429:
+                    raise pulls.refused(exc) from None
+                raise
+            pulls.observe(reply.headers)
+        return reply
+
+    async def get_manifest(self, reference: str) -> FetchedManifest:
+        if self.pulls is not None:
+            reply = await self._pull_manifest(reference, self.pulls)
+        else:
+            reply = await self._get_manifest(reference)
         media_type = (reply.headers.get("Content-Type") or "").split(";")[0].strip()
         expected: Digest | None = None
         if ":" in reference:

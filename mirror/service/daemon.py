@@ -149,6 +149,7 @@ class Daemon:
                 "ok": outcome.ok,
                 "images": outcome.images,
                 "failed": outcome.failed,
+                "deferred": outcome.deferred,
                 "seconds": round(elapsed, 3),
             }
             if outcome.error:
@@ -156,10 +157,11 @@ class Daemon:
                 log.error("job %s failed: %s", job.name, outcome.error, extra={"fields": fields})
             else:
                 log.info(
-                    "job %s: %d images, %d failed",
+                    "job %s: %d images, %d failed%s",
                     job.name,
                     outcome.images,
                     outcome.failed,
+                    f", {outcome.deferred} deferred to a later pass" if outcome.deferred else "",
                     extra={"fields": fields},
                 )
         for image in result.images:
@@ -231,6 +233,7 @@ class Daemon:
                 "ok": j.ok,
                 "images": j.images,
                 "failed": j.failed,
+                "deferred": j.deferred,
                 "error": j.error,
                 "repositories": len(j.repositories),
             }

@@ -30,7 +30,9 @@ Transfers
                                                            by outcome: copied, mounted, skipped, failed
     mirror_manifests_pushed_total               counter    registry: manifests and indexes written
     mirror_images_total                         counter    registry, outcome: images by outcome:
-                                                           copied, skipped, failed
+                                                           copied, skipped, failed, deferred (left
+                                                           for a later pass: the source's pull
+                                                           limit is spent)
     mirror_tag_conflicts_total                  counter    registry: destination tags left alone
                                                            because they name another digest
 
@@ -41,6 +43,9 @@ Errors and protocol
                                                            blob usually also fails its image)
     mirror_retries_total                        counter    registry, kind: temporary failures retried
     mirror_throttled_total                      counter    registry: 429 answers
+    mirror_rate_limit_remaining                 gauge      registry: pulls the registry last said
+                                                           remain in its window (Docker Hub's
+                                                           ``RateLimit-Remaining``)
     mirror_token_fetches_total                  counter    registry: tokens obtained from a token realm
     mirror_credential_refreshes_total           counter    registry: provider credentials refreshed
     mirror_requests_total                       counter    registry, method, code: HTTP requests sent;
@@ -122,6 +127,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "mirror_errors_total",
     "mirror_retries_total",
     "mirror_throttled_total",
+    "mirror_rate_limit_remaining",
     "mirror_token_fetches_total",
     "mirror_credential_refreshes_total",
     "mirror_requests_total",
@@ -183,7 +189,7 @@ class Metrics:
         )
         self.images = Counter(
             "mirror_images",
-            "Images by outcome: copied, skipped, failed.",
+            "Images by outcome: copied, skipped, failed, deferred.",
             ["registry", "outcome"],
             registry=r,
         )
@@ -203,6 +209,12 @@ class Metrics:
             "mirror_retries", "Temporary failures retried, by error kind.", ["registry", "kind"], registry=r
         )
         self.throttled = Counter("mirror_throttled", "429 answers.", ["registry"], registry=r)
+        self.rate_limit_remaining = Gauge(
+            "mirror_rate_limit_remaining",
+            "Pulls the registry last said remain in its rate-limit window.",
+            ["registry"],
+            registry=r,
+        )
         self.token_fetches = Counter(
             "mirror_token_fetches", "Registry tokens obtained from a token realm.", ["registry"], registry=r
         )
@@ -347,6 +359,12 @@ class Metrics:
     def _image_skipped(self, event: Event) -> None:
         self.images.labels(registry=self.registry_label(event), outcome="skipped").inc()
 
+    def _image_deferred(self, event: Event) -> None:
+        self.images.labels(registry=self.registry_label(event), outcome="deferred").inc()
+
+    def _rate_limit(self, event: Event) -> None:
+        self.rate_limit_remaining.labels(registry=self.registry_label(event)).set(event.size)
+
     def _image_failed(self, event: Event) -> None:
         self.images.labels(registry=self.registry_label(event), outcome="failed").inc()
         self.errors.labels(kind=error_kind(event.detail), scope="image").inc()
@@ -393,6 +411,8 @@ class Metrics:
         ev.IMAGE_COPIED: _image_copied,
         ev.IMAGE_SKIPPED: _image_skipped,
         ev.IMAGE_FAILED: _image_failed,
+        ev.IMAGE_DEFERRED: _image_deferred,
+        ev.RATE_LIMIT: _rate_limit,
         ev.TAG_CONFLICT: _tag_conflict,
         ev.TRANSFER_STARTED: _transfer_started,
         ev.TRANSFER_FINISHED: _transfer_finished,

@@ -57,6 +57,9 @@ class HostOptions:
     client_key: str | None = None
     max_concurrency: int = 16
     requests_per_second: float | None = None
+    final_codes: frozenset[str] = frozenset()
+    """OCI error codes this host means as final, not to be retried (Docker Hub's
+    ``TOOMANYREQUESTS``: a pull limit that refills in hours, not seconds)."""
 
 
 @dataclass
@@ -350,6 +353,8 @@ class Transport:
                     # A body that could not be sent again was refused with a stale token: the
                     # token is dropped, and the caller may retry with a fresh read of its source.
                     error.temporary = not _replayable(body)
+                if error.code in state.options.final_codes:
+                    error.temporary = False
                 raise error
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 failure = from_exception(exc, method, redact_url(str(url)))

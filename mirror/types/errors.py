@@ -9,6 +9,7 @@ MirrorError                       base; ``temporary`` says whether a retry may s
 │   ├── DigestMismatch
 │   └── SizeMismatch
 ├── TagConflict                   a destination tag names another digest and overwrite is off
+├── Deferred                      not read in this pass: the source's rate limit is spent
 ├── BlobTooLarge                  a blob over a destination's known maximum size
 ├── AuthError                     credentials missing, refused, or unusable
 │   └── TokenLifetimeError        a transfer would outlive every token that can be had
@@ -91,6 +92,18 @@ class TagConflict(MirrorError):
         self.target = target
         self.existing = existing
         self.wanted = wanted
+
+
+class Deferred(MirrorError):
+    """An image left for a later pass: its source registry's pull limit is spent (Docker Hub).
+    Not a failure: ``until`` (epoch seconds, when known) is when pulls are allowed again."""
+
+    kind = "deferred"
+
+    def __init__(self, message: str, *, host: str = "", until: float | None = None) -> None:
+        super().__init__(message)
+        self.host = host
+        self.until = until
 
 
 class BlobTooLarge(MirrorError):

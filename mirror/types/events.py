@@ -25,6 +25,8 @@ MANIFEST_PUSHED = "manifest_pushed"
 IMAGE_COPIED = "image_copied"
 IMAGE_SKIPPED = "image_skipped"
 IMAGE_FAILED = "image_failed"
+IMAGE_DEFERRED = "image_deferred"  # left for a later pass: the source's pull limit is spent
+RATE_LIMIT = "rate_limit"  # a registry said how many pulls remain (size = remaining, detail = limit)
 TAG_CONFLICT = "tag_conflict"
 TRANSFER_STARTED = "transfer_started"  # a source read begins (size = the blob's; detail = image)
 TRANSFER_FINISHED = "transfer_finished"

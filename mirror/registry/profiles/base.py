@@ -38,6 +38,8 @@ class RegistryProfile:
     """Bytes; ``None`` when no limit is known."""
     requests_per_second: float | None = None
     """The per-host request rate used when the config sets none (a registry quota)."""
+    counts_pulls: bool = False
+    """Manifest GETs are counted against a pull limit (see :mod:`mirror.registry.pulls`)."""
 
     def host_options(self, configured: HostOptions | None = None) -> HostOptions:
         """Transport options for this host: the configured ones, completed by the profile's

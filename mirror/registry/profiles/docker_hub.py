@@ -17,12 +17,24 @@ said otherwise):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from mirror.registry.profiles.base import RegistryProfile
+from mirror.transport.client import HostOptions
 from mirror.types import hosts
+
+PULL_LIMIT_CODE = "TOOMANYREQUESTS"
 
 
 @dataclass(frozen=True)
 class DockerHubProfile(RegistryProfile):
+    """Manifest GETs go through a pull budget (:mod:`mirror.registry.pulls`); the pull limit's
+    429 is final for the pass, not retried (its window refills in hours)."""
+
     kind: str = hosts.DOCKER_HUB
+    counts_pulls: bool = True
+
+    def host_options(self, configured: HostOptions | None = None) -> HostOptions:
+        options = super().host_options(configured)
+        return dataclasses.replace(options, final_codes=options.final_codes | {PULL_LIMIT_CODE})
