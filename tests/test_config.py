@@ -314,7 +314,9 @@ registries:
     )
     assert set(config.registries) == {"docker.io", "127.0.0.1:5000", "reg.example.com"}
     options = config.host_options()
-    assert options["docker.io"] == options["registry-1.docker.io"] == HostOptions(max_concurrency=3)
+    # Docker Hub's profile adds its pull limit's code as final (not retried).
+    hub = HostOptions(max_concurrency=3, final_codes=frozenset({"TOOMANYREQUESTS"}))
+    assert options["docker.io"] == options["registry-1.docker.io"] == hub
     assert options["reg.example.com"] == HostOptions(plain_http=True, requests_per_second=2.5)
     assert config.registry("reg.example.com").max_blob_size == 10 * 10**9
     assert config.registry("unknown.example.com").host_options() == HostOptions()
