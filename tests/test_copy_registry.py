@@ -136,7 +136,10 @@ def test_corrupt_source_blob_is_never_accepted(registry_pair: Any, tmp_path: Pat
     out = tmp_path / "r.json"
     assert copy(f"{src.host}/bad/app:v1", f"{dst.host}/bad/app:v1", "--report", str(out)) == 1
     doc = report(out)
-    assert doc["status"] == "failed" and "digest mismatch" in doc["error"]
+    # Read twice: the same wrong digest both times is the source's own corruption, said so.
+    assert doc["status"] == "failed" and "serves corrupt bytes for blob" in doc["error"]
+    assert doc["images"][0]["destinations"][0]["error_kind"] == "source_corrupt"
+    assert doc["totals"]["blobs_read"] == len(img.blob_digests) + 1
     assert not blob_exists(dst, "bad/app", victim)
     assert not manifest_exists(dst, "bad/app", "v1")
     assert list_tags(dst, "bad/app") == []

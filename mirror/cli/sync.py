@@ -52,8 +52,6 @@ def print_plan(result: SyncResult) -> None:
     out = sys.stdout
     copy = [i for i in result.images if i.status == "planned"]
     print(f"plan: {len(copy)} of {len(result.images)} images to copy", file=out)
-    pushed = mounted = skipped = 0
-    moved = 0
     for image in result.images:
         for dest in image.destinations:
             if dest.status != "planned":
@@ -64,20 +62,18 @@ def print_plan(result: SyncResult) -> None:
                 f"{dest.blobs_skipped} present",
                 file=out,
             )
-            pushed += dest.blobs_pushed
-            mounted += dest.blobs_mounted
-            skipped += dest.blobs_skipped
-            moved += dest.bytes_written
         if image.error:  # not resolved: failed, or deferred to a later pass
             print(f"  {image.status.upper()} {image.source}: {image.error}", file=out)
         for dest in image.destinations:
-            if dest.status in ("conflict", "failed", "deferred"):
+            if dest.status in ("conflict", "failed", "deferred") and dest.error != image.error:
                 print(f"  {dest.status.upper()} {dest.destination}: {dest.error}", file=out)
-    unique = result.stats.unique_blob_bytes
+    # Totals count each blob once per destination repository, however many images share it.
+    stats = result.stats
+    moved, unique = stats.bytes_written, stats.unique_blob_bytes
     print(
-        f"blobs: {pushed} sends, {mounted} mounts, {skipped} already present; "
-        f"{human_bytes(moved)} to write from {human_bytes(unique)} of unique blobs read once "
-        f"(dedup saves {human_bytes(max(0, moved - unique))} of source reads)",
+        f"blobs: {stats.blobs_pushed} sends, {stats.blobs_mounted} mounts, {stats.blobs_skipped} "
+        f"already present; {human_bytes(moved)} to write from {human_bytes(unique)} of unique blobs "
+        f"read once (dedup saves {human_bytes(max(0, moved - unique))} of source reads)",
         file=out,
     )
 

@@ -1,12 +1,18 @@
 """Phase 2 of a copy: every blob of the run moved once to the destinations that lack it.
 
-Each digest has one transfer for the whole run (single-flight). It HEADs the blob at each
-destination repository that wants it (skipped for blobs up to :data:`EMPTY_REPO_HEAD_SKIP_MAX`
-in a repository whose tag list is empty), mounts it from a repository of the same registry
-known to hold it, and otherwise streams one source read (hashed, verified) to one repository
-per destination registry that lacks it; the other repositories of that registry then mount from
-the first. The outcome per destination repository is "pushed", "mounted", "skipped" (already
-there), "planned" / "planned-mount" in a dry run, or the error that stopped it.
+Each digest has one *flight* for the life of the engine (single-flight by digest). A flight
+takes destination repositories whenever they come: those known before its source is opened
+share that read; one that comes later (a second engine run, for referrers) gets a new round
+for itself alone, never a finished result that does not name it. A round HEADs the blob at each
+destination repository (skipped for blobs up to :data:`EMPTY_REPO_HEAD_SKIP_MAX` in a repository
+whose tag list is empty), mounts it from a repository of the same registry known to hold it,
+and otherwise streams one source read (:mod:`mirror.copy.reads`: hashed, verified, from the
+first source repository that serves it) to one repository per destination registry that lacks
+it; the other repositories of that registry then mount from the first.
+
+The outcome per destination repository is "pushed", "mounted", "skipped" (already there),
+"planned" / "planned-mount" in a dry run, or the error that stopped it. Run totals are counted
+here, as each outcome is known, so a run that fails later still reports what it wrote.
 """
 
 from __future__ import annotations
@@ -18,10 +24,10 @@ from dataclasses import dataclass, field
 
 from mirror.copy import results as r
 from mirror.copy.emit import Emitter
+from mirror.copy.reads import SourceReads
 from mirror.copy.resolve import Resolved
 from mirror.copy.singleflight import SingleFlight
-from mirror.copy.tee import Sink, tee
-from mirror.registry.base import ChunkSource, Repository
+from mirror.registry.base import Repository
 from mirror.transport.retry import RetryPolicy
 from mirror.types import events as ev
 from mirror.types.digest import Digest
@@ -35,32 +41,57 @@ from mirror.types.manifest import Descriptor
 EMPTY_REPO_HEAD_SKIP_MAX = 64 * 1024 * 1024
 
 Outcome = str | BaseException  # "pushed" | "mounted" | "skipped" | "planned" | error
+SUCCESS = frozenset({"pushed", "mounted", "skipped", "planned", "planned-mount"})
 
 
 @dataclass
 class BlobNeed:
-    """One blob, where to read it, the destination repositories that want it (by name), and the
-    first image that wants it (what a person watching transfers recognises)."""
+    """One blob, the source repositories that can serve it (in the order images named them),
+    the destination repositories that want it (by name), and the first image that wants it
+    (what a person watching transfers recognises)."""
 
     desc: Descriptor
-    source: Repository
+    sources: dict[str, Repository] = field(default_factory=dict)
     dests: dict[str, Repository] = field(default_factory=dict)
     image: str = ""
 
 
 def collect(resolved: list[Resolved]) -> dict[Digest, BlobNeed]:
-    """The blobs the plans of a run need, each once, with every repository that wants it."""
+    """The blobs the plans of a run need, each once, with every repository that has or wants it."""
     needs: dict[Digest, BlobNeed] = {}
     for item in resolved:
         for plan in item.plans:
             for digest, desc in plan.blobs.items():
-                need = needs.setdefault(digest, BlobNeed(desc, item.task.source, image=item.task.display))
+                need = needs.setdefault(digest, BlobNeed(desc, image=item.task.display))
+                need.sources.setdefault(item.task.source.name, item.task.source)
                 need.dests.setdefault(plan.dest.repo.name, plan.dest.repo)
     return needs
 
 
+@dataclass
+class _Flight:
+    """Everything about one digest: where it can be read, who wants it, what happened there."""
+
+    desc: Descriptor
+    image: str = ""  # the first image that wanted it
+    sources: dict[str, Repository] = field(default_factory=dict)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)  # final, per repository name
+    waiting: dict[str, Repository] = field(default_factory=dict)  # wanted, not yet in a round
+    task: asyncio.Task[None] | None = None  # the rounds running, while there are any
+
+    def take_waiting(self) -> dict[str, Repository]:
+        taken, self.waiting = self.waiting, {}
+        return taken
+
+
+class MissingOutcome(MirrorError):
+    """A destination that no blob transfer reached: an error, never taken as "skipped"."""
+
+    kind = "internal"
+
+
 class BlobTransfers:
-    """The blob transfers of a copy engine: started by :meth:`start`, awaited by :meth:`outcomes`.
+    """The blob transfers of a copy engine: started by :meth:`start`, awaited by :meth:`outcome`.
 
     ``tag_absent`` names the destination repositories where a tag HEAD found nothing: only
     those are asked whether they have any tag at all. ``transfers`` bounds the source reads in
@@ -81,33 +112,171 @@ class BlobTransfers:
     ) -> None:
         self._emit = Emitter(events)
         self.stats = stats
-        self.retry = retry
-        self.sleep = sleep
         self.dry_run = dry_run
-        self._transfers = asyncio.Semaphore(max(1, transfers))
         self._lookups = lookups
         self._tag_absent = tag_absent
-        self._outcomes: SingleFlight[dict[str, Outcome]] = SingleFlight()
+        self._reads = SourceReads(events=events, stats=stats, retry=retry, sleep=sleep, transfers=transfers)
+        self._flights: dict[Digest, _Flight] = {}
         self._has: SingleFlight[bool] = SingleFlight()
         self._empty: SingleFlight[bool] = SingleFlight()
         self._holders: dict[tuple[str, Digest], str] = {}  # (registry, digest) -> repository name
         self.no_mount: set[str] = set()  # registries that answered 202 to a mount we knew was valid
-        self.stopping = False  # shutting down: transfers not yet started fail
+
+    @property
+    def stopping(self) -> bool:
+        return self._reads.stopping
+
+    @stopping.setter
+    def stopping(self, value: bool) -> None:
+        """Shutting down: source reads not yet started fail."""
+        self._reads.stopping = value
 
     def new_run(self) -> None:
         """Forget which repositories were empty: an earlier run may have tagged them."""
         self._empty = SingleFlight()
 
     def start(self, needs: dict[Digest, BlobNeed]) -> None:
+        """Give every need to the flight of its digest; a repository that already has a
+        successful outcome there is not asked again, one whose transfer failed is tried again."""
         for digest, need in needs.items():
-            self._outcomes.run(digest, lambda need=need: self._transfer(need))  # type: ignore[misc]
+            flight = self._flights.get(digest)
+            if flight is None:
+                flight = self._flights[digest] = _Flight(need.desc, need.image)
+                self.stats.unique_blob_bytes += need.desc.size
+            for name, source in need.sources.items():
+                flight.sources.setdefault(name, source)
+            for name, repo in need.dests.items():
+                done = flight.outcomes.get(name)
+                if isinstance(done, str) and done in SUCCESS:
+                    continue
+                flight.outcomes.pop(name, None)
+                flight.waiting.setdefault(name, repo)
+            if flight.waiting and (flight.task is None or flight.task.done()):
+                flight.task = asyncio.ensure_future(self._fly(flight))
 
-    def outcomes(self, digest: Digest) -> asyncio.Task[dict[str, Outcome]]:
-        """The transfer of ``digest`` (started by :meth:`start`): its outcome per repository name."""
-        return self._outcomes.run(digest, _missing_need(digest))
+    async def outcome(self, digest: Digest, repo: Repository) -> Outcome:
+        """What the transfer of ``digest`` did at ``repo``; a MissingOutcome error when no
+        transfer took ``repo`` (which would be a defect: it is never treated as present)."""
+        flight = self._flights.get(digest)
+        while flight is not None and repo.name not in flight.outcomes:
+            task = flight.task
+            if task is None or task.done():
+                break
+            await asyncio.shield(task)
+        if flight is not None and repo.name in flight.outcomes:
+            return flight.outcomes[repo.name]
+        return MissingOutcome(f"blob {digest.short}: no transfer reached {repo.name}; nothing was written")
 
     async def aclose(self) -> None:
-        await self._outcomes.cancel_all()
+        tasks = [f.task for f in self._flights.values() if f.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- one digest --------------------------------------------------------------------------
+
+    async def _fly(self, flight: _Flight) -> None:
+        """Rounds until no repository waits: those that came during a round get the next one."""
+        while flight.waiting:
+            batch: dict[str, Repository] = {}
+            try:
+                outcomes = await self._round(flight, batch)
+            except Exception as exc:  # whatever it is, it is the outcome of every repository here
+                outcomes = {name: r.as_mirror(exc) for name in batch}
+            for name, repo in batch.items():
+                self._record(
+                    flight,
+                    repo,
+                    outcomes.get(name)
+                    or MissingOutcome(
+                        f"blob {flight.desc.digest.short}: the transfer to {name} ended without an outcome"
+                    ),
+                )
+
+    def _record(self, flight: _Flight, repo: Repository, outcome: Outcome) -> None:
+        flight.outcomes[repo.name] = outcome
+        size = flight.desc.size
+        if outcome in ("pushed", "planned"):
+            self.stats.blobs_pushed += 1
+            self.stats.bytes_written += size
+        elif outcome in ("mounted", "planned-mount"):
+            self.stats.blobs_mounted += 1
+        elif outcome == "skipped":
+            self.stats.blobs_skipped += 1
+
+    async def _round(self, flight: _Flight, batch: dict[str, Repository]) -> dict[str, Outcome]:
+        """HEAD, mount, then one read for the repositories of ``batch`` (filled here: every
+        repository that comes before the source is opened joins this round)."""
+        desc = flight.desc
+        outcomes: dict[str, Outcome] = {}
+        missing: list[Repository] = []
+        while flight.waiting:
+            joining = flight.take_waiting()
+            batch.update(joining)
+            checks = await asyncio.gather(
+                *(self._exists(repo, desc) for repo in joining.values()), return_exceptions=True
+            )
+            for repo, present in zip(joining.values(), checks, strict=True):
+                if isinstance(present, BaseException):
+                    outcomes[repo.name] = present
+                elif present:
+                    outcomes[repo.name] = "skipped"
+                    self._holders.setdefault((repo.registry, desc.digest), _repository(repo))
+                    self._emit(ev.BLOB_SKIPPED, repo=repo, digest=str(desc.digest), size=desc.size)
+                else:
+                    missing.append(repo)
+        by_registry: dict[str, list[Repository]] = defaultdict(list)
+        for repo in missing:
+            by_registry[repo.registry].append(repo)
+        uploads: list[Repository] = []
+        after: list[Repository] = []
+        for registry, group in by_registry.items():
+            holder = self._holders.get((registry, desc.digest))
+            if holder is None:
+                holder = next(
+                    (_repository(s) for s in flight.sources.values() if s.registry == registry), None
+                )
+            if self.dry_run:
+                for i, repo in enumerate(group):
+                    mounts = holder is not None or i > 0
+                    outcomes[repo.name] = "planned-mount" if mounts else "planned"
+                continue
+            if holder is not None and registry not in self.no_mount:
+                for repo in group:
+                    if await self._mount(repo, desc, holder, known=False):
+                        outcomes[repo.name] = "mounted"
+                    else:
+                        uploads.append(repo)
+            elif registry in self.no_mount:
+                uploads.extend(group)  # it does not mount (e.g. ECR's 202): one read feeds them all
+            else:
+                uploads.append(group[0])
+                after.extend(group[1:])
+        if self.dry_run:
+            return outcomes
+        if uploads:
+            outcomes.update(await self._stream(flight, uploads))
+        for repo in after:
+            first = next(u for u in uploads if u.registry == repo.registry)
+            if outcomes.get(first.name) != "pushed":
+                outcomes[repo.name] = outcomes[first.name]
+                continue
+            if repo.registry not in self.no_mount and await self._mount(
+                repo, desc, _repository(first), known=True
+            ):
+                outcomes[repo.name] = "mounted"
+                continue
+            outcomes.update(await self._stream(flight, [repo]))
+        return outcomes
+
+    async def _stream(self, flight: _Flight, repos: list[Repository]) -> dict[str, Outcome]:
+        outcomes = await self._reads.stream(
+            flight.desc, list(flight.sources.values()), repos, image=flight.image
+        )
+        for repo in repos:
+            if outcomes.get(repo.name) == "pushed":
+                self._holders.setdefault((repo.registry, flight.desc.digest), _repository(repo))
+        return outcomes
 
     async def _exists(self, repo: Repository, desc: Descriptor) -> bool:
         digest = desc.digest
@@ -137,64 +306,6 @@ class BlobTransfers:
 
         return await self._empty.run(repo.name, listing)
 
-    async def _transfer(self, need: BlobNeed) -> dict[str, Outcome]:
-        desc = need.desc
-        outcomes: dict[str, Outcome] = {}
-        missing: list[Repository] = []
-        checks = await asyncio.gather(
-            *(self._exists(repo, desc) for repo in need.dests.values()), return_exceptions=True
-        )
-        for repo, present in zip(need.dests.values(), checks, strict=True):
-            if isinstance(present, BaseException):
-                outcomes[repo.name] = present
-            elif present:
-                outcomes[repo.name] = "skipped"
-                self._holders.setdefault((repo.registry, desc.digest), _repository(repo))
-                self._emit(ev.BLOB_SKIPPED, repo=repo, digest=str(desc.digest), size=desc.size)
-            else:
-                missing.append(repo)
-        by_registry: dict[str, list[Repository]] = defaultdict(list)
-        for repo in missing:
-            by_registry[repo.registry].append(repo)
-        uploads: list[Repository] = []
-        after: list[Repository] = []
-        for registry, group in by_registry.items():
-            holder = self._holders.get((registry, desc.digest))
-            if holder is None and need.source.registry == registry:
-                holder = _repository(need.source)
-            if self.dry_run:
-                for i, repo in enumerate(group):
-                    mounts = holder is not None or i > 0
-                    outcomes[repo.name] = "planned-mount" if mounts else "planned"
-                continue
-            if holder is not None and registry not in self.no_mount:
-                for repo in group:
-                    if await self._mount(repo, desc, holder, known=False):
-                        outcomes[repo.name] = "mounted"
-                    else:
-                        uploads.append(repo)
-            elif registry in self.no_mount:
-                uploads.extend(group)  # it does not mount (e.g. ECR's 202): one read feeds them all
-            else:
-                uploads.append(group[0])
-                after.extend(group[1:])
-        if self.dry_run:
-            return outcomes
-        if uploads:
-            outcomes.update(await self._stream(need, uploads))
-        for repo in after:
-            first = next(u for u in uploads if u.registry == repo.registry)
-            if outcomes.get(first.name) != "pushed":
-                outcomes[repo.name] = outcomes[first.name]
-                continue
-            if repo.registry not in self.no_mount and await self._mount(
-                repo, desc, _repository(first), known=True
-            ):
-                outcomes[repo.name] = "mounted"
-                continue
-            outcomes.update(await self._stream(need, [repo]))
-        return outcomes
-
     async def _mount(self, repo: Repository, desc: Descriptor, holder: str, *, known: bool) -> bool:
         try:
             mounted = await repo.mount_blob(desc.digest, holder)
@@ -207,95 +318,8 @@ class BlobTransfers:
             self.no_mount.add(repo.registry)  # e.g. ECR: answers 202 to every mount
         return mounted
 
-    async def _stream(self, need: BlobNeed, repos: list[Repository]) -> dict[str, Outcome]:
-        """One source read fanned out to ``repos``; retried with a fresh read on temporary errors."""
-        desc = need.desc
-        outcomes: dict[str, Outcome] = {}
-        remaining = list(repos)
-        attempt = 0
-        async with self._transfers:
-            while remaining:
-                if self.stopping:
-                    stopped = MirrorError("not copied: mirror is shutting down")
-                    stopped.kind = "shutdown"
-                    outcomes.update((repo.name, stopped) for repo in remaining)
-                    break
-                attempt += 1
-                self._emit(
-                    ev.TRANSFER_STARTED,
-                    repo=need.source,
-                    digest=str(desc.digest),
-                    size=desc.size,
-                    detail=need.image,
-                )
-                try:
-                    reader = await need.source.open_blob(desc)
-                except MirrorError as exc:
-                    self._emit(ev.TRANSFER_FINISHED, repo=need.source, digest=str(desc.digest))
-                    # Not retried here: the store already retried opening (transport, botocore).
-                    for repo in remaining:
-                        outcomes[repo.name] = exc
-                    break
-
-                def progress(n: int, source: Repository = need.source) -> None:
-                    self._emit(ev.BLOB_PROGRESS, repo=source, digest=str(desc.digest), size=n)
-
-                sinks: list[Sink] = [_sink(repo, desc) for repo in remaining]
-                result = await tee(reader, desc, sinks, on_bytes=progress)
-                self._emit(ev.TRANSFER_FINISHED, repo=need.source, digest=str(desc.digest))
-                self.stats.bytes_read += result.bytes_read
-                self.stats.blobs_read += 1
-                self._emit(
-                    ev.BLOB_READ,
-                    repo=need.source,
-                    digest=str(desc.digest),
-                    size=result.bytes_read,
-                )
-                retry_next: list[Repository] = []
-                retry_after: list[float] = []
-                for repo, error in zip(remaining, result.sink_errors, strict=True):
-                    if error is None:
-                        outcomes[repo.name] = "pushed"
-                        self._holders.setdefault((repo.registry, desc.digest), _repository(repo))
-                        self._emit(ev.BLOB_PUSHED, repo=repo, digest=str(desc.digest), size=desc.size)
-                    elif _temporary(error) and self.retry.should_retry(r.as_mirror(error), attempt):
-                        retry_next.append(repo)
-                        wait = getattr(error, "retry_after", None)
-                        if wait is not None:
-                            retry_after.append(wait)
-                    else:
-                        outcomes[repo.name] = error
-                        self._emit(
-                            ev.BLOB_FAILED,
-                            repo=repo,
-                            digest=str(desc.digest),
-                            detail=r.error_kind(error),
-                        )
-                remaining = retry_next
-                if remaining:
-                    await self.sleep(self.retry.delay(attempt, max(retry_after, default=None)))
-        return outcomes
-
-
-def _sink(repo: Repository, desc: Descriptor) -> Sink:
-    async def put(source: ChunkSource) -> None:
-        await repo.put_blob(desc, source, replayable=False)
-
-    return put
-
-
-def _missing_need(digest: Digest) -> Callable[[], Awaitable[dict[str, Outcome]]]:
-    async def fail() -> dict[str, Outcome]:
-        raise RuntimeError(f"no transfer was planned for {digest}")
-
-    return fail
-
 
 def _repository(repo: Repository) -> str:
     """The path part of a repository name, as a mount's ``from=`` wants it."""
     name = repo.name
     return name.split("/", 1)[1] if "/" in name and not name.startswith(("oci:", "s3://")) else name
-
-
-def _temporary(error: BaseException) -> bool:
-    return isinstance(error, MirrorError) and error.temporary

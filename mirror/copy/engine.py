@@ -37,7 +37,7 @@ from mirror.types import events as ev
 from mirror.types.digest import Digest
 from mirror.types.errors import MirrorError, RegistryError
 from mirror.types.events import EventSink
-from mirror.types.manifest import Descriptor, Manifest, Platform
+from mirror.types.manifest import Manifest, Platform
 
 log = logging.getLogger("mirror")
 
@@ -101,7 +101,6 @@ class CopyEngine:
             tag_absent=self._tag_absent,
         )
         self._pushed: set[tuple[str, str]] = set()
-        self._counted: set[tuple[str, Digest]] = set()
 
     def stop(self) -> None:
         """Shutting down: blob transfers not yet started fail; those moving finish."""
@@ -117,9 +116,7 @@ class CopyEngine:
         self._tag_absent.clear()
         self._blobs.new_run()
         resolved = await asyncio.gather(*(self._resolver.resolve(t) for t in tasks))
-        needs = collect(resolved)
-        self.stats.unique_blob_bytes = sum(n.desc.size for n in needs.values())
-        self._blobs.start(needs)
+        self._blobs.start(collect(resolved))
         await asyncio.gather(*(self._finish_and_tell(item) for item in resolved))
         self.stats.duration_seconds += time.monotonic() - started
         return [item.result for item in resolved]
@@ -159,20 +156,18 @@ class CopyEngine:
         repo = plan.dest.repo
         try:
             for digest, desc in plan.blobs.items():
-                outcomes = await self._blobs.outcomes(digest)
-                outcome = outcomes.get(repo.name)
+                outcome = await self._blobs.outcome(digest, repo)
                 if isinstance(outcome, BaseException):
                     raise outcome
-                if outcome == "pushed":
+                if outcome in ("pushed", "planned"):
                     dres.blobs_pushed += 1
                     dres.bytes_written += desc.size
                 elif outcome in ("mounted", "planned-mount"):
                     dres.blobs_mounted += 1
-                elif outcome == "planned":
-                    dres.blobs_pushed += 1
-                    dres.bytes_written += desc.size
-                else:
+                elif outcome == "skipped":
                     dres.blobs_skipped += 1
+                else:  # never taken as present: a manifest is written only over its blobs
+                    raise MirrorError(f"blob {digest.short} at {repo.name}: unknown outcome {outcome!r}")
             if self.dry_run:
                 dres.status = r.PLANNED
                 return
@@ -182,29 +177,12 @@ class CopyEngine:
             await self._push(repo, reference, top, item.task.job, always=True)
             dres.manifests_pushed = len(plan.manifests)
             dres.status = r.COPIED
-            self._count_blobs(repo, plan.blobs)
         except Exception as exc:  # one destination's failure, whatever it is, never ends the run
             if not isinstance(exc, MirrorError):
                 log.exception("unexpected error copying to %s", plan.dest.display)
             r.fail(dres, exc)
             if isinstance(exc, RegistryError) and exc.kind == "tag_conflict":
                 dres.status = r.CONFLICT
-
-    def _count_blobs(self, repo: Repository, blobs: dict[Digest, Descriptor]) -> None:
-        """Run totals count each (repository, blob) once, however many images share it."""
-        for digest, desc in blobs.items():
-            key = (repo.name, digest)
-            if key in self._counted:
-                continue
-            self._counted.add(key)
-            outcome = self._blobs.outcomes(digest).result().get(repo.name)
-            if outcome == "pushed":
-                self.stats.blobs_pushed += 1
-                self.stats.bytes_written += desc.size
-            elif outcome == "mounted":
-                self.stats.blobs_mounted += 1
-            else:
-                self.stats.blobs_skipped += 1
 
     async def _push(
         self, repo: Repository, reference: str, manifest: Manifest, job: str, always: bool = False

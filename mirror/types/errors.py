@@ -7,6 +7,7 @@ MirrorError                       base; ``temporary`` says whether a retry may s
 ├── ManifestError                 a manifest or index that is malformed or too large
 ├── VerificationError             bytes that do not match what was promised
 │   ├── DigestMismatch
+│   │   └── SourceCorrupt         the same wrong digest read twice: the source's own bytes are bad
 │   └── SizeMismatch
 ├── TagConflict                   a destination tag names another digest and overwrite is off
 ├── Deferred                      not read in this pass: the source's rate limit is spent
@@ -70,6 +71,22 @@ class DigestMismatch(VerificationError):
         super().__init__(f"{what} digest mismatch: expected {expected}, got {actual}")
         self.expected = expected
         self.actual = actual
+
+
+class SourceCorrupt(DigestMismatch):
+    """A blob whose bytes hash to the same wrong digest on two reads: not a fault on the way
+    (which would differ from read to read) but the source's own corruption."""
+
+    kind = "source_corrupt"
+
+    def __init__(self, expected: str, source: str, actual: str) -> None:
+        super().__init__(expected, actual)
+        self.source = source
+        self.message = (
+            f"{source} serves corrupt bytes for blob {expected}: two reads hashed to the same "
+            f"wrong digest {actual}; the source must be repaired (push the blob again)"
+        )
+        self.args = (self.message,)
 
 
 class SizeMismatch(VerificationError):
