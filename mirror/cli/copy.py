@@ -15,12 +15,15 @@ from mirror.cli.options import add_plain_http, parse_creds, plain_http_options
 from mirror.cli.terminal import ProgressLine
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.results import ImageResult, RunStats
+from mirror.copy.stall import DEFAULT_STALL_TIMEOUT, check_stall_timeout
 from mirror.jobs.progress import Progress
 from mirror.jobs.referrers import copy_referrers
 from mirror.jobs.report import build_report, summary_lines, write_report
+from mirror.jobs.schedule import parse_duration
 from mirror.jobs.stores import open_repository, store_requests
 from mirror.registry.profiles import profile_for
 from mirror.transport.client import Transport
+from mirror.types.errors import ConfigError
 from mirror.types.events import Fanout
 from mirror.types.manifest import Platform
 from mirror.types.reference import ImageRef, parse_reference
@@ -41,6 +44,7 @@ class CopyOptions:
     more_destinations: list[str] = field(default_factory=list)
     create_repository: bool = False
     referrers: bool = False
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT
     # Learns every credential and token used, so the report and summary never repeat one
     # (a registry may quote them back in an error message).
     redactor: Redactor = field(default_factory=Redactor, repr=False)
@@ -80,6 +84,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line, no summary")
     p.add_argument(
+        "--stall-timeout",
+        type=_stall_timeout,
+        default=DEFAULT_STALL_TIMEOUT,
+        metavar="DURATION",
+        help="fail a transfer whose source or any destination makes no progress this long "
+        "(each destination on its own; e.g. 30s, 5m; default 60s)",
+    )
+    p.add_argument(
         "--referrers",
         action="store_true",
         help="also copy what refers to the image (signatures, SBOMs, attestations): by the "
@@ -92,6 +104,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "CreateRepository with the standard AWS credentials; Artifact Registry: the "
         "PROJECT/REPOSITORY, through its API)",
     )
+
+
+def _stall_timeout(text: str) -> float:
+    try:
+        return check_stall_timeout(parse_duration(text))
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def options_from(ns: argparse.Namespace) -> CopyOptions:
@@ -109,6 +130,7 @@ def options_from(ns: argparse.Namespace) -> CopyOptions:
         concurrency=ns.concurrency,
         create_repository=ns.create_repository,
         referrers=ns.referrers,
+        stall_timeout=ns.stall_timeout,
     )
 
 
@@ -142,7 +164,7 @@ async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]
                 await profile_for(dst.host).ensure_repository(transport, dst.repository)
         source = open_repository(src, transport)
         destinations = [Destination(open_repository(d, transport, create=True), d.reference) for d in dsts]
-        engine = CopyEngine(events=sink, transfers=opts.concurrency)
+        engine = CopyEngine(events=sink, transfers=opts.concurrency, stall_timeout=opts.stall_timeout)
         task = CopyTask(source, src.reference, destinations, platforms, opts.overwrite)
         if not opts.quiet:
             ticker.start()

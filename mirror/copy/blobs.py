@@ -109,13 +109,21 @@ class BlobTransfers:
         transfers: int,
         lookups: asyncio.Semaphore,
         tag_absent: set[str],
+        stall_timeout: float | None = None,
     ) -> None:
         self._emit = Emitter(events)
         self.stats = stats
         self.dry_run = dry_run
         self._lookups = lookups
         self._tag_absent = tag_absent
-        self._reads = SourceReads(events=events, stats=stats, retry=retry, sleep=sleep, transfers=transfers)
+        self._reads = SourceReads(
+            events=events,
+            stats=stats,
+            retry=retry,
+            sleep=sleep,
+            transfers=transfers,
+            stall_timeout=stall_timeout,
+        )
         self._flights: dict[Digest, _Flight] = {}
         self._has: SingleFlight[bool] = SingleFlight()
         self._empty: SingleFlight[bool] = SingleFlight()

@@ -31,6 +31,7 @@ from mirror.copy import results as r
 from mirror.copy.blobs import BlobTransfers, collect
 from mirror.copy.emit import Emitter
 from mirror.copy.resolve import Plan, Resolved, Resolver
+from mirror.copy.stall import DEFAULT_STALL_TIMEOUT
 from mirror.registry.base import Repository
 from mirror.transport.retry import RetryPolicy
 from mirror.types import events as ev
@@ -80,6 +81,7 @@ class CopyEngine:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         dry_run: bool = False,
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
     ) -> None:
         self.events = events
         self._emit = Emitter(events)
@@ -99,6 +101,7 @@ class CopyEngine:
             transfers=transfers,
             lookups=slots,
             tag_absent=self._tag_absent,
+            stall_timeout=stall_timeout,
         )
         self._pushed: set[tuple[str, str]] = set()
 

@@ -22,6 +22,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from mirror.copy import results as r
+from mirror.copy import stall
 from mirror.copy.emit import Emitter
 from mirror.copy.tee import Sink, tee
 from mirror.registry.base import ChunkSource, Repository
@@ -49,8 +50,10 @@ class SourceReads:
         retry: RetryPolicy,
         sleep: Callable[[float], Awaitable[None]],
         transfers: int,
+        stall_timeout: float | None = None,
     ) -> None:
         self._emit = Emitter(events)
+        self.stall_timeout = stall_timeout  # each side of a read: see mirror.copy.stall
         self.stats = stats
         self.retry = retry
         self.sleep = sleep
@@ -141,8 +144,10 @@ class SourceReads:
         def progress(n: int) -> None:
             self._emit(ev.BLOB_PROGRESS, repo=source, digest=digest, size=n)
 
-        result = await tee(reader, desc, [_sink(repo, desc) for repo in repos], on_bytes=progress)
+        sinks = [_sink(repo, desc) for repo in repos]
+        result = await tee(reader, desc, sinks, on_bytes=progress, stall_timeout=self.stall_timeout)
         self._emit(ev.TRANSFER_FINISHED, repo=source, digest=digest)
+        stall.report(self._emit, source, repos, result, digest)
         self.stats.bytes_read += result.bytes_read
         self.stats.blobs_read += 1
         self._emit(ev.BLOB_READ, repo=source, digest=digest, size=result.bytes_read)

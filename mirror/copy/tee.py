@@ -3,7 +3,9 @@
 The reader's bytes are hashed and counted as they pass. The last chunk is held back until the
 whole stream has been verified (size and digest): a sink therefore never receives the final
 byte of an unverified blob, and every sink's request is aborted when verification fails. Memory
-is bounded by ``depth`` chunks per sink. A sink that fails is dropped; the others go on.
+is bounded by ``depth`` chunks per sink. A sink that fails is dropped; the others go on. With a
+``stall_timeout``, neither the source nor any sink may sit still that long (:mod:`.stall`): a
+stalled sink is cancelled and dropped, a stalled source fails the read.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+from mirror.copy.stall import Watch, watch, within
 from mirror.registry.base import BlobReader, ChunkSource
 from mirror.types.errors import DigestMismatch, SizeMismatch
 from mirror.types.manifest import Descriptor
@@ -32,9 +36,11 @@ class _Pipe:
         self.closed = False
         self.error: BaseException | None = None
         self.consumed = False
+        self.watch = Watch()
 
     async def send(self, item: object) -> None:
         if not self.closed:
+            self.watch.queued(time.monotonic())
             await self.queue.put(item)
 
     def fail(self, error: BaseException) -> None:
@@ -58,6 +64,8 @@ class _Pipe:
     async def _chunks(self) -> AsyncIterator[bytes]:
         while True:
             item = await self.queue.get()
+            size = len(item) if isinstance(item, bytes) else 0
+            self.watch.took(size, time.monotonic(), more_waiting=not self.queue.empty(), last=item is _END)
             if self.error is not None:
                 raise self.error
             if item is _END:
@@ -87,6 +95,7 @@ async def tee(
     *,
     on_bytes: Callable[[int], None] | None = None,
     depth: int = 8,
+    stall_timeout: float | None = None,
 ) -> TeeResult:
     """Read ``reader`` once, verify it against ``desc``, and feed every sink."""
     pipes = [_Pipe(depth) for _ in sinks]
@@ -98,13 +107,17 @@ async def tee(
             pipe.close()
 
     tasks = [asyncio.create_task(run(p, s)) for p, s in zip(pipes, sinks, strict=True)]
+    watcher = None
+    if stall_timeout is not None:
+        watches = [p.watch for p in pipes]
+        watcher = asyncio.create_task(watch(watches, tasks, stall=stall_timeout, size=desc.size))
     source_error: BaseException | None = None
     cut_off = [False] * len(pipes)  # sinks still reading when the source failed
     count = 0
     try:
         hasher = desc.digest.hasher()
         pending: bytes | None = None
-        async for chunk in reader.chunks():
+        async for chunk in within(reader.chunks(), stall_timeout, desc.size):
             count += len(chunk)
             if count > desc.size:
                 raise SizeMismatch(desc.size, count, what=f"blob {desc.digest.short}")
@@ -136,20 +149,30 @@ async def tee(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await _stop(watcher)
         await reader.close()
         raise
     await reader.close()
-    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    try:
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await _stop(watcher)
     errors: list[BaseException | None] = []
-    for outcome in outcomes:
+    for pipe, outcome in zip(pipes, outcomes, strict=True):
         if isinstance(outcome, BaseException):
-            errors.append(outcome)
+            errors.append(pipe.watch.error or outcome)  # a stalled sink ends cancelled
         else:
             errors.append(None)
     if source_error is not None:
         # A sink cut off by the source's failure reports that failure, not its own aborted request.
         errors = [source_error if cut or e is None else e for e, cut in zip(errors, cut_off, strict=True)]
     return TeeResult(source_error, errors, count)
+
+
+async def _stop(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _send_all(pipes: list[_Pipe], item: object) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.results import DEFERRED, ImageResult, RunStats
+from mirror.copy.stall import DEFAULT_STALL_TIMEOUT
 from mirror.jobs.config import Config, Job
 from mirror.jobs.filters import TagFilter
 from mirror.jobs.imagelocks import Held, ImageLocks, Key
@@ -124,6 +125,7 @@ class SyncRun:
         s3_settings: Callable[[str], Mapping[str, Any]] | None = None,
         profiles: Callable[[str], RegistryProfile] = profile_for,
         locks: ImageLocks | None = None,
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
     ) -> None:
         self.transport = transport
         self.locks = locks
@@ -131,7 +133,9 @@ class SyncRun:
         self.profiles = profiles
         self.events = events
         self.owns = owns
-        self.engine = CopyEngine(events=events, transfers=transfers, dry_run=dry_run)
+        self.engine = CopyEngine(
+            events=events, transfers=transfers, dry_run=dry_run, stall_timeout=stall_timeout
+        )
         self._repos: dict[str, Repository] = {}
         self._ensured: dict[str, asyncio.Future[bool]] = {}  # what ensure_repository made, by key
         self.pulls = PullBudgets(events=events)  # Docker Hub's pull limit, for this pass

@@ -109,6 +109,7 @@ class Daemon:
             s3_settings=self.config.s3_settings,
             profiles=self.config.profile,
             locks=None if dry_run else self.locks,
+            stall_timeout=self.config.stall_timeout,
         )
 
     async def run_jobs(self, transport: Transport, events: Fanout, jobs: list[Job]) -> SyncResult:
@@ -395,6 +396,7 @@ class Daemon:
         last_start: dict[str, float | None] = {j.name: None for j in self.jobs}
         due: dict[str, float] = {}  # next start per job, computed once per run of that job
         running: dict[str, asyncio.Task[SyncResult]] = {}
+        skipping: dict[str, float] = {}  # per running job: its next slot, skipped when it comes
         async with self.transport(events) as transport:
             if self.dispatcher is not None:
                 self.dispatcher.start(lambda: self.new_run(transport, events, dry_run=False))
@@ -403,8 +405,10 @@ class Daemon:
             while not self.stop_requested.is_set():
                 now = self.clock()
                 for job in self.jobs:
-                    if job.name in running:
-                        continue  # a run of this job is still going: skip its slots, never queue
+                    if job.name in running:  # still going: its slots are skipped (never queued), visibly
+                        self._skip_slot(job, skipping, last_start[job.name], now)
+                        continue
+                    skipping.pop(job.name, None)
                     if job.name not in due:
                         due[job.name] = next_start(job.schedule.spec, job.name, last_start[job.name], now)
                         self.state.job(job.name).next_pass = due[job.name]
@@ -439,6 +443,28 @@ class Daemon:
             await server.stop()
         log.info("stopped")
         return 0
+
+    def _skip_slot(self, job: Job, skipping: dict[str, float], started: float | None, now: float) -> None:
+        """A slot of a job whose run is still going: logged, counted and shown when it passes."""
+        slot = skipping.get(job.name)
+        if slot is None:
+            skipping[job.name] = next_start(job.schedule.spec, job.name, started, now)
+            return
+        if slot > now:
+            return
+        skipping[job.name] = next_start(job.schedule.spec, job.name, slot, now)
+        state = self.state.job(job.name)
+        state.slots_skipped += 1
+        if self.metrics is not None:
+            self.metrics.job_slot_skipped(job)
+        running_for = now - started if started is not None else 0.0
+        log.warning(
+            "job %s: a scheduled start was skipped: its run that started %.0fs ago is still going (%s)",
+            job.name,
+            running_for,
+            self.progress.render() or "no blob moving",
+            extra={"fields": {"job": job.name, "running_seconds": round(running_for, 3), "skipped": True}},
+        )
 
 
 def _no_listener() -> InputError:

@@ -26,6 +26,8 @@ Transfers
     mirror_transfer_progress_bytes_total        counter    registry: bytes streamed so far, counted
                                                            while transfers run (``blob_progress``)
     mirror_transfers_in_flight                  gauge      registry: blob transfers running now
+    mirror_transfer_stalls_total                counter    registry, side: a source or destination
+                                                           that made no progress for stall_timeout
     mirror_blobs_total                          counter    registry, outcome: blobs at a destination
                                                            by outcome: copied, mounted, skipped, failed
     mirror_manifests_pushed_total               counter    registry: manifests and indexes written
@@ -61,6 +63,8 @@ Jobs
     mirror_job_last_run_success                 gauge      job_name: 1 if the last run succeeded, else 0
     mirror_job_last_success_timestamp_seconds   gauge      job_name: unix time the last successful run
                                                            finished
+    mirror_job_slots_skipped_total              counter    job_name: scheduled starts skipped because the
+                                                           job's previous run was still going
 """
 
 from __future__ import annotations
@@ -132,6 +136,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "mirror_credential_refreshes_total",
     "mirror_requests_total",
     "mirror_transfers_in_flight",
+    "mirror_transfer_stalls_total",
     "mirror_events_total",
     "mirror_job_running",
     "mirror_job_runs_total",
@@ -139,6 +144,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "mirror_job_last_run_timestamp_seconds",
     "mirror_job_last_run_success",
     "mirror_job_last_success_timestamp_seconds",
+    "mirror_job_slots_skipped_total",
 )
 """Names as they appear in the exposition (counters with ``_total``, histograms without suffix)."""
 
@@ -230,7 +236,19 @@ class Metrics:
         self.transfers_in_flight = Gauge(
             "mirror_transfers_in_flight", "Blob transfers running now.", ["registry"], registry=r
         )
+        self.stalls = Counter(
+            "mirror_transfer_stalls",
+            "Transfers whose source or destination made no progress for stall_timeout.",
+            ["registry", "side"],
+            registry=r,
+        )
         self.events = Counter("mirror_events", "Events received, by event kind.", ["kind"], registry=r)
+        self.slots_skipped = Counter(
+            "mirror_job_slots_skipped",
+            "Scheduled starts skipped because the job's previous run was still going.",
+            ["job_name"],
+            registry=r,
+        )
         self.job_running = Gauge("mirror_job_running", "Runs of a job in progress.", ["job_name"], registry=r)
         self.job_runs = Counter(
             "mirror_job_runs",
@@ -389,6 +407,10 @@ class Metrics:
             host = self.registry_label(event)
         self._set_in_flight(host, -1)
 
+    def _transfer_stalled(self, event: Event) -> None:
+        side = event.detail if event.detail in ("source", "destination") else "other"
+        self.stalls.labels(registry=self.registry_label(event), side=side).inc()
+
     def _set_in_flight(self, host: str, delta: int) -> None:
         # A finish without a start (a listener attached mid-transfer) never drives the gauge negative.
         count = max(0, self._in_flight.get(host, 0) + delta)
@@ -416,6 +438,7 @@ class Metrics:
         ev.TAG_CONFLICT: _tag_conflict,
         ev.TRANSFER_STARTED: _transfer_started,
         ev.TRANSFER_FINISHED: _transfer_finished,
+        ev.TRANSFER_STALLED: _transfer_stalled,
     }
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -428,6 +451,11 @@ class Metrics:
         for result in ("success", "failure"):
             self.job_runs.labels(job_name=name, result=result)
         self.job_duration.labels(job_name=name)
+        self.slots_skipped.labels(job_name=name)
+
+    def job_slot_skipped(self, job: JobLike) -> None:
+        """A scheduled start of ``job`` was skipped: its previous run is still going."""
+        self.slots_skipped.labels(job_name=job_name(job)).inc()
 
     def job_finished(self, job: JobLike, ok: bool, duration: float) -> None:
         """A run of ``job`` ended after ``duration`` seconds; ``ok`` says whether it succeeded."""
@@ -453,6 +481,7 @@ class Metrics:
             self.job_last_run,
             self.job_last_ok,
             self.job_last_success,
+            self.slots_skipped,
         ):
             with contextlib.suppress(KeyError):
                 metric.remove(name)

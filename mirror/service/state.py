@@ -70,6 +70,7 @@ class JobState:
     drift_rows_total: int = 0
     next_pass: float | None = None  # unix time the schedule next starts this job
     running_since: float | None = None  # unix time the running pass started
+    slots_skipped: int = 0  # scheduled starts skipped because a pass was still running
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -85,6 +86,7 @@ class JobState:
             "drift_rows_total": self.drift_rows_total,
             "next_pass": self.next_pass,
             "running_since": self.running_since,
+            "slots_skipped": self.slots_skipped,
         }
 
 

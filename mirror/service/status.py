@@ -22,7 +22,8 @@ The document (``/status.json``); times are unix seconds, sizes bytes:
 - ``mirror_version``, ``generated_at``, ``started_at``; ``current`` (every job current) and
   ``verdicts`` (jobs per verdict); ``shard``: ``{shard: "I/N" or null, sharded, repositories}``;
 - ``jobs``, in config order: ``name``, ``source``, ``destinations``, ``schedule``, ``verdict``,
-  ``next_pass``, ``running_since``; ``last_pass`` and ``last_event_run`` (``started``,
+  ``next_pass``, ``running_since``, ``slots_skipped`` (scheduled starts skipped because a pass
+  was still running); ``last_pass`` and ``last_event_run`` (``started``,
   ``seconds``, ``ok``, ``images``, ``failed``, ``error``, ``statuses`` (images by status),
   ``bytes_written``, ``problems`` (``image``, ``destination``, ``status``, ``error``,
   ``error_kind``; the first 200) and ``problems_total``); ``lag`` (``count``, ``p50_seconds``,
@@ -104,6 +105,7 @@ def job_status(job: Mapping[str, Any], config: Mapping[str, Any], shown: int = D
         "verdict": verdict(job),
         "next_pass": job.get("next_pass"),
         "running_since": job.get("running_since"),
+        "slots_skipped": job.get("slots_skipped", 0),
         "last_pass": job.get("last_pass"),
         "last_event_run": job.get("last_event_run"),
         "lag": job.get("lag"),

@@ -17,6 +17,7 @@ MirrorError                       base; ``temporary`` says whether a retry may s
 ├── RegistryError                 an HTTP answer from a registry (status, OCI code, message)
 │   └── NotFound
 ├── TransportError                connection-level failure (reset, timeout, DNS): temporary
+│   └── StallError                a transfer that made no progress for ``stall_timeout``
 └── UnsafeRequest                 a redirect/realm/Location that would leak to another host or scheme
 
 Third-party exceptions (aiohttp, botocore) are translated into these at the boundary.
@@ -172,6 +173,13 @@ class NotFound(RegistryError):
 class TransportError(MirrorError):
     kind = "transport"
     temporary = True
+
+
+class StallError(TransportError):
+    """A source or destination that made no progress for ``stall_timeout``; temporary (a fresh
+    read, a new connection, may go)."""
+
+    kind = "stalled"
 
 
 class UnsafeRequest(MirrorError):

@@ -30,6 +30,7 @@ RATE_LIMIT = "rate_limit"  # a registry said how many pulls remain (size = remai
 TAG_CONFLICT = "tag_conflict"
 TRANSFER_STARTED = "transfer_started"  # a source read begins (size = the blob's; detail = image)
 TRANSFER_FINISHED = "transfer_finished"
+TRANSFER_STALLED = "transfer_stalled"  # a source or destination made no progress (detail: which)
 
 
 @dataclass(frozen=True)

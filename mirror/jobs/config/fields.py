@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, PlainValidator, ValidationInfo
 
+from mirror.copy.stall import check_stall_timeout
 from mirror.jobs.filters import compile_pattern, parse_range
 from mirror.jobs.mapping import DestinationSpec, SourceSpec, parse_destination, parse_source
 from mirror.jobs.schedule import (
@@ -103,6 +104,14 @@ def _interval(value: object) -> float:
     return seconds
 
 
+def stall_timeout(value: object) -> float:
+    """Seconds of a ``stall_timeout`` (a duration from 1s to 1d); ConfigError otherwise."""
+    try:
+        return check_stall_timeout(parse_duration(value))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _cron(value: object) -> str:
     return parse_cron(value).expression
 
@@ -177,6 +186,7 @@ SourceField = Annotated[SourceSpec, PlainValidator(_as_value_error(_source))]
 DestinationField = Annotated[DestinationSpec, PlainValidator(_as_value_error(_destination))]
 PlatformField = Annotated[Platform, PlainValidator(_as_value_error(_platform))]
 IntervalField = Annotated[float, PlainValidator(_as_value_error(_interval))]
+StallTimeoutField = Annotated[float, PlainValidator(_as_value_error(stall_timeout))]
 CronField = Annotated[str, PlainValidator(_as_value_error(_cron))]
 TimezoneField = Annotated[str, PlainValidator(_as_value_error(_timezone))]
 SizeField = Annotated[int, PlainValidator(_as_value_error(parse_size))]

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from mirror.auth.credentials import Credential
+from mirror.copy.stall import DEFAULT_STALL_TIMEOUT
 from mirror.jobs.config.fields import (
     AddressField,
     CronField,
@@ -32,6 +33,7 @@ from mirror.jobs.config.fields import (
     SemverField,
     SizeField,
     SourceField,
+    StallTimeoutField,
     TimezoneField,
     lower,
     one_or_more,
@@ -273,6 +275,7 @@ class Config(_Model):
 
     version: Literal[1]
     concurrency: int = Field(default=8, ge=1, le=4096)
+    stall_timeout: StallTimeoutField = DEFAULT_STALL_TIMEOUT
     metrics: MetricsConfig | None = None
     events: EventsConfig | None = None
     log: LogConfig = LogConfig()
