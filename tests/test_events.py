@@ -239,3 +239,27 @@ async def post_delete(handle: Any, repo: str, digest: str) -> None:
         session.delete(f"{handle.url}/v2/{repo}/manifests/{digest}") as answer,
     ):
         assert answer.status == 202
+
+
+async def test_bursts_coalesce_per_repository_and_the_queue_is_bounded() -> None:
+    from mirror.jobs.syncrun import job_spec
+    from mirror.jobs.triggers import PUSH, Notice, Parsed
+    from mirror.service.dispatch import Dispatcher
+    from mirror.service.state import ServiceState
+
+    config = parse_config(
+        "version: 1\njobs:\n  - {name: apps, source: 'reg.example/apps/*', destinations: [d.example/m]}\n"
+    )
+    jobs = [job_spec(config, j) for j in config.jobs]
+    state = ServiceState()
+    dispatcher = Dispatcher(jobs, jobs, state=state, max_pending=4)  # never started: nothing copies
+    digest = "sha256:" + "1" * 64
+    burst = [Notice(PUSH, "reg.example", "apps/web", f"v{i % 3}", digest) for i in range(6)]
+    assert dispatcher.submit(Parsed(tuple(burst), 0)) == {"accepted": 6, "forwarded": 0, "ignored": 0}
+    # Six events for three tags of one repository: one batch of three images.
+    assert state.job("apps").events_pending == 1 and dispatcher._queued == 3
+    more = [Notice(PUSH, "reg.example", "apps/api", f"v{i}", digest) for i in range(3)]
+    counts = dispatcher.submit(Parsed(tuple(more), 0))
+    assert counts == {"accepted": 1, "forwarded": 0, "ignored": 0, "overflow": 2}
+    assert state.job("apps").events_pending == 2
+    await dispatcher.stop(1.0)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # prometheus_client: only when metrics are served
 
 log = logging.getLogger("mirror")
 
+MAX_PENDING = 100_000  # images waiting for an event copy; past it, events are left to the next pass
 FUTURE_SLACK = 5.0  # seconds an event's own time may lead this clock (skew) before it is ignored
 
 Reporter = Callable[[SyncResult, list[dict[str, Any]]], None]
@@ -54,6 +55,9 @@ class _Pending:
     copies: dict[str, tuple[str, float]] = field(default_factory=dict)  # write -> (read, event time)
     refresh: dict[str, float] = field(default_factory=dict)  # tags named by events -> time
     prune: bool = False
+
+    def size(self) -> int:
+        return len(self.copies) + len(self.refresh) + int(self.prune)
 
     def add(self, item: Route, when: float) -> None:
         if item.mode == PRUNE:
@@ -78,6 +82,7 @@ class Dispatcher:
         report: Reporter | None = None,
         concurrency: int = 4,
         locks: ImageLocks | None = None,
+        max_pending: int = MAX_PENDING,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.jobs = {job.name: job for job in jobs}
@@ -96,6 +101,9 @@ class Dispatcher:
         self._new_run: Callable[[], SyncRun] | None = None
         self._ready = asyncio.Event()
         self.stopping = False
+        self.max_pending = max_pending
+        self._queued = 0  # images and checks waiting, over every (job, repository)
+        self._keys_per_job: dict[str, int] = {}
 
     # -- intake -------------------------------------------------------------------------------
 
@@ -117,10 +125,20 @@ class Dispatcher:
                 self.forwarder.send(target, notice)
                 counts["forwarded"] += 1
                 continue
+            if self._queued >= self.max_pending:
+                counts["overflow"] = counts.get("overflow", 0) + 1
+                continue
             when = _event_time(notice, now)
             for item in routes:
                 self._queue(item, when)
             counts["accepted"] += 1
+        if counts.get("overflow"):
+            log.warning(
+                "%d event(s) not queued: %d images already wait for a copy; the next pass copies them",
+                counts["overflow"],
+                self._queued,
+                extra={"fields": {"overflow": counts["overflow"], "queued": self._queued}},
+            )
         return counts
 
     def _owner(self, key: str) -> int | None:
@@ -132,10 +150,20 @@ class Dispatcher:
 
     def _queue(self, item: Route, when: float) -> None:
         key = (item.job, item.repository)
-        self._pending.setdefault(key, _Pending()).add(item, when)
-        self.state.job(item.job).events_pending = sum(1 for k in self._pending if k[0] == item.job)
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = self._pending[key] = _Pending()
+            self._count_key(item.job, 1)
+        before = pending.size()
+        pending.add(item, when)
+        self._queued += pending.size() - before
         if key not in self._workers and not self.stopping:
             self._workers[key] = asyncio.create_task(self._work(key))
+
+    def _count_key(self, job: str, delta: int) -> None:
+        """Repositories of ``job`` with events waiting (the job's ``events_pending``)."""
+        self._keys_per_job[job] = max(0, self._keys_per_job.get(job, 0) + delta)
+        self.state.job(job).events_pending = self._keys_per_job[job]
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -155,7 +183,7 @@ class Dispatcher:
             for task in late:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-        left = sum(len(p.copies) + len(p.refresh) + int(p.prune) for p in self._pending.values())
+        left = sum(p.size() for p in self._pending.values())
         if left:
             log.warning("stopping: %d queued event(s) not handled; the next pass catches them", left)
         if self.forwarder is not None:
@@ -171,7 +199,8 @@ class Dispatcher:
                 if pending is None:
                     self._workers.pop(key, None)
                     return
-                self.state.job(key[0]).events_pending = sum(1 for k in self._pending if k[0] == key[0])
+                self._queued -= pending.size()
+                self._count_key(key[0], -1)
                 async with self._slots:
                     try:
                         await self._batch(self.jobs[key[0]], key[1], pending)

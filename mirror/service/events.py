@@ -12,7 +12,8 @@ Every request needs ``Authorization: Bearer <events.token>`` (compared in consta
 
 - 202 with ``{"accepted": N, "forwarded": N, "ignored": N}`` for every well-formed body, whether
   or not a job covers its events (distribution retries a refused event forever, holding back
-  every later one);
+  every later one); ``"overflow": N`` when that many were not queued because 100,000 images
+  already wait for a copy (logged; the next pass copies them);
 - 401 without the token or with another one, 413 for a body over 1 MiB, 400 for a body that is
   not what the endpoint expects (with the reason); none of these copies anything;
 - 503 while the service shuts down (the sender retries against a replica that is up).

@@ -40,6 +40,7 @@ OUTCOMES = (
     "malformed",  # a body that does not parse (400)
     "too_large",  # a body over 1 MiB (413)
     "forward_failed",  # the owner could not be reached before the hand-off deadline
+    "overflow",  # not queued: too many images already wait for a copy (the next pass copies them)
 )
 IMAGE_OUTCOMES = ("copied", "skipped", "conflict", "failed", "pruned_check")
 PRUNE_OUTCOMES = ("deleted", "kept", "failed")
