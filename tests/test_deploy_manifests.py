@@ -211,7 +211,7 @@ def test_configmap_config_validates_and_listens_for_probes() -> None:
 def _sync_parser() -> argparse.ArgumentParser | None:
     from mirror.cli.main import build_parser
 
-    parser = build_parser()
+    parser = build_parser("sync")
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction) and "sync" in action.choices:
             return parser
