@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.content import sha256_digest
 from tests.support.images import list_tags
 from tests.support.interop import TAG, Run, Source, layout_blob, layout_index, mirror_copy, mirror_sync
 from tests.support.registry import RegistryFactory, RegistryHandle
@@ -238,4 +239,7 @@ def test_mirror_copy_asks_for_referrers(artifacts: Artifacts, tmp_path: Path) ->
     for referrer in (a.signature, a.sbom):
         assert skopeo_inspect_raw(f"{a.dst.host}/copyref/bundle@{referrer.digest}") == referrer.data
         assert layout_blob(layout, referrer.digest) == referrer.data
+        m = referrer.json()
+        for desc in (m["config"], *m["layers"]):  # the layout is complete: ORAS's `{}` config too
+            assert sha256_digest(layout_blob(layout, desc["digest"])) == desc["digest"]
     assert run_skopeo(["inspect", "--raw", f"oci:{layout}:{fallback}"]).stdout == a.referrers_index.data
