@@ -13,6 +13,7 @@ from mirror.auth.check import AuthDescription, describe, format_description
 from mirror.auth.credentials import ChainProvider, Credential, StaticProvider
 from mirror.auth.dockerconfig import DockerConfigProvider
 from mirror.auth.ecr import EcrProvider
+from mirror.auth.ecrpublic import EcrPublicProvider
 from mirror.auth.google import GoogleProvider, KeyFile
 from mirror.types.errors import AuthError
 
@@ -51,9 +52,11 @@ def docker_config(tmp_path: Path, auths: dict[str, str]) -> Path:
 def test_default_chain_order(tmp_path: Path) -> None:
     chain = default_chain(docker_config_path=tmp_path / "none.json")
     kinds = [type(p) for p in chain.providers]
-    assert kinds == [StaticProvider, DockerConfigProvider, GoogleProvider, EcrProvider]
+    assert kinds == [StaticProvider, DockerConfigProvider, GoogleProvider, EcrProvider, EcrPublicProvider]
     assert isinstance(chain, ChainProvider)
-    only = default_chain({"r.example": Credential("u", "p")}, docker_config=False, google=False, ecr=False)
+    only = default_chain(
+        {"r.example": Credential("u", "p")}, docker_config=False, google=False, ecr=False, ecr_public=False
+    )
     assert [type(p) for p in only.providers] == [StaticProvider]
 
 

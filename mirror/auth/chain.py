@@ -1,9 +1,10 @@
-"""The default provider chain: explicit credentials, docker config, Google, ECR.
+"""The default provider chain: explicit credentials, docker config, Google, ECR, ECR Public.
 
 The first provider with a non-anonymous answer for a host wins (:class:`ChainProvider`). The
 cloud providers only answer for their own registry hosts and touch nothing (no file, no network)
 for other hosts: Google only for Google registry hosts and only with application default
-credentials that exist; ECR only for ``*.dkr.ecr.*`` hosts.
+credentials that exist; ECR only for ``*.dkr.ecr.*`` hosts; ECR Public only for
+``public.ecr.aws``, and only when AWS credentials exist (anonymous pulls otherwise).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from mirror.auth.credentials import ChainProvider, Credential, CredentialProvider, StaticProvider
 from mirror.auth.dockerconfig import DockerConfigProvider
 from mirror.auth.ecr import EcrProvider
+from mirror.auth.ecrpublic import EcrPublicProvider
 from mirror.auth.google import ApplicationDefault, GoogleProvider
 from mirror.types.clock import Clock, system_clock
 
@@ -26,9 +28,10 @@ def default_chain(
     docker_config_path: str | os.PathLike[str] | None = None,
     google: GoogleProvider | bool = True,
     ecr: EcrProvider | bool = True,
+    ecr_public: EcrPublicProvider | bool = True,
     extra: list[CredentialProvider] | None = None,
 ) -> ChainProvider:
-    """explicit -> docker config -> Google -> ECR (-> ``extra``), sharing one clock.
+    """explicit -> docker config -> Google -> ECR -> ECR Public (-> ``extra``), sharing one clock.
 
     Each of ``docker_config``, ``google`` and ``ecr`` is ``True`` for the default provider,
     ``False`` to leave it out, or a configured provider. The default Google provider uses
@@ -51,5 +54,9 @@ def default_chain(
         providers.append(EcrProvider(clock=clock))
     elif isinstance(ecr, EcrProvider):
         providers.append(ecr)
+    if ecr_public is True:
+        providers.append(EcrPublicProvider(clock=clock))
+    elif isinstance(ecr_public, EcrPublicProvider):
+        providers.append(ecr_public)
     providers.extend(extra or [])
     return ChainProvider(providers, clock=clock)

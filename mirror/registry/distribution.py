@@ -332,6 +332,9 @@ class RegistryRepository:
                 self.transport.throughput.record(self.host, desc.size, time.monotonic() - started)
                 return
             except MirrorError as exc:
+                final = self.profile.upload_refusal(exc, desc.size)
+                if final is not None:
+                    raise final from None
                 if not replayable or not policy.should_retry(exc, attempt):
                     raise
                 await self.transport.backoff(self.host, attempt, exc)

@@ -17,6 +17,7 @@ without sending the registry's ``Authorization`` to S3.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -42,6 +43,7 @@ async def ensure_repository(
     session: Any = None,
     profile: str | None = None,
     image_tag_mutability: str | None = None,
+    any_name: bool = False,
 ) -> bool:
     """Create ``repository`` in the ECR registry ``host`` unless it exists; True when created.
 
@@ -49,8 +51,18 @@ async def ensure_repository(
     ``profile``). ``endpoint_url`` overrides the ECR API endpoint (botocore also reads
     ``AWS_ENDPOINT_URL_ECR``). ``image_tag_mutability`` (``MUTABLE`` or ``IMMUTABLE``) applies
     only to a repository created here. Raises AuthError when the principal may not create it.
+    ``any_name``: ``host`` is ECR under another name (the config says ``kind: ecr``): the region
+    comes from the AWS configuration and the account is the caller's.
     """
     ecr = parse_ecr_host(host)
+    if ecr is None and any_name:
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if not region:
+            raise InputError(
+                f"{host}: the host name does not say the ECR region; set AWS_REGION to create "
+                "repositories there"
+            )
+        ecr = EcrHost(account="", region=region, fips=False, domain="")
     if ecr is None:
         raise InputError(f"{host} is not an Amazon ECR registry (ACCOUNT.dkr.ecr.REGION.amazonaws.com)")
     try:
@@ -68,8 +80,10 @@ async def ensure_repository(
         connect_timeout=10,
         read_timeout=30,
     )
-    what = f"ecr CreateRepository {repository} in {ecr.account} {ecr.region}"
-    request: dict[str, Any] = {"repositoryName": repository, "registryId": ecr.account}
+    what = f"ecr CreateRepository {repository} in {ecr.account or 'the caller account'} {ecr.region}"
+    request: dict[str, Any] = {"repositoryName": repository}
+    if ecr.account:
+        request["registryId"] = ecr.account
     if image_tag_mutability:
         request["imageTagMutability"] = image_tag_mutability
     try:

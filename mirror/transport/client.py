@@ -60,6 +60,9 @@ class HostOptions:
     final_codes: frozenset[str] = frozenset()
     """OCI error codes this host means as final, not to be retried (Docker Hub's
     ``TOOMANYREQUESTS``: a pull limit that refills in hours, not seconds)."""
+    expired_token_statuses: frozenset[int] = frozenset()
+    """Statuses besides 401 this host answers to an expired bearer token, without a challenge
+    (ECR Public: 400): the token is fetched again, once."""
 
 
 @dataclass
@@ -423,6 +426,18 @@ class Transport:
                     scopes = tuple(sorted(wanted))
                     self._auth.tokens.invalidate((host, frozenset(scopes)))
                     continue
+            if (
+                resp.status in state.options.expired_token_statuses
+                and not rechallenged
+                and (auth or "").startswith("Bearer ")
+                and _replayable(body)
+            ):
+                # An expired token refused without a challenge: fetch another and send again.
+                await read_bounded(resp.content, MAX_ERROR_BODY)
+                resp.release()
+                rechallenged = True
+                self._auth.tokens.invalidate((host, frozenset(scopes)))
+                continue
             return resp
 
     async def _follow(

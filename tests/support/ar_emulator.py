@@ -49,16 +49,13 @@ from typing import Any
 from aiohttp import web
 
 from tests.support.faults import Fault, FaultContext, _error_response
+from tests.support.mediatypes import ACCEPT_ALL
 from tests.support.proxy import RecordedRequest, RegistryProxy
 
 TAG_LIST_CAP = 10_000
 QUOTA_MESSAGE = (
     "Quota exceeded for quota metric 'Requests per project per region' and limit 'Requests per "
     "project per region per minute per region' of service 'artifactregistry.googleapis.com'"
-)
-MANIFEST_TYPES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
 )
 
 
@@ -273,15 +270,7 @@ class ArtifactRegistryEmulator(RegistryProxy):
         if tag.startswith("sha256:"):
             return None
         assert self._session is not None
-        headers = {
-            "Accept": ",".join(
-                (
-                    *MANIFEST_TYPES,
-                    "application/vnd.oci.image.manifest.v1+json",
-                    "application/vnd.docker.distribution.manifest.v2+json",
-                )
-            )
-        }
+        headers = {"Accept": ACCEPT_ALL}
         async with self._session.head(
             f"{self.upstream_url}/v2/{name}/manifests/{tag}", headers=headers
         ) as head:

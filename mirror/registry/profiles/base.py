@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from mirror.transport.client import HostOptions, Transport
 from mirror.types import hosts
-from mirror.types.errors import RegistryError
+from mirror.types.errors import MirrorError, RegistryError
 
 # Answers to a tag PUT that are never an immutability refusal: credentials, a missing
 # repository, throttling (and every 5xx).
@@ -71,6 +71,11 @@ class RegistryProfile:
         """Create what must exist before ``repository`` can be pushed to; True when something was
         created. Registries that create repositories on push need nothing."""
         return False
+
+    def upload_refusal(self, error: MirrorError, size: int) -> MirrorError | None:
+        """The error to raise instead of ``error`` when a blob upload of ``size`` bytes failed in
+        a way this registry never accepts (so it is not retried); ``None`` otherwise."""
+        return None
 
     def creation_key(self, repository: str) -> str:
         """What :meth:`ensure_repository` creates for ``repository``: repositories sharing a key

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from mirror.registry.profiles.base import RegistryProfile
 from mirror.transport.client import Transport
 from mirror.types import hosts
+from mirror.types.errors import MirrorError, RegistryError
 
 
 @dataclass(frozen=True)
@@ -33,4 +34,17 @@ class EcrProfile(RegistryProfile):
         """``CreateRepository`` (credentials from the AWS chain), unless it exists."""
         from mirror.registry.ecr import ensure_repository
 
-        return await ensure_repository(self.host, repository)
+        return await ensure_repository(self.host, repository, any_name=True)
+
+    def upload_refusal(self, error: MirrorError, size: int) -> MirrorError | None:
+        """ECR completes no upload without a part, so a 0-byte blob cannot be stored: a final
+        error (not retried) that says so."""
+        if size != 0 or not isinstance(error, RegistryError) or "any parts" not in error.message:
+            return None
+        return RegistryError(
+            f"ECR does not store a blob of 0 bytes (an upload without any part); the image cannot "
+            f"be mirrored there as it is: {error.message}",
+            status=error.status,
+            code=error.code,
+            temporary=False,
+        )

@@ -11,12 +11,25 @@ Sources:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from mirror.registry.profiles.base import RegistryProfile
+from mirror.transport.client import HostOptions
 from mirror.types import hosts
+
+EXPIRED_TOKEN_STATUS = 400
 
 
 @dataclass(frozen=True)
 class EcrPublicProfile(RegistryProfile):
+    """A 400 to a request with a bearer token may be the token having expired: the transport
+    fetches a fresh token and sends the request again, once. Credentials come from
+    :class:`mirror.auth.ecrpublic.EcrPublicProvider` (anonymous without AWS credentials)."""
+
     kind: str = hosts.ECR_PUBLIC
+
+    def host_options(self, configured: HostOptions | None = None) -> HostOptions:
+        options = super().host_options(configured)
+        statuses = options.expired_token_statuses | {EXPIRED_TOKEN_STATUS}
+        return dataclasses.replace(options, expired_token_statuses=statuses)

@@ -1,0 +1,206 @@
+"""Amazon ECR, emulated: a real `docker-registry` behind an aiohttp front that behaves as an ECR
+private registry does, with the ECR API (`POST /`, JSON 1.1, `X-Amz-Target`) on the same port.
+
+    ecr = EcrEmulator(registry_handle).start()
+    ecr.create_repository("team/app", immutable=True)
+    password = ecr.authorization_token()          # what GetAuthorizationToken gives (user AWS)
+    # AWS_ENDPOINT_URL_ECR=ecr.url lets aiobotocore's CreateRepository reach it
+
+Each behaviour, and where it comes from:
+- Basic auth with `AWS` and the password of `GetAuthorizationToken`; `/v2/` answers `401` with a
+  Basic challenge -- documented (ECR User Guide, "Private registry authentication");
+- a push (or read) of a repository that does not exist: `404 NAME_UNKNOWN` "The repository with
+  name '...' does not exist in the registry with id '...'" -- documented (repositories are
+  created before pushing); the message as reported by users;
+- `CreateRepository` (`imageTagMutability`), `RepositoryAlreadyExistsException` -- documented
+  (ECR API reference);
+- an immutable repository refuses a tag that exists, even for the same digest: `400 TAG_INVALID`
+  "The image tag '...' already exists in the '...' repository and cannot be overwritten because
+  the repository is immutable." -- documented (tag immutability) and the message as reported
+  (aws/containers-roadmap#862, moby/buildkit#3776);
+- blob mounting is an account setting, off by default (`mounting=False`): `POST ?mount=&from=`
+  then opens an upload session, `202` -- documented ("Blob mounting");
+- a session whose upload broke off is not continued from byte 0: `416 BLOB_UPLOAD_INVALID`
+  "First byte of the layer part is 0 instead of N" -- reported (apple/containerization#790);
+- an upload completed without any byte: `400 BLOB_UPLOAD_INVALID` "... cannot be completed
+  because it does not have any parts" -- reported (radius-project/radius#7855) and the ECR API
+  documents `EmptyUploadException`; `empty_uploads="accept"` takes them instead, since whether
+  every path refuses them is not known;
+- errors in the OCI shape `{"errors": [{"code", "message"}]}` -- documented (ECR follows the
+  Docker Registry HTTP API V2).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from typing import Any
+
+from aiohttp import web
+
+from tests.support.faults import Fault, FaultContext, _error_response
+from tests.support.mediatypes import ACCEPT_ALL
+from tests.support.proxy import RecordedRequest, RegistryProxy
+
+ACCOUNT = "123456789012"
+
+
+class EcrEmulator(RegistryProxy):
+    thread_name = "ecr-emulator"
+
+    def __init__(self, upstream: Any, *, mounting: bool = False, empty_uploads: str = "refuse") -> None:
+        super().__init__(upstream)
+        self.mounting = mounting
+        self.empty_uploads = empty_uploads
+        self.repositories: dict[str, str] = {}  # name -> MUTABLE | IMMUTABLE
+        self.passwords: dict[str, float] = {}  # GetAuthorizationToken passwords -> expiry
+        self.broken: dict[str, int] = {}  # upload session -> bytes its broken upload had sent
+        self.sessions_put: list[str] = []  # the session of every blob PUT, in order
+        self.refusals: list[str] = []
+
+    def create_repository(self, name: str, *, immutable: bool = False) -> None:
+        self.repositories[name] = "IMMUTABLE" if immutable else "MUTABLE"
+
+    def authorization_token(self, ttl: float = 12 * 3600) -> str:
+        password = secrets.token_urlsafe(32)
+        self.passwords[password] = time.time() + ttl
+        return password
+
+    # -- the front ---------------------------------------------------------------------------
+    async def _dispatch(self, request: web.BaseRequest, record: RecordedRequest) -> web.StreamResponse:
+        response = await super()._dispatch(request, record)
+        if record.fault == "request-reset" and request.method == "PUT" and "/blobs/uploads/" in request.path:
+            self.broken[request.path] = record.body_bytes  # a session whose upload broke off
+        return response
+
+    async def _forward(
+        self, request: web.BaseRequest, record: RecordedRequest, ctx: FaultContext, active: list[Fault]
+    ) -> web.StreamResponse:
+        if request.method == "POST" and request.path == "/":
+            answer: web.StreamResponse | None = await self._api(request)
+        elif not self._authorized(request):
+            realm = f'Basic realm="https://{self.host}/",service="ecr.amazonaws.com"'
+            body = {"errors": [{"code": "DENIED", "message": "Not Authorized"}]}
+            answer = web.json_response(body, status=401, headers={"WWW-Authenticate": realm})
+        else:
+            answer = await self._registry(request)
+        if answer is None:
+            return await super()._forward(request, record, ctx, active)
+        await self._drain(request, record, answer)
+        record.status = answer.status
+        return answer
+
+    def _refuse(self, what: str, status: int, code: str, message: str) -> web.Response:
+        self.refusals.append(what)
+        return _error_response(status, code, message)
+
+    def _authorized(self, request: web.BaseRequest) -> bool:
+        value = request.headers.get("Authorization", "")
+        if not value.lower().startswith("basic "):
+            return False
+        user, _, password = base64.b64decode(value[6:]).decode().partition(":")
+        return user == "AWS" and self.passwords.get(password, 0) > time.time()
+
+    async def _registry(self, request: web.BaseRequest) -> web.StreamResponse | None:
+        path, method = request.path, request.method
+        if path == "/v2/" or path == "/v2":
+            return None
+        name = path.removeprefix("/v2/")
+        for marker in ("/manifests/", "/blobs/", "/tags/list"):
+            if marker in name:
+                name = name.split(marker, 1)[0]
+                break
+        if name not in self.repositories:
+            return self._refuse(
+                f"{method} {path}: no repository",
+                404,
+                "NAME_UNKNOWN",
+                f"The repository with name '{name}' does not exist in the registry with id '{ACCOUNT}'",
+            )
+        if method == "PUT" and "/manifests/" in path:
+            tag = path.rsplit("/manifests/", 1)[1]
+            if self.repositories[name] == "IMMUTABLE" and not tag.startswith("sha256:"):
+                assert self._session is not None
+                url = f"{self.upstream_url}/v2/{name}/manifests/{tag}"
+                async with self._session.head(url, headers={"Accept": ACCEPT_ALL}) as head:
+                    exists = head.status == 200
+                if exists:
+                    return self._refuse(
+                        f"PUT {name}:{tag}: immutable",
+                        400,
+                        "TAG_INVALID",
+                        f"The image tag '{tag}' already exists in the '{name}' repository and cannot be "
+                        "overwritten because the repository is immutable.",
+                    )
+        if method == "POST" and "mount" in request.query and not self.mounting:
+            return await self._session_instead_of_mount(request)
+        if method == "PUT" and "/blobs/uploads/" in path:
+            return self._upload_rules(request, name)
+        return None
+
+    async def _session_instead_of_mount(self, request: web.BaseRequest) -> web.Response:
+        assert self._session is not None
+        url = self.upstream_url + request.path  # the same POST without ?mount=&from=
+        async with self._session.post(url, data=b"", headers={"Content-Length": "0"}) as upstream:
+            location = upstream.headers.get("Location", "")
+            status = upstream.status
+        return web.Response(
+            status=status, headers={"Location": self._rewrite(location), "Content-Length": "0"}
+        )
+
+    def _upload_rules(self, request: web.BaseRequest, name: str) -> web.Response | None:
+        session = request.path
+        self.sessions_put.append(session)
+        if session in self.broken:
+            return self._refuse(
+                f"PUT {session}: continued a broken session",
+                416,
+                "BLOB_UPLOAD_INVALID",
+                f"First byte of the layer part is 0 instead of {self.broken[session]}",
+            )
+        if request.content_length == 0 and self.empty_uploads == "refuse":
+            upload_id = session.rsplit("/", 1)[1]
+            return self._refuse(
+                f"PUT {session}: no parts",
+                400,
+                "BLOB_UPLOAD_INVALID",
+                f"The upload with id '{upload_id}' in the repository with name '{name}' in registry with "
+                f"id '{ACCOUNT}' cannot be completed because it does not have any parts.",
+            )
+        return None
+
+    # -- the ECR API ---------------------------------------------------------------------------
+    async def _api(self, request: web.BaseRequest) -> web.Response:
+        target = request.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
+        body = json.loads(await request.read() or b"{}")
+        if target == "GetAuthorizationToken":
+            token = base64.b64encode(f"AWS:{self.authorization_token()}".encode()).decode()
+            data = {
+                "authorizationToken": token,
+                "expiresAt": time.time() + 12 * 3600,
+                "proxyEndpoint": self.url,
+            }
+            return self._json({"authorizationData": [data]})
+        if target == "CreateRepository":
+            name = str(body.get("repositoryName", ""))
+            if name in self.repositories:
+                return self._json(
+                    {
+                        "__type": "RepositoryAlreadyExistsException",
+                        "message": f"The repository '{name}' already exists",
+                    },
+                    status=400,
+                )
+            self.create_repository(name, immutable=body.get("imageTagMutability") == "IMMUTABLE")
+            repository = {
+                "repositoryName": name,
+                "registryId": body.get("registryId", ACCOUNT),
+                "imageTagMutability": self.repositories[name],
+            }
+            return self._json({"repository": repository})
+        return self._json({"__type": "UnknownOperationException", "message": target}, status=400)
+
+    def _json(self, doc: dict[str, Any], status: int = 200) -> web.Response:
+        return web.Response(status=status, text=json.dumps(doc), content_type="application/x-amz-json-1.1")

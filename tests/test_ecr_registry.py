@@ -1,0 +1,240 @@
+"""ECR as a registry, through its emulator (tests/support/ecr_emulator.py): immutable tags, mounts
+that are off by default, upload sessions that cannot be continued, 0-byte blobs, repositories
+created through the ECR API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mirror.auth.credentials import ChainProvider, Credential, StaticProvider
+from mirror.auth.ecrpublic import EcrPublicProvider
+from mirror.copy.engine import CopyEngine, CopyTask, Destination
+from mirror.jobs.config import parse_config
+from mirror.registry.distribution import RegistryRepository
+from mirror.registry.profiles import profile_for
+from mirror.service.daemon import Daemon
+from mirror.transport.client import HostOptions, Transport
+from mirror.types.errors import MirrorError, RegistryError
+from tests.support.ecr_emulator import EcrEmulator
+from tests.support.ecr_public_emulator import EcrPublicEmulator
+from tests.support.faults import RequestReset
+from tests.support.images import fetch_manifest, layer, push_image
+
+KiB = 1024
+
+
+@pytest.fixture
+def ecr_factory(registry_factory: Any) -> Iterator[Any]:
+    started: list[EcrEmulator] = []
+
+    def start(**options: Any) -> EcrEmulator:
+        ecr = EcrEmulator(registry_factory.start(), **options).start()
+        started.append(ecr)
+        return ecr
+
+    yield start
+    for ecr in started:
+        ecr.stop()
+
+
+def sync_once(text: str) -> Any:
+    config = parse_config(text)
+    return asyncio.run(Daemon(config, list(config.jobs), metrics=None).once())
+
+
+def config_text(ecr: EcrEmulator, source: str, destinations: list[str], extra: str = "") -> str:
+    return f"""
+version: 1
+registries:
+  "{ecr.host}": {{kind: ecr, plain_http: true, username: AWS, password: "{ecr.authorization_token()}"}}
+jobs:
+  - {{name: to-ecr, source: "{source}", destinations: {destinations!r}{extra}}}
+"""
+
+
+def test_an_immutable_tag_ends_as_a_conflict_or_as_nothing_to_do(ecr_factory: Any, registry: Any) -> None:
+    ecr = ecr_factory()
+    ecr.create_repository("team/web", immutable=True)
+    theirs = push_image(ecr.upstream, "team/web", "v1", seed="theirs")
+    same = push_image(ecr.upstream, "team/web", "v2", seed="same")
+    push_image(registry, "apps/web", "v1", seed="ours")
+    push_image(registry, "apps/web", "v2", seed="same")
+    # overwrite: true asks to move v1; ECR refuses (TAG_INVALID): a conflict, one PUT, no retry.
+    result = sync_once(
+        config_text(ecr, f"{registry.host}/apps/web", [f"{ecr.host}/team"], ", overwrite: true")
+    )
+    by_tag = {i.source.rsplit(":", 1)[1]: i for i in result.images}
+    assert by_tag["v1"].status == "conflict" and by_tag["v2"].status == "skipped"
+    [dest] = by_tag["v1"].destinations
+    assert theirs.digest in dest.error and "cannot be overwritten" in dest.error
+    assert len(ecr.select("PUT", "/manifests/v1")) == 1
+    assert fetch_manifest(ecr.upstream, "team/web", "v1").digest == theirs.digest
+
+    # ECR refuses even the digest the tag names: re-reading the tag shows there is nothing to do.
+    async def put_same() -> None:
+        creds = StaticProvider({ecr.host: Credential("AWS", ecr.authorization_token())})
+        async with Transport(creds, options={ecr.host: HostOptions(plain_http=True)}) as transport:
+            repo = RegistryRepository(transport, ecr.host, "team/web", profile=profile_for(ecr.host, "ecr"))
+            got = fetch_manifest(registry, "apps/web", "v2")
+            await repo.put_manifest("v2", got.data, got.media_type)
+
+    asyncio.run(put_same())
+    assert [r.status for r in ecr.select("PUT", "/manifests/v2")] == [400]
+    assert fetch_manifest(ecr.upstream, "team/web", "v2").digest == same.digest
+
+
+@pytest.mark.parametrize("mounting", [False, True])
+def test_mounts_and_broken_uploads(ecr_factory: Any, registry: Any, mounting: bool) -> None:
+    """Without blob mounting a mount opens a session (202), used for the upload, and no more mounts
+    are asked; an upload that broke off is sent again in a fresh session, never the broken one."""
+    ecr = ecr_factory(mounting=mounting)
+    for name in ("dr/a/web", "dr/b/web"):
+        ecr.create_repository(name)
+    image = push_image(registry, "apps/web", "v1", layer_sizes=(256 * KiB, 3 * KiB), seed="web")
+    ecr.add_fault(RequestReset(after_bytes=64 * KiB, method="PUT", path=r"^/v2/dr/a/web/blobs/uploads/"))
+    result = sync_once(
+        config_text(ecr, f"{registry.host}/apps/web", [f"{ecr.host}/dr/a", f"{ecr.host}/dr/b"])
+    )
+    assert result.ok and [d.status for d in result.images[0].destinations] == ["copied", "copied"]
+    for repo in ("dr/a/web", "dr/b/web"):
+        assert fetch_manifest(ecr.upstream, repo, "v1").digest == image.digest
+    assert len(ecr.broken) == 1 and not ecr.refusals  # never continued a broken session
+    assert len(ecr.sessions_put) == len(set(ecr.sessions_put))
+    mounts = [r for r in ecr.select("POST", "/blobs/uploads/") if "mount=" in r.query]
+    if mounting:
+        assert len(mounts) == 3 and all(r.status == 201 for r in mounts)  # config and 2 layers
+    else:
+        # Each 202 opened the session its blob was then uploaded in; once learnt, no more mounts
+        # (blobs moving at the same time may each have asked before it was learnt).
+        assert 1 <= len(mounts) <= 3 and all(r.status == 202 for r in mounts)
+        # A session per blob and repository, and a fresh one for the upload that broke off.
+        assert len(ecr.select("POST", "/blobs/uploads/")) == 6 + 1
+
+
+@pytest.mark.parametrize("empty_uploads", ["refuse", "accept"])
+def test_a_zero_byte_blob(ecr_factory: Any, registry: Any, empty_uploads: str) -> None:
+    ecr = ecr_factory(empty_uploads=empty_uploads)
+    ecr.create_repository("dr/web")
+    empty = layer(0, "empty")
+    image = push_image(registry, "apps/web", "v1", layer_sizes=(2 * KiB,), base_layers=(empty,), seed="web")
+    result = sync_once(config_text(ecr, f"{registry.host}/apps/web", [f"{ecr.host}/dr"]))
+    empty_puts = [r for r in ecr.select("PUT", "/blobs/uploads/") if r.content_length == 0]
+    assert len(empty_puts) == 1  # sent once, never retried in a loop
+    [dest] = result.images[0].destinations
+    if empty_uploads == "refuse":
+        assert not result.ok and dest.status == "failed"
+        assert "ECR does not store a blob of 0 bytes" in dest.error and "any parts" in dest.error
+        assert not ecr.select("PUT", "/manifests/")  # no tag over a missing blob
+    else:
+        assert result.ok and dest.status == "copied"
+        assert fetch_manifest(ecr.upstream, "dr/web", "v1").digest == image.digest
+
+
+def test_repositories_created_through_the_ecr_api(
+    ecr_factory: Any, registry: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ecr = ecr_factory()
+    for name, value in {
+        "AWS_ENDPOINT_URL_ECR": ecr.url,
+        "AWS_REGION": "eu-west-3",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    push_image(registry, "apps/web", "v1", seed="web")
+    text = config_text(ecr, f"{registry.host}/apps/web", [f"{ecr.host}/dr"])
+    result = sync_once(text)
+    [dest] = result.images[0].destinations
+    assert dest.status == "failed" and "NAME_UNKNOWN" in dest.error
+    result = sync_once(text.replace("]}", "], create_repositories: true}"))
+    assert result.ok and result.images[0].status == "copied"
+    assert ecr.repositories == {"dr/web": "MUTABLE"}
+    targets = [r.header("X-Amz-Target") or "" for r in ecr.select("POST") if r.path == "/"]
+    created = [t for t in targets if t.endswith(".CreateRepository")]
+    assert len(created) == 1
+
+
+def test_a_refused_upload_is_not_mistaken_for_an_empty_blob() -> None:
+    profile = profile_for("123456789012.dkr.ecr.eu-west-3.amazonaws.com")
+    refusal = RegistryError("PUT ...: HTTP 400 BLOB_UPLOAD_INVALID: ... does not have any parts", status=400)
+    assert isinstance(profile.upload_refusal(refusal, 0), RegistryError)
+    assert profile.upload_refusal(refusal, 10) is None
+    assert profile_for("ghcr.io").upload_refusal(refusal, 0) is None
+    assert not isinstance(profile.upload_refusal(MirrorError("x"), 0), RegistryError)
+
+
+# -- ECR Public ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ecr_public(registry_factory: Any) -> Iterator[EcrPublicEmulator]:
+    public = EcrPublicEmulator(registry_factory.start()).start()
+    try:
+        yield public
+    finally:
+        public.stop()
+
+
+def aws_env(monkeypatch: pytest.MonkeyPatch, **endpoints: str) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        **endpoints,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+async def copy_twice(
+    public: EcrPublicEmulator, registry: Any, provider: EcrPublicProvider | None
+) -> list[str]:
+    """Copy lib/app:v1, let every token expire, copy lib/app:v2, through one transport."""
+    profile = profile_for(public.host, "ecr-public")
+    chain = ChainProvider([provider] if provider else [])
+    options = {public.host: profile.host_options(HostOptions(plain_http=True))}
+    statuses = []
+    async with Transport(chain, options=options) as transport:
+        source = RegistryRepository(transport, public.host, "lib/app", profile=profile)
+        dest = RegistryRepository(transport, registry.host, "mirror/app")
+        engine = CopyEngine()
+        for tag in ("v1", "v2"):
+            [result] = await engine.run([CopyTask(source, tag, [Destination(dest, tag)])])
+            statuses.append(result.status)
+            public.expire_tokens()
+        await engine.aclose()
+    return statuses
+
+
+@pytest.mark.parametrize("authenticated", [False, True])
+def test_ecr_public_tokens_refused_with_400_are_fetched_again(
+    ecr_public: EcrPublicEmulator, registry: Any, monkeypatch: pytest.MonkeyPatch, authenticated: bool
+) -> None:
+    for tag in ("v1", "v2"):
+        push_image(ecr_public.upstream, "lib/app", tag, seed=tag)
+    provider = None
+    if authenticated:  # GetAuthorizationToken of ecr-public, then Basic AWS at the realm
+        aws_env(monkeypatch, AWS_ENDPOINT_URL_ECR_PUBLIC=ecr_public.url)
+        provider = EcrPublicProvider(hosts=(ecr_public.host,))
+    assert asyncio.run(copy_twice(ecr_public, registry, provider)) == ["copied", "copied"]
+    # The expired token met a 400 (no challenge); a fresh token was fetched and the copy went on.
+    assert ecr_public.expired_answers == 1
+    assert ecr_public.token_requests == ["AWS" if authenticated else ""] * 2
+
+
+def test_ecr_public_without_aws_credentials_is_anonymous(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ECR_PUBLIC", "http://127.0.0.1:9")  # never reached
+    provider = EcrPublicProvider()
+    assert asyncio.run(provider.resolve("public.ecr.aws")) is None
+    assert asyncio.run(provider.resolve("ghcr.io")) is None
