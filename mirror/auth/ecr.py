@@ -122,26 +122,34 @@ class EcrProvider:
         return self._parse(answer, host, ecr.region, obtained)
 
     def _parse(self, answer: Mapping[str, Any], host: str, region: str, obtained: float) -> Credential:
-        where = f"ecr GetAuthorizationToken in {region}"
+        where = f"ecr GetAuthorizationToken in {region} for {host}"
         data = answer.get("authorizationData") or []
         if not data or not isinstance(data[0], Mapping):
-            raise AuthError(f"{where} for {host}: the answer holds no authorization data")
-        item = data[0]
-        try:
-            decoded = base64.b64decode(str(item.get("authorizationToken", "")), validate=True)
-            user, sep, password = decoded.decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            sep, user, password = "", "", ""
-        if not sep or not password:
-            raise AuthError(f"{where} for {host}: the authorization token is not base64 of user:password")
-        expires = item.get("expiresAt")
-        if isinstance(expires, datetime):
-            expires_at = anchor_expiry(epoch_of(expires), self.clock)
-        else:
-            expires_at = obtained + TOKEN_LIFETIME
-        return Credential(
-            username=user or ECR_USER,
-            password=password,
-            expires_at=expires_at,
+            raise AuthError(f"{where}: the answer holds no authorization data")
+        return credential_from(
+            data[0],
+            where=where,
+            obtained=obtained,
+            clock=self.clock,
             provider=f"ecr (GetAuthorizationToken in {region})",
         )
+
+
+def credential_from(
+    item: Mapping[str, Any], *, where: str, obtained: float, clock: Clock, provider: str
+) -> Credential:
+    """The credential of one ``authorizationData`` (ECR's and ECR Public's): base64 of
+    ``user:password`` in ``authorizationToken``, valid until ``expiresAt`` (12 hours when absent)."""
+    try:
+        decoded = base64.b64decode(str(item.get("authorizationToken", "")), validate=True)
+        user, sep, password = decoded.decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        sep, user, password = "", "", ""
+    if not sep or not password:
+        raise AuthError(f"{where}: the authorization token is not base64 of user:password")
+    expires = item.get("expiresAt")
+    if isinstance(expires, datetime):
+        expires_at = anchor_expiry(epoch_of(expires), clock)
+    else:
+        expires_at = obtained + TOKEN_LIFETIME
+    return Credential(username=user or ECR_USER, password=password, expires_at=expires_at, provider=provider)

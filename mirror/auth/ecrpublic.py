@@ -11,16 +11,14 @@ anonymous (it raises only when credentials exist and are refused). botocore also
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore import exceptions as botoexc
 
 from mirror.auth.credentials import Credential
-from mirror.auth.expiry import DEFAULT_REFRESH_MARGIN, CredentialCache, anchor_expiry, epoch_of
+from mirror.auth.ecr import credential_from
+from mirror.auth.expiry import DEFAULT_REFRESH_MARGIN, CredentialCache
 from mirror.types.clock import Clock, system_clock
 from mirror.types.errors import AuthError
 
@@ -29,7 +27,6 @@ if TYPE_CHECKING:
 
 REGION = "us-east-1"  # ecr-public's only API region
 HOSTS = ("public.ecr.aws",)
-TOKEN_LIFETIME = 12 * 3600.0
 
 
 class EcrPublicProvider:
@@ -95,18 +92,6 @@ class EcrPublicProvider:
         data = answer.get("authorizationData")
         if not isinstance(data, Mapping):
             raise AuthError(f"{where}: the answer holds no authorization data")
-        try:
-            decoded = base64.b64decode(str(data.get("authorizationToken", "")), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            decoded = ""
-        user, sep, password = decoded.partition(":")
-        if not sep or not password:
-            raise AuthError(f"{where}: the authorization token is not base64 of user:password")
-        expires = data.get("expiresAt")
-        if isinstance(expires, datetime):
-            expires_at = anchor_expiry(epoch_of(expires), self.clock)
-        else:
-            expires_at = obtained + TOKEN_LIFETIME
-        return Credential(
-            username=user, password=password, expires_at=expires_at, provider=f"{self.name} ({REGION})"
+        return credential_from(
+            data, where=where, obtained=obtained, clock=self.clock, provider=f"{self.name} ({REGION})"
         )

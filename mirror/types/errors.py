@@ -158,13 +158,6 @@ class RegistryError(MirrorError):
             temporary = status in TEMPORARY_STATUSES or code in TEMPORARY_OCI_CODES
         self.temporary = temporary
 
-    @property
-    def is_immutability_refusal(self) -> bool:
-        text = self.message.lower()
-        return self.status in (400, 403, 409) and (
-            "immutable" in text or "tag invalid" in text or self.code == "TAG_INVALID"
-        )
-
 
 class NotFound(RegistryError):
     kind = "not_found"

@@ -50,7 +50,7 @@ from aiohttp import web
 
 from tests.support.faults import Fault, FaultContext, _error_response
 from tests.support.mediatypes import ACCEPT_ALL
-from tests.support.proxy import RecordedRequest, RegistryProxy
+from tests.support.proxy import RegistryProxy
 
 TAG_LIST_CAP = 10_000
 QUOTA_MESSAGE = (
@@ -169,23 +169,14 @@ class ArtifactRegistryEmulator(RegistryProxy):
         }
 
     # -- the front ---------------------------------------------------------------------------
-    async def _forward(
-        self, request: web.BaseRequest, record: RecordedRequest, ctx: FaultContext, active: list[Fault]
-    ) -> web.StreamResponse:
-        path = request.path
-        if path.startswith("/v1/"):
-            answer = self._api(request)
-        elif path == "/v2/token":
-            answer = self._token(request)
-        elif self.require_auth and not self._authorized(request):
-            answer = self._challenge(request)
-        else:
-            answer = await self._registry(request)
-        if answer is None:
-            return await super()._forward(request, record, ctx, active)
-        await self._drain(request, record, answer)
-        record.status = answer.status
-        return answer
+    async def _emulate(self, request: web.BaseRequest) -> web.StreamResponse | None:
+        if request.path.startswith("/v1/"):
+            return self._api(request)
+        if request.path == "/v2/token":
+            return self._token(request)
+        if self.require_auth and not self._authorized(request):
+            return self._challenge(request)
+        return await self._registry(request)
 
     def _refuse(self, what: str, response: web.Response) -> web.Response:
         self.refusals.append(what)

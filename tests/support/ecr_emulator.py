@@ -40,7 +40,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.support.faults import Fault, FaultContext, _error_response
+from tests.support.faults import _error_response
 from tests.support.mediatypes import ACCEPT_ALL
 from tests.support.proxy import RecordedRequest, RegistryProxy
 
@@ -75,22 +75,14 @@ class EcrEmulator(RegistryProxy):
             self.broken[request.path] = record.body_bytes  # a session whose upload broke off
         return response
 
-    async def _forward(
-        self, request: web.BaseRequest, record: RecordedRequest, ctx: FaultContext, active: list[Fault]
-    ) -> web.StreamResponse:
+    async def _emulate(self, request: web.BaseRequest) -> web.StreamResponse | None:
         if request.method == "POST" and request.path == "/":
-            answer: web.StreamResponse | None = await self._api(request)
-        elif not self._authorized(request):
+            return await self._api(request)
+        if not self._authorized(request):
             realm = f'Basic realm="https://{self.host}/",service="ecr.amazonaws.com"'
             body = {"errors": [{"code": "DENIED", "message": "Not Authorized"}]}
-            answer = web.json_response(body, status=401, headers={"WWW-Authenticate": realm})
-        else:
-            answer = await self._registry(request)
-        if answer is None:
-            return await super()._forward(request, record, ctx, active)
-        await self._drain(request, record, answer)
-        record.status = answer.status
-        return answer
+            return web.json_response(body, status=401, headers={"WWW-Authenticate": realm})
+        return await self._registry(request)
 
     def _refuse(self, what: str, status: int, code: str, message: str) -> web.Response:
         self.refusals.append(what)

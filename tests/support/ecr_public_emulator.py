@@ -28,8 +28,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.support.faults import Fault, FaultContext, _error_response
-from tests.support.proxy import RecordedRequest, RegistryProxy
+from tests.support.faults import _error_response
+from tests.support.proxy import RegistryProxy
 
 
 class EcrPublicEmulator(RegistryProxy):
@@ -46,20 +46,12 @@ class EcrPublicEmulator(RegistryProxy):
     def expire_tokens(self) -> None:
         self.tokens = {t: (who, 0.0) for t, (who, _) in self.tokens.items()}
 
-    async def _forward(
-        self, request: web.BaseRequest, record: RecordedRequest, ctx: FaultContext, active: list[Fault]
-    ) -> web.StreamResponse:
+    async def _emulate(self, request: web.BaseRequest) -> web.StreamResponse | None:
         if request.method == "POST" and request.path == "/":
-            answer: web.StreamResponse | None = self._api(request)
-        elif request.path == "/token/":
-            answer = self._token(request)
-        else:
-            answer = self._check_bearer(request)
-        if answer is None:
-            return await super()._forward(request, record, ctx, active)
-        await self._drain(request, record, answer)
-        record.status = answer.status
-        return answer
+            return self._api(request)
+        if request.path == "/token/":
+            return self._token(request)
+        return self._check_bearer(request)
 
     def _check_bearer(self, request: web.BaseRequest) -> web.Response | None:
         value = request.headers.get("Authorization", "")

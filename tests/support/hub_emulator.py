@@ -35,7 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.support.faults import Fault, FaultContext, _error_response
+from tests.support.faults import _error_response
 from tests.support.proxy import RecordedRequest, RegistryProxy
 
 WINDOW = 21600
@@ -81,23 +81,15 @@ class DockerHubEmulator(RegistryProxy):
         return max(0, limit - self.used.get(identity, 0))
 
     # -- the front ---------------------------------------------------------------------------
-    async def _forward(
-        self, request: web.BaseRequest, record: RecordedRequest, ctx: FaultContext, active: list[Fault]
-    ) -> web.StreamResponse:
+    async def _emulate(self, request: web.BaseRequest) -> web.StreamResponse | None:
         if request.path == "/token":
-            answer: web.StreamResponse | None = self._token(request)
-        else:
-            identity = self._identity(request)
-            if identity is None:
-                answer = self._challenge()
-            elif "/manifests/" in request.path and request.method in ("GET", "HEAD"):
-                answer = await self._manifest(request, identity)
-            else:
-                answer = None
-        if answer is None:
-            return await super()._forward(request, record, ctx, active)
-        record.status = answer.status
-        return answer
+            return self._token(request)
+        identity = self._identity(request)
+        if identity is None:
+            return self._challenge()
+        if "/manifests/" in request.path and request.method in ("GET", "HEAD"):
+            return await self._manifest(request, identity)
+        return None
 
     def _challenge(self) -> web.Response:
         realm = f'Bearer realm="http://{self.host}/token",service="registry.docker.io"'

@@ -276,7 +276,16 @@ class RegistryProxy(LoopServer):
         record.token_exp = _bearer_exp(request.headers.get("Authorization"))
         if self.reject_expired and record.token_exp is not None and self.clock() > record.token_exp:
             return await self._reject_expired(request, record)
+        answer = await self._emulate(request)
+        if answer is not None:  # a subclass (an emulator) answers this request itself
+            await self._drain(request, record, answer)
+            record.status = answer.status
+            return answer
         return await self._forward(request, record, ctx, active)
+
+    async def _emulate(self, request: web.BaseRequest) -> web.StreamResponse | None:
+        """An answer of the front's own, or None to forward upstream (registry emulators)."""
+        return None
 
     async def _reject_expired(self, request: web.BaseRequest, record: RecordedRequest) -> web.StreamResponse:
         record.rejected_expired = True
