@@ -132,9 +132,9 @@ async def test_layout_rejects_hostile_index(tmp_path: Path) -> None:
             {
                 "digest": "sha256:" + "a" * 64,
                 "size": 1,
-                "annotations": {"org.opencontainers.image.ref.name": "../x"},
+                "annotations": {"org.opencontainers.image.ref.name": ["../x"]},
             },
-            "tag",
+            "not a string",
         ),
     ]:
         (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))

@@ -51,7 +51,10 @@ class CopyOptions:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="HOST/PATH[:TAG|@DIGEST], oci:DIR[:TAG] or s3://BUCKET/PREFIX[:TAG]")
+    p.add_argument(
+        "source",
+        help="HOST/PATH[:TAG|@DIGEST], oci:DIR[:REF] or s3://BUCKET/PREFIX[:REF] (REF: after the first ':')",
+    )
     p.add_argument(
         "destination",
         nargs="+",

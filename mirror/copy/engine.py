@@ -35,7 +35,7 @@ from mirror.copy.stall import DEFAULT_STALL_TIMEOUT
 from mirror.registry.base import Repository
 from mirror.transport.retry import RetryPolicy
 from mirror.types import events as ev
-from mirror.types.digest import Digest
+from mirror.types.digest import Digest, is_digest
 from mirror.types.errors import MirrorError, RegistryError
 from mirror.types.events import EventSink
 from mirror.types.manifest import Manifest, Platform
@@ -50,7 +50,7 @@ class Destination:
 
     @property
     def display(self) -> str:
-        sep = "@" if ":" in self.reference else ":"
+        sep = "@" if is_digest(self.reference) else ":"
         return f"{self.repo.name}{sep}{self.reference}"
 
 
@@ -67,7 +67,7 @@ class CopyTask:
 
     @property
     def display(self) -> str:
-        sep = "@" if ":" in self.reference else ":"
+        sep = "@" if is_digest(self.reference) else ":"
         return f"{self.source.name}{sep}{self.reference}"
 
 

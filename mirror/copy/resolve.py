@@ -20,7 +20,7 @@ from mirror.copy.emit import Emitter
 from mirror.copy.singleflight import SingleFlight
 from mirror.registry.base import ManifestInfo, Repository
 from mirror.types import events as ev
-from mirror.types.digest import Digest
+from mirror.types.digest import Digest, is_digest
 from mirror.types.errors import BlobTooLarge, ManifestError, MirrorError, NotFound, TagConflict
 from mirror.types.events import EventSink
 from mirror.types.manifest import Descriptor, Manifest, filter_index, parse_manifest
@@ -73,7 +73,7 @@ class Resolver:
                 fetched = await repo.get_manifest(reference)
             # By tag, the store's digest (a verified Docker-Content-Digest, or the layout's own,
             # perhaps sha512) names the manifest, as a HEAD would have.
-            expected = Digest.parse(reference) if ":" in reference else fetched.digest
+            expected = Digest.parse(reference) if is_digest(reference) else fetched.digest
             return parse_manifest(fetched.raw, fetched.media_type, digest=expected)
 
         return await self._manifests.run((repo.name, reference), fetch)
@@ -91,10 +91,10 @@ class Resolver:
         try:
             top: Manifest | None = None
             heads: list[ManifestInfo | MirrorError | None] | None = None
-            if ":" in task.reference:
+            if is_digest(task.reference):
                 target = Digest.parse(task.reference)
             else:
-                if task.destinations and all(":" not in d.reference for d in task.destinations):
+                if task.destinations and all(not is_digest(d.reference) for d in task.destinations):
                     # Destination tags first: when none exists the source manifest is needed
                     # anyway, and one GET by tag replaces a HEAD followed by a GET by digest.
                     heads = await self._dest_heads(task)
@@ -125,7 +125,7 @@ class Resolver:
             if heads is None:
                 heads = await self._dest_heads(task)
             for dest, info in zip(task.destinations, heads, strict=True):
-                if info is None and ":" not in dest.reference:
+                if info is None and not is_digest(dest.reference):
                     self._tag_absent.add(dest.repo.name)
                 dres = r.DestinationResult(dest.display, "", str(target))
                 result.destinations.append(dres)
@@ -143,13 +143,13 @@ class Resolver:
                     dres.status = r.SKIPPED
                     self._emit(ev.IMAGE_SKIPPED, repo=dest.repo, digest=str(target), detail=task.job)
                     continue
-                if info is not None and ":" not in dest.reference and not task.overwrite:
+                if info is not None and not is_digest(dest.reference) and not task.overwrite:
                     conflict = TagConflict(dest.display, str(info.digest), str(target))
                     r.fail(dres, conflict)
                     dres.status = r.CONFLICT
                     self._emit(ev.TAG_CONFLICT, repo=dest.repo, digest=str(target), detail=task.job)
                     continue
-                if ":" in dest.reference and dest.reference != str(target):
+                if is_digest(dest.reference) and dest.reference != str(target):
                     r.fail(
                         dres,
                         ManifestError(

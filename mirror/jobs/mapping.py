@@ -223,8 +223,8 @@ def _is_bare_host(text: str) -> bool:
 
 
 def _layout_has_tag(body: str) -> bool:
-    body = body.partition("@")[0]
-    return body.rfind(":") > body.rfind("/")
+    """Whether a layout reference names a manifest: a reference name follows its first ':'."""
+    return ":" in body.partition("@")[0]
 
 
 def parse_source(text: str) -> SourceSpec:

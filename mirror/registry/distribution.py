@@ -24,7 +24,7 @@ from mirror.transport.client import Reply, Transport
 from mirror.transport.errors import redact_url
 from mirror.transport.urls import resolve_location, with_digest
 from mirror.types import mediatypes as mt
-from mirror.types.digest import Digest
+from mirror.types.digest import Digest, is_digest
 from mirror.types.errors import (
     InvalidReference,
     ManifestError,
@@ -51,7 +51,7 @@ def _push(repo: str) -> tuple[str, ...]:
 def _reference(reference: str) -> str:
     """A tag or digest, checked before it becomes part of a URL path: a tag listed by a hostile
     registry (``../../other/manifests/x``, ``a?b``) must not reach another path or repository."""
-    if ":" in reference:
+    if is_digest(reference):
         Digest.parse(reference)
     else:
         validate_tag(reference)

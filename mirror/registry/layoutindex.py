@@ -1,7 +1,10 @@
 """``index.json`` of an OCI image layout: validated parsing and serialising. Pure.
 
 Shared by the layout stores (a directory, an S3 prefix). Entries are validated before use, so a
-hostile index cannot name a path outside the layout or an invalid tag.
+hostile index cannot name a path outside the layout. Reference names
+(``org.opencontainers.image.ref.name``) are kept as opaque strings: they are matched, listed and
+written back, never used as a path, and are validated where they become something else (a
+registry tag).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from typing import Any
 from mirror.types import mediatypes as mt
 from mirror.types.digest import Digest
 from mirror.types.errors import InvalidReference, ManifestError
-from mirror.types.reference import validate_tag
 
 REF_NAME = "org.opencontainers.image.ref.name"
 MAX_INDEX_BYTES = 64 * 1024 * 1024
@@ -46,11 +48,8 @@ def parse_index(raw: bytes, where: str) -> list[dict[str, Any]]:
         if annotations is not None and not isinstance(annotations, dict):
             raise ManifestError(f"{at}: annotations is not an object")
         name = (annotations or {}).get(REF_NAME)
-        if name is not None:
-            try:
-                validate_tag(str(name))
-            except InvalidReference as exc:
-                raise ManifestError(f"{at}: {exc.message}") from None
+        if name is not None and not isinstance(name, str):
+            raise ManifestError(f"{at}: {REF_NAME} is not a string")
     return entries
 
 

@@ -1,10 +1,15 @@
-"""An OCI image layout directory as a repository (``oci:DIR[:TAG]``).
+"""An OCI image layout directory as a repository (``oci:DIR[:REF]``).
 
 Layout: ``oci-layout``, ``index.json`` (tagged manifests carry the
 ``org.opencontainers.image.ref.name`` annotation), ``blobs/<alg>/<hex>``. Blobs are written to a
 temporary file while hashed, and renamed into place only when size and digest match, so a
-reader never sees a partial or unverified blob. ``index.json`` is replaced atomically. Paths are
+reader never sees a partial or unverified blob. ``index.json`` is replaced atomically, each
+read-modify-write under an exclusive lock on ``index.json.lock`` shared with every other
+process (:mod:`mirror.registry.filelock`), so parallel writers keep each other's tags. Paths are
 built from parsed digests only, so a hostile ``index.json`` cannot point outside the layout.
+
+Reference names are opaque strings (a tag, ``127.0.0.1:5000/app:v1``, ``1.0+build.5``): any
+name an ``index.json`` holds can be read; a name written must follow the image-layout grammar.
 """
 
 from __future__ import annotations
@@ -13,14 +18,15 @@ import asyncio
 import json
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from mirror.registry.base import BlobReader, ChunkSource, FetchedManifest, ManifestInfo
+from mirror.registry.filelock import run_locked
 from mirror.registry.layoutindex import MAX_INDEX_BYTES, REF_NAME, index_bytes, parse_index, tag_of
 from mirror.types import mediatypes as mt
-from mirror.types.digest import Digest
+from mirror.types.digest import Digest, is_digest
 from mirror.types.errors import (
     DigestMismatch,
     ManifestError,
@@ -29,9 +35,11 @@ from mirror.types.errors import (
     SizeMismatch,
 )
 from mirror.types.manifest import Descriptor, parse_manifest
-from mirror.types.reference import validate_tag
+from mirror.types.reference import validate_ref_name
 
 READ_CHUNK = 1024 * 1024
+LOCK_FILE = "index.json.lock"
+LOCK_TIMEOUT = 60.0  # seconds another process may hold the index lock before a write gives up
 
 
 class FileBlobReader:
@@ -57,10 +65,11 @@ class FileBlobReader:
 class OciLayout:
     """One OCI image layout directory; every tag in it is a tag of this repository."""
 
-    def __init__(self, path: str | Path, *, create: bool = False) -> None:
+    def __init__(self, path: str | Path, *, create: bool = False, lock_timeout: float = LOCK_TIMEOUT) -> None:
         self.path = Path(path)
         self._create = create
-        self._index_lock = asyncio.Lock()
+        self._index_lock = asyncio.Lock()  # this object's writers; the lock file, every process's
+        self.lock_timeout = lock_timeout
 
     @property
     def name(self) -> str:
@@ -101,7 +110,7 @@ class OciLayout:
         return parse_index(raw, f"{self.name}/index.json")
 
     def _lookup(self, reference: str) -> Descriptor | None:
-        if ":" in reference:
+        if is_digest(reference):
             digest = Digest.parse(reference)
             path = self._blob_path(digest)
             if not path.exists():
@@ -113,7 +122,6 @@ class OciLayout:
             if not media_type:
                 media_type = _sniff_media_type(path)
             return Descriptor(media_type, digest, path.stat().st_size)
-        validate_tag(reference)
         for entry in reversed(self._read_index()):
             if tag_of(entry) == reference:
                 digest = Digest.parse(str(entry["digest"]))
@@ -146,19 +154,27 @@ class OciLayout:
         path = self._blob_path(digest)
         if not path.exists():
             await asyncio.to_thread(_atomic_write, path, raw)
-        if ":" in reference:
+        if is_digest(reference):
             if Digest.parse(reference) != digest:
                 raise DigestMismatch(reference, str(digest), what="manifest")
             return
-        tag = validate_tag(reference)
+        tag = validate_ref_name(reference)
         entry = {
             "mediaType": media_type,
             "digest": str(digest),
             "size": len(raw),
             "annotations": {REF_NAME: tag},
         }
+        await self._update(lambda: self._set_tag(tag, entry))
+
+    async def _update(self, change: Callable[[], None]) -> None:
+        """One read-modify-write of index.json, under this object's and every process's lock."""
+        if not await asyncio.to_thread(self.path.is_dir):
+            raise NotFound(f"{self.name} is not an OCI image layout (no such directory)", status=404)
         async with self._index_lock:
-            await asyncio.to_thread(self._set_tag, tag, entry)
+            await run_locked(
+                self.path / LOCK_FILE, change, max_wait=self.lock_timeout, what=f"{self.name}/index.json"
+            )
 
     def _set_tag(self, tag: str, entry: dict[str, Any]) -> None:
         entries = [e for e in self._read_index() if tag_of(e) != tag]
@@ -166,12 +182,11 @@ class OciLayout:
         _atomic_write(self.path / "index.json", index_bytes(entries))
 
     async def delete_manifest(self, reference: str) -> None:
-        async with self._index_lock:
-            await asyncio.to_thread(self._untag, reference)
+        await self._update(lambda: self._untag(reference))
 
     def _untag(self, reference: str) -> None:
         entries = self._read_index()
-        if ":" in reference:
+        if is_digest(reference):
             kept = [e for e in entries if e.get("digest") != reference]
         else:
             kept = [e for e in entries if tag_of(e) != reference]

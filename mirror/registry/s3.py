@@ -46,10 +46,10 @@ from mirror.registry.s3bucket import OCTET_STREAM, S3Bucket
 from mirror.registry.s3index import Entries, S3Index
 from mirror.registry.s3upload import S3Uploads
 from mirror.types import mediatypes as mt
-from mirror.types.digest import Digest
+from mirror.types.digest import Digest, is_digest
 from mirror.types.errors import BlobTooLarge, DigestMismatch, InputError, InvalidReference, NotFound
 from mirror.types.manifest import Descriptor, parse_manifest
-from mirror.types.reference import validate_tag
+from mirror.types.reference import validate_ref_name
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _TRUE = ("1", "true", "yes", "on")
@@ -280,7 +280,7 @@ class S3Layout:
     # -- manifests ---------------------------------------------------------------------------
 
     async def _lookup(self, reference: str) -> Descriptor | None:
-        if ":" in reference:
+        if is_digest(reference):
             digest = Digest.parse(reference)
             size = await self._s3.head(self._blob_key(digest))
             if size is None:
@@ -295,7 +295,7 @@ class S3Layout:
                 )
                 media_type = await self._index.media_type(digest, raw)
             return Descriptor(media_type, digest, size)
-        tag = validate_tag(reference)
+        tag = reference  # a reference name is matched as it is, never used as a key
         entries, _ = await self._index.read()
         for entry in reversed(entries):
             if tag_of(entry) == tag:
@@ -310,7 +310,7 @@ class S3Layout:
         return ManifestInfo(desc.digest, desc.media_type, desc.size)
 
     async def get_manifest(self, reference: str) -> FetchedManifest:
-        if ":" in reference:
+        if is_digest(reference):
             digest = Digest.parse(reference)
             media_type = ""
         else:
@@ -334,9 +334,9 @@ class S3Layout:
 
     async def put_manifest(self, reference: str, raw: bytes, media_type: str) -> None:
         digest = Digest.of(raw)
-        if ":" in reference and Digest.parse(reference) != digest:
+        if is_digest(reference) and Digest.parse(reference) != digest:
             raise DigestMismatch(reference, str(digest), what="manifest")
-        tag = None if ":" in reference else validate_tag(reference)
+        tag = None if is_digest(reference) else validate_ref_name(reference)
         await self._ensure_layout()
         await self._s3.put_new(self._blob_key(digest), raw, media_type or OCTET_STREAM)
         if tag is None:
@@ -355,13 +355,13 @@ class S3Layout:
 
     async def delete_manifest(self, reference: str) -> None:
         """Remove a tag, or every entry of a digest, from ``index.json`` (blobs stay)."""
-        if ":" in reference:
+        if is_digest(reference):
             key = str(Digest.parse(reference))
 
             def untag(entries: Entries) -> Entries:
                 return [e for e in entries if e.get("digest") != key]
         else:
-            tag = validate_tag(reference)
+            tag = reference
 
             def untag(entries: Entries) -> Entries:
                 return [e for e in entries if tag_of(e) != tag]

@@ -13,6 +13,15 @@ ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
 _HEX = re.compile(r"^[a-f0-9]+$")
 
 
+def is_digest(reference: str) -> bool:
+    """Whether a manifest reference names a digest (``sha256:...``) rather than a tag or an OCI
+    layout's reference name, which may hold ':' too (``127.0.0.1:5000/app:v1``, ``app:v1``).
+    A reference starting with a known algorithm is a digest, to be parsed (and refused when
+    malformed) by :meth:`Digest.parse`."""
+    algorithm, sep, _ = reference.partition(":")
+    return bool(sep) and algorithm in ALGORITHMS
+
+
 @dataclass(frozen=True, order=True)
 class Digest:
     algorithm: str

@@ -3,8 +3,13 @@
 Forms accepted:
 - ``HOST[:PORT]/PATH[:TAG|@DIGEST]`` and ``[IPV6]:PORT/PATH...``; no tag means ``latest``;
 - Docker Hub short names: ``alpine`` -> ``docker.io/library/alpine:latest``;
-- ``oci:DIR[:TAG]``: an OCI image layout directory;
-- ``s3://BUCKET[/PREFIX][:TAG]``: an OCI image layout kept in object storage.
+- ``oci:DIR[:REF]``: an OCI image layout directory;
+- ``s3://BUCKET[/PREFIX][:REF]``: an OCI image layout kept in object storage.
+
+In a layout reference, ``REF`` is everything after the first ':' (as skopeo splits it), so the
+directory cannot contain ':'. It is the ``org.opencontainers.image.ref.name`` of a manifest in
+the layout's ``index.json``: a tag, or any name the image-layout specification allows
+(``127.0.0.1:5000/app:v1`` as ``podman save`` writes it, ``1.0+build.5`` as umoci accepts it).
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ MAX_NAME_LENGTH = 255
 
 _COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# The image-layout specification's grammar of ``org.opencontainers.image.ref.name``.
+_REF_COMPONENT = r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*"
+_REF_NAME = re.compile(rf"^{_REF_COMPONENT}(?:/{_REF_COMPONENT})*$")
+MAX_REF_NAME_LENGTH = 1024
 _HOSTNAME = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$"
 )
@@ -36,6 +45,18 @@ def validate_tag(tag: str) -> str:
             "not starting with '.' or '-'"
         )
     return tag
+
+
+def validate_ref_name(name: str) -> str:
+    """A reference name of an OCI image layout: a tag, or a name of the image-layout grammar
+    (components of letters and digits joined by '-', '.', '_', ':', '@', '+' or '--', separated
+    by '/'). It never becomes part of a path: layouts keep it as a string in ``index.json``."""
+    if len(name) <= MAX_REF_NAME_LENGTH and (_TAG.match(name) or _REF_NAME.match(name)):
+        return name
+    raise InvalidReference(
+        f"reference name {name[:80]!r} is not valid: a tag, or letters and digits joined by "
+        "'-', '.', '_', ':', '@', '+' or '--', in components separated by '/' (OCI image layout)"
+    )
 
 
 def validate_host(host: str) -> str:
@@ -154,7 +175,7 @@ class LayoutRef(_Named):
         return f"oci:{self.location}" if self.scheme == "oci" else f"s3://{self.location}"
 
     def with_tag(self, tag: str) -> LayoutRef:
-        return replace(self, tag=validate_tag(tag), digest=None)
+        return replace(self, tag=validate_ref_name(tag), digest=None)
 
     def with_digest(self, digest: Digest) -> LayoutRef:
         return replace(self, digest=digest)
@@ -173,10 +194,12 @@ def _split_digest(text: str) -> tuple[str, Digest | None]:
 def _parse_layout(scheme: str, body: str, original: str) -> LayoutRef:
     body, digest = _split_digest(body)
     tag: str | None = None
-    # A tag follows the last ':' when that ':' comes after the last '/'.
-    colon = body.rfind(":")
-    if colon > body.rfind("/"):
-        body, tag = body[:colon], validate_tag(body[colon + 1 :])
+    # The reference name follows the first ':', as skopeo reads oci:DIR:REF.
+    body, colon, name = body.partition(":")
+    if colon:
+        if not name:
+            raise InvalidReference(f"{original!r}: empty reference name after ':'")
+        tag = validate_ref_name(name)
     body = body.rstrip("/") if scheme == "s3" else body
     if not body:
         raise InvalidReference(f"{original!r}: missing {'directory' if scheme == 'oci' else 'bucket'}")
