@@ -175,6 +175,11 @@ class BlobTransfers:
             return flight.outcomes[repo.name]
         return MissingOutcome(f"blob {digest.short}: no transfer reached {repo.name}; nothing was written")
 
+    async def settle(self) -> None:
+        """Wait until no transfer runs (each records its own outcomes and errors)."""
+        while tasks := [f.task for f in self._flights.values() if f.task is not None and not f.task.done()]:
+            await asyncio.gather(*(asyncio.shield(t) for t in tasks), return_exceptions=True)
+
     async def aclose(self) -> None:
         tasks = [f.task for f in self._flights.values() if f.task is not None]
         for task in tasks:

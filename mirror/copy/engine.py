@@ -121,6 +121,9 @@ class CopyEngine:
         resolved = await asyncio.gather(*(self._resolver.resolve(t) for t in tasks))
         self._blobs.start(collect(resolved))
         await asyncio.gather(*(self._finish_and_tell(item) for item in resolved))
+        # A failed image stops waiting at its first failed blob: the run ends when its other
+        # transfers have too, so nothing moves after it and its totals are complete.
+        await self._blobs.settle()
         self.stats.duration_seconds += time.monotonic() - started
         return [item.result for item in resolved]
 

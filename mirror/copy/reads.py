@@ -70,6 +70,7 @@ class SourceReads:
         failures: list[tuple[Repository, MirrorError]] = []
         index = 0  # the source being read
         attempt = 0  # reads from that source (for the retry policy)
+        mismatches = 0  # of those, reads whose bytes did not match the digest
         wrong: set[str] = set()  # wrong digests that source served
         async with self._transfers:
             while remaining:
@@ -109,18 +110,22 @@ class SourceReads:
                 if isinstance(source_error, DigestMismatch):
                     if source_error.actual in wrong:
                         give_up = SourceCorrupt(str(desc.digest), source.name, source_error.actual)
-                    elif attempt >= MISMATCH_READS:
+                    elif mismatches + 1 >= MISMATCH_READS:
                         give_up = source_error
                     else:
+                        # Read again at once; that read does not count against the retries
+                        # of the destinations (they did nothing wrong).
+                        mismatches += 1
+                        attempt -= 1
                         wrong.add(source_error.actual)
-                        delay = delay if retry_after else 0.0  # read again at once
+                        delay = delay if retry_after else 0.0
                 elif source_error is not None:
                     error = r.as_mirror(source_error)
                     if not (error.temporary and self.retry.should_retry(error, attempt)):
                         give_up = error
                 if give_up is not None:  # the next source, at once
                     failures.append((source, give_up))
-                    index, attempt, wrong, delay = index + 1, 0, set(), 0.0
+                    index, attempt, mismatches, wrong, delay = index + 1, 0, 0, set(), 0.0
                 if delay:
                     await self.sleep(delay)
         return outcomes
