@@ -191,7 +191,7 @@ def test_helpers() -> None:
     assert error_kind("whatever") == "other"
     assert error_kind("internal") == "internal"
     assert {"transport", "auth", "registry", "not_found", "other"} <= ERROR_KINDS
-    assert ev.BLOB_PUSHED in EVENT_KINDS and len(EVENT_KINDS) == 21
+    assert ev.BLOB_PUSHED in EVENT_KINDS and len(EVENT_KINDS) == 22
 
 
 def test_unknown_events_and_fanout_are_safe() -> None:

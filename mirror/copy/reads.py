@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from mirror.copy import results as r
 from mirror.copy import stall
 from mirror.copy.emit import Emitter
+from mirror.copy.resumes import record_resumes
 from mirror.copy.tee import Sink, tee
 from mirror.registry.base import ChunkSource, Repository
 from mirror.transport.retry import RetryPolicy
@@ -155,6 +156,7 @@ class SourceReads:
         stall.report(self._emit, source, repos, result, digest)
         self.stats.bytes_read += result.bytes_read
         self.stats.blobs_read += 1
+        record_resumes(reader, self.stats, self._emit, source, desc)
         self._emit(ev.BLOB_READ, repo=source, digest=digest, size=result.bytes_read)
         return result.source_error, result.sink_errors
 

@@ -82,6 +82,8 @@ class RunStats:
     requests: int = 0
     duration_seconds: float = 0.0
     unique_blob_bytes: int = 0  # sum of sizes of distinct blobs that had to move
+    blob_resumes: int = 0  # source reads continued after their connection broke
+    bytes_reread: int = 0  # bytes read again by resumes whose source answered the whole blob
 
 
 def as_mirror(error: BaseException) -> MirrorError:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from mirror.copy.stall import Watch, watch, within
 from mirror.registry.base import BlobReader, ChunkSource
+from mirror.registry.resume import mismatch_after_resume
 from mirror.types.errors import DigestMismatch, SizeMismatch
 from mirror.types.manifest import Descriptor
 
@@ -134,7 +135,8 @@ async def tee(
                 raise SizeMismatch(desc.size, count, what=f"blob {desc.digest.short}")
             actual = hasher.hexdigest()
             if actual != desc.digest.hex:
-                raise DigestMismatch(str(desc.digest), f"{desc.digest.algorithm}:{actual}")
+                mismatch = DigestMismatch(str(desc.digest), f"{desc.digest.algorithm}:{actual}")
+                raise mismatch_after_resume(reader, mismatch)
             if pending is not None:
                 await _send_all(pipes, pending)
             await _send_all(pipes, _END)

@@ -76,5 +76,6 @@ def summary_lines(images: list[ImageResult], stats: RunStats) -> list[str]:
         f"{human_bytes(stats.bytes_written)}; blobs pushed {stats.blobs_pushed}, mounted "
         f"{stats.blobs_mounted}, skipped {stats.blobs_skipped}; manifests {stats.manifests_pushed}; "
         f"{stats.requests} requests in {stats.duration_seconds:.2f}s"
+        + (f"; {stats.blob_resumes} source reads resumed" if stats.blob_resumes else "")
     )
     return lines

@@ -8,20 +8,16 @@ whole upload session (POST + PUT), whose inner requests are sent with retries of
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import AsyncIterator
-from typing import Any
 
-import aiohttp
 from yarl import URL
 
 from mirror.registry.base import BlobReader, ChunkSource, FetchedManifest, ManifestInfo
+from mirror.registry.blobreads import open_resumable
 from mirror.registry.pages import Pagination
 from mirror.registry.profiles import RegistryProfile, profile_for
 from mirror.registry.pulls import PullBudget
 from mirror.transport.client import Reply, Transport
-from mirror.transport.errors import redact_url
 from mirror.transport.urls import resolve_location, with_digest
 from mirror.types import mediatypes as mt
 from mirror.types.digest import Digest, is_digest
@@ -31,7 +27,6 @@ from mirror.types.errors import (
     MirrorError,
     NotFound,
     RegistryError,
-    TransportError,
 )
 from mirror.types.manifest import Descriptor, parse_manifest
 from mirror.types.reference import validate_tag
@@ -56,43 +51,6 @@ def _reference(reference: str) -> str:
     else:
         validate_tag(reference)
     return reference
-
-
-class HttpBlobReader:
-    """A blob GET being streamed; close() releases the connection."""
-
-    def __init__(self, stack: contextlib.AsyncExitStack, response: Any) -> None:
-        self._stack = stack
-        self._response = response
-        length = response.headers.get("Content-Length")
-        self.size: int | None = int(length) if length and length.isdigit() else None
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        # Chunks as the HTTP parser produced them: re-joining them into fixed-size reads would
-        # copy every byte once more (and churn large allocations).
-        content = self._response.content
-        received = 0
-        while True:
-            try:
-                chunk, end_of_http_chunk = await content.readchunk()
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                # A body cut short is a temporary transport failure (a fresh read may succeed).
-                raise TransportError(
-                    f"GET {redact_url(str(self._response.url))}: the connection broke after "
-                    f"{received} of {self.size if self.size is not None else 'an unknown number of'} "
-                    f"bytes: {type(exc).__name__}: {exc or 'timed out'}"
-                ) from None
-            if not chunk:
-                if end_of_http_chunk:
-                    # The end of an HTTP chunk whose data was already read (its CRLF came in a
-                    # later TCP segment): not the end of the body.
-                    continue
-                return
-            received += len(chunk)
-            yield chunk
-
-    async def close(self) -> None:
-        await self._stack.aclose()
 
 
 class RegistryRepository:
@@ -275,21 +233,11 @@ class RegistryRepository:
         return reply.status == 200
 
     async def open_blob(self, desc: Descriptor) -> BlobReader:
-        stack = contextlib.AsyncExitStack()
-        try:
-            response = await stack.enter_async_context(
-                self.transport.stream(
-                    "GET",
-                    self.host,
-                    self._path("blobs", str(desc.digest)),
-                    scopes=_pull(self.repository),
-                    transfer_size=desc.size,
-                )
-            )
-        except BaseException:
-            await stack.aclose()
-            raise
-        return HttpBlobReader(stack, response)
+        """The blob as a stream that continues with a ``Range`` request if the connection breaks
+        (:mod:`mirror.registry.resume`)."""
+        return await open_resumable(
+            self.transport, self.host, self._path("blobs", str(desc.digest)), _pull(self.repository), desc
+        )
 
     async def _open_session(self) -> URL:
         reply = await self.transport.request(

@@ -25,6 +25,7 @@ from typing import Any
 from mirror.registry.base import BlobReader, ChunkSource, FetchedManifest, ManifestInfo
 from mirror.registry.filelock import run_locked
 from mirror.registry.layoutindex import MAX_INDEX_BYTES, REF_NAME, index_bytes, parse_index, tag_of
+from mirror.registry.resume import Reopened, ResumingReader
 from mirror.types import mediatypes as mt
 from mirror.types.digest import Digest, is_digest
 from mirror.types.errors import (
@@ -33,6 +34,7 @@ from mirror.types.errors import (
     MirrorError,
     NotFound,
     SizeMismatch,
+    TransportError,
 )
 from mirror.types.manifest import Descriptor, parse_manifest
 from mirror.types.reference import validate_ref_name
@@ -43,17 +45,30 @@ LOCK_TIMEOUT = 60.0  # seconds another process may hold the index lock before a 
 
 
 class FileBlobReader:
-    def __init__(self, path: Path, size: int) -> None:
+    """A blob file read from ``offset``; a read that fails part-way (an I/O error on a network
+    or removable disk) is a temporary error, so the read can be resumed from where it stopped."""
+
+    def __init__(self, path: Path, size: int, offset: int = 0) -> None:
         self._path = path
         self.size: int | None = size
+        self._offset = offset
         self._file: Any = None
 
     async def chunks(self) -> AsyncIterator[bytes]:
         self._file = await asyncio.to_thread(open, self._path, "rb")
+        if self._offset:
+            await asyncio.to_thread(self._file.seek, self._offset)
+        read = 0
         while True:
-            chunk = await asyncio.to_thread(self._file.read, READ_CHUNK)
+            try:
+                chunk = await asyncio.to_thread(self._file.read, READ_CHUNK)
+            except OSError as exc:
+                raise TransportError(
+                    f"reading {self._path} broke after {self._offset + read} bytes: {exc.strerror or exc}"
+                ) from None
             if not chunk:
                 return
+            read += len(chunk)
             yield chunk
 
     async def close(self) -> None:
@@ -200,10 +215,17 @@ class OciLayout:
     async def open_blob(self, desc: Descriptor) -> BlobReader:
         path = self._blob_path(desc.digest)
         try:
-            size = (await asyncio.to_thread(path.stat)).st_size
+            stat = await asyncio.to_thread(path.stat)
         except FileNotFoundError:
             raise NotFound(f"{self.name}: blob {desc.digest} not found", status=404) from None
-        return FileBlobReader(path, size)
+
+        async def rest(offset: int) -> Reopened:
+            now = await asyncio.to_thread(path.stat)
+            if (now.st_size, now.st_mtime_ns, now.st_ino) != (stat.st_size, stat.st_mtime_ns, stat.st_ino):
+                return Reopened(FileBlobReader(path, now.st_size), offset, "the file changed")
+            return Reopened(FileBlobReader(path, stat.st_size, offset))
+
+        return ResumingReader(FileBlobReader(path, stat.st_size), desc.size, rest)
 
     async def put_blob(self, desc: Descriptor, source: ChunkSource, *, replayable: bool) -> None:
         await asyncio.to_thread(self._ensure_layout)

@@ -39,9 +39,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mirror.registry.aws import PreconditionFailed
 from mirror.registry.base import BlobReader, ChunkSource, FetchedManifest, ManifestInfo
 from mirror.registry.layoutindex import REF_NAME, index_bytes, tag_of
 from mirror.registry.multipart import DEFAULT_PART_SIZE, MAX_OBJECT_SIZE, check_part_size, part_size_for
+from mirror.registry.resume import Reopened, ResumingReader, range_mismatch, strong_etag
 from mirror.registry.s3bucket import OCTET_STREAM, S3Bucket
 from mirror.registry.s3index import Entries, S3Index
 from mirror.registry.s3upload import S3Uploads
@@ -378,10 +380,28 @@ class S3Layout:
         return await self._s3.head(self._blob_key(digest)) is not None
 
     async def open_blob(self, desc: Descriptor) -> BlobReader:
+        """The blob as a stream that continues with a ranged GetObject if the connection breaks."""
+        what = f"{self.name}: blob {desc.digest.short}"
         try:
-            return await self._s3.open(self._blob_key(desc.digest), f"{self.name}: blob {desc.digest.short}")
+            first = await self._s3.open(self._blob_key(desc.digest), what)
         except NotFound:
             raise NotFound(f"{self.name}: blob {desc.digest} not found", status=404) from None
+        etag = strong_etag(first.etag)
+
+        async def rest(offset: int) -> Reopened:
+            key = self._blob_key(desc.digest)
+            try:
+                reader = await self._s3.open(key, what, offset=offset, if_match=etag)
+            except PreconditionFailed:
+                problem = "another ETag (the object changed)"
+            else:
+                problem = range_mismatch(reader.content_range, offset, desc.size)
+                if not problem:
+                    return Reopened(reader)
+                await reader.close()
+            return Reopened(await self._s3.open(key, what), offset, f"the bucket answered {problem}")
+
+        return ResumingReader(first, desc.size, rest)
 
     async def mount_blob(self, digest: Digest, from_repository: str) -> bool:
         return False

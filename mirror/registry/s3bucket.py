@@ -30,6 +30,8 @@ class S3BlobReader:
         self.size: int | None = size
         self._what = what
         self._release: Callable[[], Awaitable[None]] | None = release
+        self.etag: str | None = None
+        self.content_range: str | None = None  # on a range answer
 
     async def chunks(self) -> AsyncIterator[bytes]:
         while self._body is not None:
@@ -130,18 +132,28 @@ class S3Bucket:
             except TRANSLATED as exc:
                 raise translate(exc, what) from None
 
-    async def open(self, key: str, what: str) -> S3BlobReader:
-        """The object at ``key`` as a stream; the reader keeps a use of the client until closed."""
+    async def open(
+        self, key: str, what: str, *, offset: int = 0, if_match: str | None = None
+    ) -> S3BlobReader:
+        """The object at ``key`` as a stream (from ``offset``, only if its ETag is still
+        ``if_match``: else PreconditionFailed); the reader keeps a use of the client until closed."""
         client = await self.acquire()
+        extra: dict[str, str] = {}
+        if offset:
+            extra["Range"] = f"bytes={offset}-"
+        if if_match:
+            extra["IfMatch"] = if_match
         try:
-            resp = await client.get_object(Bucket=self.bucket, Key=key)
+            resp = await client.get_object(Bucket=self.bucket, Key=key, **extra)
         except BaseException as exc:
             await self.release()
             if isinstance(exc, TRANSLATED):
                 raise translate(exc, what) from None
             raise
         size = resp.get("ContentLength")
-        return S3BlobReader(resp["Body"], int(size) if size is not None else None, what, self.release)
+        reader = S3BlobReader(resp["Body"], int(size) if size is not None else None, what, self.release)
+        reader.etag, reader.content_range = resp.get("ETag"), resp.get("ContentRange")
+        return reader
 
     async def head(self, key: str) -> int | None:
         """The size of the object at ``key``, or None when there is none."""

@@ -28,6 +28,10 @@ Transfers
     mirror_transfers_in_flight                  gauge      registry: blob transfers running now
     mirror_transfer_stalls_total                counter    registry, side: a source or destination
                                                            that made no progress for stall_timeout
+    mirror_blob_resumes_total                   counter    registry, how: source reads continued after
+                                                           their connection broke: ``range`` (the rest
+                                                           by a range request) or ``reread`` (the
+                                                           source sent the whole blob again)
     mirror_blobs_total                          counter    registry, outcome: blobs at a destination
                                                            by outcome: copied, mounted, skipped, failed
     mirror_manifests_pushed_total               counter    registry: manifests and indexes written
@@ -137,6 +141,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "mirror_requests_total",
     "mirror_transfers_in_flight",
     "mirror_transfer_stalls_total",
+    "mirror_blob_resumes_total",
     "mirror_events_total",
     "mirror_job_running",
     "mirror_job_runs_total",
@@ -240,6 +245,12 @@ class Metrics:
             "mirror_transfer_stalls",
             "Transfers whose source or destination made no progress for stall_timeout.",
             ["registry", "side"],
+            registry=r,
+        )
+        self.blob_resumes = Counter(
+            "mirror_blob_resumes",
+            "Source reads continued after their connection broke: range, or reread (whole blob again).",
+            ["registry", "how"],
             registry=r,
         )
         self.events = Counter("mirror_events", "Events received, by event kind.", ["kind"], registry=r)
@@ -368,6 +379,10 @@ class Metrics:
         self.blobs.labels(registry=self.registry_label(event), outcome="failed").inc()
         self.errors.labels(kind=error_kind(event.detail), scope="blob").inc()
 
+    def _blob_resumed(self, event: Event) -> None:
+        how = event.detail if event.detail in ("range", "reread") else "other"
+        self.blob_resumes.labels(registry=self.registry_label(event), how=how).inc()
+
     def _manifest_pushed(self, event: Event) -> None:
         self.manifests_pushed.labels(registry=self.registry_label(event)).inc()
 
@@ -429,6 +444,7 @@ class Metrics:
         ev.BLOB_MOUNTED: _blob_mounted,
         ev.BLOB_SKIPPED: _blob_skipped,
         ev.BLOB_FAILED: _blob_failed,
+        ev.BLOB_RESUMED: _blob_resumed,
         ev.MANIFEST_PUSHED: _manifest_pushed,
         ev.IMAGE_COPIED: _image_copied,
         ev.IMAGE_SKIPPED: _image_skipped,

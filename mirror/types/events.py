@@ -21,6 +21,8 @@ BLOB_MOUNTED = "blob_mounted"
 BLOB_SKIPPED = "blob_skipped"  # already present at the destination
 BLOB_FAILED = "blob_failed"
 BLOB_PROGRESS = "blob_progress"  # bytes streamed so far (size = delta)
+BLOB_RESUMED = "blob_resumed"  # a source read continued after its connection broke (size = offset;
+# detail = "range", or "reread" when the source sent the whole blob again)
 MANIFEST_PUSHED = "manifest_pushed"
 IMAGE_COPIED = "image_copied"
 IMAGE_SKIPPED = "image_skipped"

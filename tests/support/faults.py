@@ -8,6 +8,8 @@ fire at most `times`; `times=None` means forever), then acts at one of two hooks
   TCP reset, or None to forward as usual.
 - `on_body(ctx, chunks)`: wraps the upstream response body (an async iterator of bytes). Raise
   `AbortConnection` from it to cut the connection mid-body.
+- `upstream_headers(ctx, headers)`: the request headers sent upstream (a list of pairs); return
+  a changed list to rewrite them.
 
 Faults run on the proxy's event loop thread; tests read `fired` from their own thread.
 """
@@ -90,6 +92,9 @@ class Fault:
 
     def on_body(self, ctx: FaultContext, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         return chunks
+
+    def upstream_headers(self, ctx: FaultContext, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return headers
 
 
 def _error_response(
@@ -207,6 +212,19 @@ class FlipBytes(Fault):
 
     def on_body(self, ctx: FaultContext, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         return self._wrap(chunks) if ctx.upstream_status is not None and ctx.upstream_status < 300 else chunks
+
+
+class IgnoreRange(Fault):
+    """Drop `Range` and `If-Range` from requests that carry them, as a server without range
+    support would ignore them: the upstream answers the whole body with 200."""
+
+    name = "ignore-range"
+
+    def claim(self, record: RecordedRequest) -> bool:
+        return record.header("Range") is not None and super().claim(record)
+
+    def upstream_headers(self, ctx: FaultContext, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [(k, v) for k, v in headers if k.lower() not in ("range", "if-range")]
 
 
 class RequestReset(Fault):

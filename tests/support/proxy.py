@@ -319,6 +319,8 @@ class RegistryProxy(LoopServer):
     ) -> web.StreamResponse:
         assert self._session is not None
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        for fault in active:
+            headers = fault.upstream_headers(ctx, headers)
         skip = {
             h for h in ("Accept", "Accept-Encoding", "User-Agent", "Content-Type") if h not in request.headers
         }

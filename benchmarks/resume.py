@@ -1,0 +1,160 @@
+"""The ``resume`` scenario: ``mirror copy`` of a 2 GiB blob whose source connection is reset.
+
+The synthetic source (:mod:`benchmarks.synthetic_server`, ranges supported) cuts the layer's
+read at a fraction of its size (``--reset-at``: the connection aborted, once per offset); the
+sink hashes what it receives (``--verify``) and refuses a wrong digest. Cases: no reset, a reset
+at 90%, 50% and 25%, and two resets in one blob (25% and 75%). Measured on the servers: the
+layer bytes the source sent (every read, whole or ranged), the layer PUTs the sink received,
+whether the sink verified the digest; wall time and peak RSS under GNU time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from benchmarks import workload as w
+from benchmarks.measure import run_measured, terminate
+
+GiB = 1024**3
+MiB = 1024**2
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+SIZE = 2 * GiB
+QUICK_SIZE = 256 * MiB
+CASES: list[tuple[str, list[float]]] = [
+    ("no reset", []),
+    ("reset at 90%", [0.9]),
+    ("reset at 50%", [0.5]),
+    ("reset at 25%", [0.25]),
+    ("resets at 25% and 75%", [0.25, 0.75]),
+]
+
+
+class Server:
+    def __init__(self, argv: list[str]) -> None:
+        cmd = [PY, "-m", "benchmarks.synthetic_server", "--stop-after", "3600", *argv]
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("READY "):
+            terminate(self.proc)
+            raise RuntimeError("synthetic server did not start")
+        self.host = f"127.0.0.1:{int(line.split()[1])}"
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://{self.host}/_stats", timeout=60) as resp:
+            return json.loads(resp.read())  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        terminate(self.proc)
+
+
+def scenario_resume(tmp: Path, quick: bool, say: Any) -> dict[str, Any]:
+    size = QUICK_SIZE if quick else SIZE
+    digest = w.cached_digest("resume", size)
+    rows: list[dict[str, Any]] = []
+    for name, fractions in CASES:
+        offsets = [int(size * f) for f in fractions]
+        source = Server(
+            ["--seed", "resume", "--size", str(size), "--digest", str(digest)]
+            + (["--reset-at", ",".join(map(str, offsets))] if offsets else [])
+        )
+        sink = Server(["--verify"])
+        report = tmp / "resume.json"
+        try:
+            stats = run_measured(
+                [
+                    PY,
+                    "-m",
+                    "mirror",
+                    "copy",
+                    f"{source.host}/synthetic/blob:latest",
+                    f"{sink.host}/sink/resume:v1",
+                    "-q",
+                    "--report",
+                    str(report),
+                ],
+                timeout=1800,
+                cwd=ROOT,
+            )
+            src, dst = source.stats(), sink.stats()
+        finally:
+            source.close()
+            sink.close()
+        try:
+            doc = json.loads(report.read_text())
+        except (OSError, ValueError):
+            doc = {}
+        read = sum(sent for _, sent in src["layer_gets"])
+        puts = dst["received_digests"].count(str(digest))
+        verified = puts == 1 and dst["digest_rejected"] == 0 and dst["blobs_received"] >= 1
+        row = {
+            "case": name,
+            "size": size,
+            "reset_offsets": offsets,
+            "ok": stats.returncode == 0 and doc.get("status") == "copied" and verified,
+            "wall": round(stats.wall, 2),
+            "peak_rss": stats.peak_rss,
+            "cpu": round(stats.cpu, 1),
+            "source_layer_bytes": read,
+            "read_ratio": round(read / size, 4),
+            "layer_reads": src["layer_gets"],
+            "resets_fired": src["resets"],
+            "destination_puts": puts,
+            "digest_verified": verified,
+            "blob_resumes": doc.get("totals", {}).get("blob_resumes", 0),
+        }
+        rows.append(row)
+        say(
+            f"    {name}: {row['read_ratio']:.3f} x the blob read, {puts} PUT, "
+            f"{len(src['layer_gets'])} reads, {stats.wall:.1f}s{'' if row['ok'] else ' FAILED'}"
+        )
+    return {"resume": {"workload": {"size": size}, "rows": rows}}
+
+
+def resume_targets(block: dict[str, Any] | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for row in (block or {}).get("rows", []):
+        if not row["reset_offsets"]:
+            continue
+        met = (
+            row["ok"]
+            and row["read_ratio"] <= 1.05
+            and row["destination_puts"] == 1
+            and row["digest_verified"]
+        )
+        out.append(
+            {
+                "target": f"resume, {row['case']} of {row['size'] / GiB:g} GiB",
+                "want": "<= 1.05 x read, 1 PUT, verified",
+                "got": f"{row['read_ratio']:.3f} x, {row['destination_puts']} PUT, "
+                f"{'verified' if row['digest_verified'] else 'NOT verified'}",
+                "met": met,
+            }
+        )
+    return out
+
+
+def resume_table(block: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "| resume (synthetic source -> `mirror copy` -> verifying sink) | source bytes read | x blob "
+        "| reads (first byte: bytes) | destination PUTs | digest verified | wall s | peak RSS |",
+        "|---|---:|---:|---|---:|---|---:|---:|",
+    ]
+    for r in block["rows"]:
+        reads = ", ".join(f"{start}: {sent}" for start, sent in r["layer_reads"])
+        lines.append(
+            f"| {r['case']}{'' if r['ok'] else ' (FAILED)'} | {r['source_layer_bytes']} | "
+            f"{r['read_ratio']:.3f} | "
+            f"{reads} | {r['destination_puts']} | {'yes' if r['digest_verified'] else 'no'} | "
+            f"{r['wall']:.1f} | {r['peak_rss'] / MiB:.0f} MiB |"
+        )
+    return lines
