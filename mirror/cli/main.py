@@ -48,9 +48,9 @@ def command_in(argv: Sequence[str]) -> str | None:
     return None
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser; only ``command``'s module is imported to add its arguments (all of them when
-    ``command`` is ``"*"``, as for documentation)."""
+def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """The parser with every command's arguments; with ``command``, only that command's module is
+    imported to add its arguments (None: no command's)."""
     parser = _Parser(prog="mirror", description="Container image mirroring and replication.")
     parser.add_argument("--version", action="version", version=f"mirror {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
