@@ -20,6 +20,9 @@ Scenarios (default: all but ``multi-tb``):
 - ``events``: a resident ``mirror sync`` notified of every push by the source registry: the lag
   from push to copy under a push storm (p50/p99), and how soon everything is there when one
   event in five is lost (:mod:`benchmarks.events`).
+- ``resume``: ``mirror copy`` of a 2 GiB blob from the synthetic source, whose connection is
+  reset at 90%, 50%, 25%, and twice (25% and 75%), into a verifying sink: source bytes read, PUTs
+  (:mod:`benchmarks.resume`).
 - ``multi-tb``: the synthetic path once at ``--tb-size`` (default 1 TiB) with short-lived
   tokens; long, so never part of the default set. Its latest result is kept in
   ``results/multitb.json`` and shown with every table.
@@ -53,6 +56,7 @@ from benchmarks import workload as w
 from benchmarks.events import events_table, events_targets, scenario_events
 from benchmarks.measure import GNU_TIME, ProcessStats, Traffic, TrafficWatch, run_measured, terminate
 from benchmarks.registries import Registries, Registry
+from benchmarks.resume import resume_table, resume_targets, scenario_resume
 from benchmarks.scale import scenario_scale
 
 GiB = 1024**3
@@ -779,6 +783,7 @@ SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "intrinsic": scenario_intrinsic,
     "multi-tb": scenario_multi_tb,
     "scale": lambda ctx: scenario_scale(ctx.tmp, ctx.quick, say, loadavg),
+    "resume": lambda ctx: scenario_resume(ctx.tmp, ctx.quick, say),
     "events": lambda ctx: scenario_events(ctx.regs, ctx.quick, say),
 }
 DEFAULT = ["fleet", "fan-out", "big-blob", "intrinsic"]
@@ -842,6 +847,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             spread <= 20 * MiB,
         )
     out.extend(scale_targets(results.get("scale")))
+    out.extend(resume_targets(results.get("resume")))
     out.extend(events_targets(results.get("events")))
     return out
 
@@ -973,6 +979,8 @@ def markdown(doc: dict[str, Any]) -> str:
             )
     if res.get("scale"):
         lines += scale_table(res["scale"])
+    if res.get("resume"):
+        lines += resume_table(res["resume"])
     if res.get("events"):
         lines += events_table(res["events"])
     tb = res.get("multi-tb") or _stored_multitb()

@@ -12,6 +12,11 @@ harness computes it once and caches it).
 listings (``n``/``last`` pagination with ``Link``): the source of a scale benchmark, or, under the
 destination's prefix, a destination already holding the same content.
 
+The source layer answers ``Range: bytes=N-`` with ``206`` and ``Content-Range`` (honouring
+``If-Range`` against its ``ETag``, the digest); ``--reset-at OFFSET[,OFFSET]`` makes the layer
+reads break: a read that reaches the next unused offset is cut there (the connection aborted, as
+a reset), once per offset, so a client that resumes meets each reset once.
+
 *Sink*: every other repository accepts monolithic uploads (POST, then one PUT) and discards the
 bytes while counting them. A PUT must carry Content-Length and must not be chunked (400
 otherwise); with ``--verify`` the sink also hashes what it receives and refuses a wrong digest.
@@ -36,6 +41,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import random
 import re
 import secrets
 import sys
@@ -48,7 +54,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from benchmarks.fleet_content import Fleet
-from mirror.copy.synthetic_blob import synthetic_chunks, synthetic_image
+from mirror.copy.synthetic_blob import BLOCK, GZIP_HEADER, synthetic_chunks, synthetic_image
 from mirror.types import mediatypes as mt
 from mirror.types.digest import Digest
 
@@ -89,6 +95,8 @@ class Stats:
     chunked_rejected: int = 0
     digest_rejected: int = 0
     received_digests: list[str] = field(default_factory=list)
+    layer_gets: list[list[int]] = field(default_factory=list)  # [first byte, bytes sent] per read
+    resets: int = 0
     put_seconds: float = 0.0  # first to last byte of blob PUT bodies
 
     def as_dict(self) -> dict[str, Any]:
@@ -106,6 +114,8 @@ class Stats:
             "chunked_rejected": self.chunked_rejected,
             "digest_rejected": self.digest_rejected,
             "received_digests": self.received_digests[-16:],
+            "layer_gets": self.layer_gets[-64:],
+            "resets": self.resets,
             "put_seconds": round(self.put_seconds, 3),
         }
 
@@ -124,7 +134,9 @@ class Response:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
-    stream: Iterator[bytes] | None = None  # sent after the headers; Content-Length is set by the handler
+    stream: Iterator[bytes | object] | None = (
+        None  # sent after the headers; Content-Length is set by the handler
+    )
 
 
 @dataclass
@@ -157,11 +169,13 @@ class SyntheticRegistry:
         token_ttl: float | None = None,
         verify: bool = False,
         fleet: Fleet | None = None,
+        reset_at: list[int] | None = None,
     ) -> None:
         self.seed = seed
         self.size = size
         self.image = synthetic_image(digest, size, note="synthetic source") if digest else None
         self.fleet = fleet
+        self.reset_at = sorted(reset_at or [])  # offsets where a layer read is cut, each once
         self.source_repo = source_repo
         self.token_ttl = token_ttl
         self.verify = verify
@@ -320,18 +334,41 @@ class SyntheticRegistry:
                 "Content-Length": str(self.size),
                 "Content-Type": "application/octet-stream",
                 "Docker-Content-Digest": digest,
+                "ETag": f'"{digest}"',
+                "Accept-Ranges": "bytes",
             }
             if req.method == "HEAD":
                 return Response(200, headers)
+            start = _range_start(req, headers["ETag"], self.size)
+            if start:
+                headers["Content-Length"] = str(self.size - start)
+                headers["Content-Range"] = f"bytes {start}-{self.size - 1}/{self.size}"
+                return Response(206, headers, stream=self._layer(start))
             return Response(200, headers, stream=self._layer())
         size = self._blobs.get((name, digest))
         if size is None or req.method != "HEAD":
             return _error(404, "BLOB_UNKNOWN", "unknown blob (the sink keeps no bytes)")
         return Response(200, {"Content-Length": str(size), "Docker-Content-Digest": digest})
 
-    def _layer(self) -> Iterator[bytes]:
-        for chunk in synthetic_chunks(self.seed, self.size, SEND_CHUNK):
+    def _layer(self, start: int = 0) -> Iterator[bytes | object]:
+        record = [start, 0]
+        self.stats.layer_gets.append(record)
+        chunks = synthetic_chunks(self.seed, self.size, SEND_CHUNK) if not start else _layer_from(self, start)
+        pos = start
+        for chunk in chunks:
+            cut = next((r for r in self.reset_at if pos <= r < pos + len(chunk)), None)
+            if cut is not None:
+                self.reset_at.remove(cut)
+                self.stats.resets += 1
+                part = chunk[: cut - pos]
+                self.stats.bytes_served += len(part)
+                record[1] += len(part)
+                yield part
+                yield RESET
+                return
+            pos += len(chunk)
             self.stats.bytes_served += len(chunk)
+            record[1] += len(chunk)
             yield chunk
 
     def _post_upload(self, req: Request, name: str) -> Response:
@@ -422,6 +459,39 @@ def _page(req: Request, path: str, key: str, values: list[str], **extra: str) ->
     if start + size < len(values):
         headers["Link"] = f'<{path}?n={size}&last={page[-1]}>; rel="next"'
     return _json(200, {**extra, key: page}, headers)
+
+
+RESET = object()  # yielded by a streamed answer: abort the connection here
+
+
+def _layer_from(server: SyntheticRegistry, start: int) -> Iterator[bytes]:
+    """The synthetic layer from byte ``start`` on: its 1 MiB blocks regenerated from their index."""
+    tail = random.Random(server.seed).randbytes(BLOCK)[8:]
+    header = GZIP_HEADER[: server.size]
+    pos = start
+    if pos < len(header):
+        yield header[pos:]
+        pos = len(header)
+    while pos < server.size:
+        block, skip = divmod(pos - len(header), BLOCK)
+        count = min(SEND_CHUNK // BLOCK, -(-(server.size - pos + skip) // BLOCK))
+        data = b"".join(i.to_bytes(8, "big") + tail for i in range(block, block + count))
+        data = data[skip : skip + server.size - pos]
+        pos += len(data)
+        yield data
+
+
+def _range_start(req: Request, etag: str, size: int) -> int:
+    """The first byte a ``Range: bytes=N-`` request asks for (0: the whole blob, as when its
+    ``If-Range`` names another ETag or the range is not one this server answers)."""
+    value = req.headers.get("range", "")
+    m = re.fullmatch(r"bytes=(\d+)-", value.strip())
+    if not m or int(m[1]) >= size:
+        return 0
+    if_range = req.headers.get("if-range")
+    if if_range is not None and if_range != etag:
+        return 0
+    return int(m[1])
 
 
 class HttpProtocol(asyncio.BufferedProtocol):
@@ -558,12 +628,16 @@ class HttpProtocol(asyncio.BufferedProtocol):
         elif close:
             self.transport.close()
 
-    async def _send(self, stream: Iterator[bytes]) -> None:
+    async def _send(self, stream: Iterator[bytes | object]) -> None:
         assert self.transport is not None
         try:
             for chunk in stream:
                 if self.transport.is_closing():
                     return
+                if chunk is RESET:
+                    self.transport.abort()
+                    return
+                assert isinstance(chunk, bytes)
                 self.transport.write(chunk)
                 if not self.writable.is_set():
                     await self.writable.wait()
@@ -602,6 +676,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--source-repo", default="synthetic/blob")
     p.add_argument("--token-ttl", type=float, default=None)
+    p.add_argument(
+        "--reset-at",
+        default="",
+        metavar="OFFSET[,OFFSET]",
+        help="cut layer reads at these byte offsets, once each",
+    )
     p.add_argument("--verify", action="store_true", help="hash received blobs and refuse a wrong digest")
     p.add_argument("--stop-after", type=float, default=6 * 3600.0, help="exit after this many seconds")
     args = p.parse_args(argv)
@@ -619,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
         token_ttl=args.token_ttl,
         verify=args.verify,
         fleet=fleet,
+        reset_at=[int(x) for x in args.reset_at.split(",") if x],
     )
     try:
         import uvloop
