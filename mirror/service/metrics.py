@@ -95,6 +95,7 @@ from mirror.service.labels import (
     status_class,
     store_host,
 )
+from mirror.service.metricnames import DURATION_BUCKETS, METRIC_NAMES
 from mirror.types import events as ev
 from mirror.types.clock import Clock, system_clock
 from mirror.types.events import Event
@@ -104,54 +105,6 @@ __all__ = ["METRIC_NAMES", "Metrics"]
 PREFIX = "mirror_"
 
 DEFAULT_MAX_HOSTS = 256
-
-# Run durations range from seconds (nothing changed) to hours (first copy of a large catalog).
-DURATION_BUCKETS = (
-    1.0,
-    5.0,
-    15.0,
-    30.0,
-    60.0,
-    120.0,
-    300.0,
-    600.0,
-    1200.0,
-    1800.0,
-    3600.0,
-    7200.0,
-    14400.0,
-    28800.0,
-    86400.0,
-)
-
-METRIC_NAMES: tuple[str, ...] = (
-    "mirror_source_bytes_total",
-    "mirror_destination_bytes_total",
-    "mirror_transfer_progress_bytes_total",
-    "mirror_blobs_total",
-    "mirror_manifests_pushed_total",
-    "mirror_images_total",
-    "mirror_tag_conflicts_total",
-    "mirror_errors_total",
-    "mirror_retries_total",
-    "mirror_throttled_total",
-    "mirror_rate_limit_remaining",
-    "mirror_token_fetches_total",
-    "mirror_credential_refreshes_total",
-    "mirror_requests_total",
-    "mirror_transfers_in_flight",
-    "mirror_transfer_stalls_total",
-    "mirror_blob_resumes_total",
-    "mirror_events_total",
-    "mirror_job_running",
-    "mirror_job_runs_total",
-    "mirror_job_run_duration_seconds",
-    "mirror_job_last_run_timestamp_seconds",
-    "mirror_job_last_run_success",
-    "mirror_job_last_success_timestamp_seconds",
-    "mirror_job_slots_skipped_total",
-)
-"""Names as they appear in the exposition (counters with ``_total``, histograms without suffix)."""
 
 
 class Metrics:
