@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from mirror.cli.main import main
 from tests.support.attestations import push_buildkit_index
-from tests.support.images import fetch_manifest, manifest_exists, push_image, push_index, push_manifest
+from tests.support.images import (
+    blob_exists,
+    fetch_manifest,
+    layer,
+    manifest_exists,
+    push_blob,
+    push_image,
+    push_index,
+    push_manifest,
+)
 from tests.support.mediatypes import TYPES
 
 
@@ -62,3 +74,55 @@ def test_platform_filter_keeps_attestations(registry_pair: Any) -> None:
     assert [e["digest"] for e in index["manifests"]] == [pushed.images[1].digest, pushed.attestations[1]]
     assert manifest_exists(dst, "bk/app", pushed.attestations[1])
     assert not manifest_exists(dst, "bk/app", pushed.attestations[0])
+
+
+# distribution refuses layer URLs unless its configuration allows them
+ALLOW_URLS = {"validation": {"manifests": {"urls": {"allow": ["^https://"]}}}}
+FOREIGN = {
+    "docker": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    "oci": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+}
+
+
+def push_with_foreign_layer(src: Any, repo: str, tag: str, media: str) -> tuple[str, str]:
+    """An image whose base layer is foreign (a Windows base layer): listed with its URLs, never
+    uploaded to the registry. (manifest digest, foreign layer digest)."""
+    types = TYPES[media]
+    config = json.dumps({"architecture": "amd64", "os": "windows", "rootfs": {"type": "layers"}}).encode()
+    own = layer(3000, f"{repo}-own")
+    foreign = layer(5000, f"{repo}-foreign")  # never pushed: the registry does not have it
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": types["manifest"],
+        "config": {"mediaType": types["config"], "digest": push_blob(src, repo, config), "size": len(config)},
+        "layers": [
+            {
+                "mediaType": FOREIGN[media],
+                "digest": foreign.digest,
+                "size": foreign.size,
+                "urls": [f"https://mcr.microsoft.com.invalid/blobs/{foreign.digest}"],
+            },
+            {"mediaType": types["layer"], "digest": push_blob(src, repo, own), "size": own.size},
+        ],
+    }
+    return push_manifest(src, repo, tag, json.dumps(manifest).encode(), types["manifest"]), foreign.digest
+
+
+@pytest.mark.parametrize("media", ["docker", "oci"])
+def test_foreign_layers_stay_references(
+    registry_factory: Any, proxy_factory: Any, tmp_path: Path, media: str
+) -> None:
+    """A foreign / non-distributable layer is neither read nor written: the manifest (digest
+    unchanged) keeps naming it by its URLs, as skopeo and containerd leave it. Before, mirror
+    GET it from the source and failed on the 404."""
+    src, dst = (registry_factory.start(extra_config=ALLOW_URLS) for _ in range(2))
+    digest, foreign = push_with_foreign_layer(src, "win/app", "v1", media)
+    proxy = proxy_factory.start(src)
+    assert copy(f"{proxy.host}/win/app:v1", f"{dst.host}/win/app:v1", f"oci:{tmp_path / 'lay'}:v1") == 0
+    assert not proxy.select(path_contains=foreign)
+    assert fetch_manifest(dst, "win/app", "v1").digest == digest
+    assert not blob_exists(dst, "win/app", foreign)
+    assert not (tmp_path / "lay" / "blobs" / "sha256" / foreign.split(":")[1]).exists()
+    # and back out of the layout into another registry repository
+    assert copy(f"oci:{tmp_path / 'lay'}:v1", f"{dst.host}/win/again:v1") == 0
+    assert fetch_manifest(dst, "win/again", "v1").digest == digest

@@ -203,3 +203,21 @@ def test_arbitrary_json_never_crashes(value: object) -> None:
 def test_manifest_shaped_json_never_crashes(doc: dict[str, object]) -> None:
     with contextlib.suppress(ManifestError):
         parse_manifest(json.dumps(doc).encode())
+
+
+def test_foreign_layers_are_not_blobs_to_copy() -> None:
+    doc = json.loads(image(mt.DOCKER_MANIFEST))
+    foreign = {
+        "mediaType": mt.DOCKER_FOREIGN_LAYER,
+        "digest": "sha256:" + "3" * 64,
+        "size": 9,
+        "urls": ["https://x/y"],
+    }
+    doc["layers"].insert(0, foreign)
+    m = parse_manifest(json.dumps(doc).encode())
+    assert [str(b.digest) for b in m.blobs] == [D, E]
+    assert [str(b.digest) for b in m.references] == [D, foreign["digest"], E]
+    assert m.layers[0].urls == ("https://x/y",) and not m.layers[0].distributable
+    doc["layers"][0]["urls"] = "https://x/y"
+    with pytest.raises(ManifestError, match="urls must be a list of strings"):
+        parse_manifest(json.dumps(doc).encode())

@@ -110,7 +110,7 @@ async def _describe(repo: Repository, digest: str, tags: list[str], limit: async
                 child_manifest = parse_manifest(child.raw, child.media_type, digest=child.digest)
                 row.created = (await _config_row(repo, child_manifest)).created
         else:
-            row.size = sum(b.size for b in manifest.blobs)
+            row.size = sum(b.size for b in manifest.references)
             await _describe_image(repo, manifest, row)
         return row
 

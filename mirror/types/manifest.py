@@ -56,10 +56,16 @@ class Descriptor:
     size: int
     platform: Platform | None = None
     annotations: tuple[tuple[str, str], ...] = ()
+    urls: tuple[str, ...] = ()
 
     @property
     def is_manifest(self) -> bool:
         return mt.is_manifest(self.media_type)
+
+    @property
+    def distributable(self) -> bool:
+        """False for a foreign / non-distributable layer: it stays a reference to its URLs."""
+        return not mt.is_non_distributable(self.media_type)
 
     def annotation(self, key: str) -> str | None:
         return next((v for k, v in self.annotations if k == key), None)
@@ -102,7 +108,10 @@ def _descriptor(raw: Any, where: str) -> Descriptor:
     ann = raw.get("annotations")
     if isinstance(ann, dict):
         annotations = tuple(sorted((str(k), str(v)) for k, v in ann.items()))
-    return Descriptor(media_type, digest, size, platform, annotations)
+    urls = raw.get("urls") or []
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise ManifestError(f"{where}: urls must be a list of strings")
+    return Descriptor(media_type, digest, size, platform, annotations, tuple(urls))
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,13 @@ class Manifest:
 
     @property
     def blobs(self) -> tuple[Descriptor, ...]:
-        """Config then layers: every blob an image manifest needs."""
+        """Config then layers: every blob a store holding this image manifest must hold too.
+        Foreign / non-distributable layers are not among them: they stay references."""
+        return ((self.config,) if self.config else ()) + tuple(b for b in self.layers if b.distributable)
+
+    @property
+    def references(self) -> tuple[Descriptor, ...]:
+        """Config then every layer, foreign ones included: all the image is made of."""
         return ((self.config,) if self.config else ()) + self.layers
 
     @property
