@@ -237,7 +237,10 @@ def test_dockerfile() -> None:
     base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
     assert base is not None and "slim" in base.group(1)
     assert all(image == "${PYTHON_IMAGE}" for image, _ in stages)
-    assert 'ENTRYPOINT ["mirror"]' in text
+    # An init as PID 1 (signals forwarded, children reaped), installed in the runtime stage.
+    assert 'ENTRYPOINT ["/usr/bin/tini", "--", "mirror"]' in text
+    runtime = text.split(" AS runtime", 1)[1]
+    assert re.search(r"apt-get install -y --no-install-recommends tini\b", runtime)
     assert 'CMD ["sync", "--config", "/etc/mirror/config.yaml"]' in text
     users = re.findall(r"^USER (\S+)$", text, re.M)
     assert users and users[-1].split(":")[0] not in ("root", "0")

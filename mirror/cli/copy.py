@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,8 +21,9 @@ from mirror.jobs.progress import Progress
 from mirror.jobs.referrers import copy_referrers
 from mirror.jobs.report import build_report, summary_lines, write_report
 from mirror.jobs.schedule import parse_duration
-from mirror.jobs.stores import open_repository, store_requests
+from mirror.jobs.stores import close_stores, open_repository, store_requests
 from mirror.registry.profiles import profile_for
+from mirror.service.signals import exit_code, on_stop_signals
 from mirror.transport.client import Transport
 from mirror.types.errors import ConfigError
 from mirror.types.events import Fanout
@@ -171,17 +173,25 @@ async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]
         task = CopyTask(source, src.reference, destinations, platforms, opts.overwrite)
         if not opts.quiet:
             ticker.start()
+        stopped: list[signal.Signals] = []
+
+        def on_signal(sig: signal.Signals) -> None:  # stop now: moving transfers are aborted
+            stopped.append(sig)
+            engine.abort()
+
         try:
-            results = await engine.run([task])
-            if opts.referrers:
-                results.extend(await copy_referrers(engine, [(task, results[0])]))
+            with on_stop_signals(on_signal):
+                results = await engine.run([task])
+                if opts.referrers and not stopped:
+                    results.extend(await copy_referrers(engine, [(task, results[0])]))
         finally:
             await ticker.stop()
             await engine.aclose()
+            await close_stores([source, *(d.repo for d in destinations)])
         stats = engine.stats
         stats.requests = transport.request_count + store_requests([source, *(d.repo for d in destinations)])
         stats.duration_seconds = time.monotonic() - started
-    code = 0 if all(r.ok for r in results) else 1
+    code = exit_code(stopped[0]) if stopped else 0 if all(r.ok for r in results) else 1
     return code, results, stats
 
 

@@ -16,6 +16,7 @@ from mirror.jobs.syncrun import SyncResult
 from mirror.service.daemon import Daemon, new_metrics, redactor_for
 from mirror.service.logs import setup_logging
 from mirror.service.shard import parse_shard
+from mirror.service.signals import exit_code
 from mirror.types.sizes import human_bytes
 
 log = logging.getLogger("mirror")
@@ -116,6 +117,8 @@ async def run_sync(ns: argparse.Namespace) -> int:
         else:
             for line in summary_lines(result.images, result.stats)[-1:]:
                 log.info(line, extra={"fields": _totals(result.stats)})
+        if daemon.stopped_by is not None:  # stopped by a signal: the pass is not whole
+            return exit_code(daemon.stopped_by)
         return 0 if result.ok else 1
     return await daemon.serve()
 

@@ -31,7 +31,7 @@ from mirror.registry.base import Repository
 from mirror.transport.retry import RetryPolicy
 from mirror.types import events as ev
 from mirror.types.digest import Digest
-from mirror.types.errors import MirrorError, NotFound
+from mirror.types.errors import MirrorError, NotFound, ShutdownError
 from mirror.types.events import EventSink
 from mirror.types.manifest import Descriptor
 
@@ -170,15 +170,28 @@ class BlobTransfers:
             task = flight.task
             if task is None or task.done():
                 break
-            await asyncio.shield(task)
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # this waiter itself is cancelled
         if flight is not None and repo.name in flight.outcomes:
             return flight.outcomes[repo.name]
+        if flight is not None and flight.task is not None and flight.task.cancelled():
+            return ShutdownError(f"blob {digest.short}: not copied, its transfer was cancelled (stopping)")
         return MissingOutcome(f"blob {digest.short}: no transfer reached {repo.name}; nothing was written")
 
     async def settle(self) -> None:
         """Wait until no transfer runs (each records its own outcomes and errors)."""
         while tasks := [f.task for f in self._flights.values() if f.task is not None and not f.task.done()]:
             await asyncio.gather(*(asyncio.shield(t) for t in tasks), return_exceptions=True)
+
+    def cancel_moving(self) -> None:
+        """Cancel every transfer still running (an abort at shutdown): its waiters fail."""
+        for flight in self._flights.values():
+            if flight.task is not None and not flight.task.done():
+                flight.task.cancel()
 
     async def aclose(self) -> None:
         tasks = [f.task for f in self._flights.values() if f.task is not None]
@@ -298,7 +311,7 @@ class BlobTransfers:
 
         async def check() -> bool:
             async with self._lookups:
-                return await repo.has_blob(digest)
+                return await repo.has_blob(digest, desc.size)
 
         return await self._has.run((repo.name, digest), check)
 

@@ -36,7 +36,7 @@ from mirror.registry.base import Repository
 from mirror.transport.retry import RetryPolicy
 from mirror.types import events as ev
 from mirror.types.digest import Digest, is_digest
-from mirror.types.errors import MirrorError, RegistryError
+from mirror.types.errors import MirrorError, RegistryError, ShutdownError
 from mirror.types.events import EventSink
 from mirror.types.manifest import Manifest, Platform
 
@@ -92,6 +92,7 @@ class CopyEngine:
         slots = asyncio.Semaphore(max(1, lookups))
         self._tag_absent: set[str] = set()  # destination repositories where a tag HEAD found nothing
         self._resolver = Resolver(events=events, lookups=slots, tag_absent=self._tag_absent)
+        self._resolver.stopping = lambda: self._blobs.stopping
         self._blobs = BlobTransfers(
             events=events,
             stats=self.stats,
@@ -112,6 +113,13 @@ class CopyEngine:
     @property
     def stopping(self) -> bool:
         return self._blobs.stopping
+
+    def abort(self) -> None:
+        """Shutting down now: what has not started fails, and the blob transfers still moving are
+        cancelled (a multipart upload aborted, an upload session deleted); their images fail
+        with kind ``shutdown``. The run still ends with a result for every image."""
+        self.stop()
+        self._blobs.cancel_moving()
 
     async def run(self, tasks: list[CopyTask]) -> list[r.ImageResult]:
         started = time.monotonic()
@@ -183,6 +191,12 @@ class CopyEngine:
             await self._push(repo, reference, top, item.task.job, always=True)
             dres.manifests_pushed = len(plan.manifests)
             dres.status = r.COPIED
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this copy itself is being cancelled
+            # The shared transfer it waited for was cancelled (an abort): a failure, never an escape.
+            r.fail(dres, ShutdownError("not copied: the transfer was cancelled (mirror is shutting down)"))
         except Exception as exc:  # one destination's failure, whatever it is, never ends the run
             if not isinstance(exc, MirrorError):
                 log.exception("unexpected error copying to %s", plan.dest.display)

@@ -29,7 +29,7 @@ from mirror.copy.tee import Sink, tee
 from mirror.registry.base import ChunkSource, Repository
 from mirror.transport.retry import RetryPolicy
 from mirror.types import events as ev
-from mirror.types.errors import DigestMismatch, MirrorError, SourceCorrupt
+from mirror.types.errors import DigestMismatch, MirrorError, ShutdownError, SourceCorrupt
 from mirror.types.events import EventSink
 from mirror.types.manifest import Descriptor
 
@@ -76,8 +76,7 @@ class SourceReads:
         async with self._transfers:
             while remaining:
                 if self.stopping:
-                    stopped = MirrorError("not copied: mirror is shutting down")
-                    stopped.kind = "shutdown"
+                    stopped = ShutdownError("not copied: mirror is shutting down")
                     outcomes.update((repo.name, stopped) for repo in remaining)
                     break
                 if index >= len(sources):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ from mirror.copy.singleflight import SingleFlight
 from mirror.registry.base import ManifestInfo, Repository
 from mirror.types import events as ev
 from mirror.types.digest import Digest, is_digest
-from mirror.types.errors import BlobTooLarge, ManifestError, MirrorError, NotFound, TagConflict
+from mirror.types.errors import BlobTooLarge, ManifestError, MirrorError, NotFound, ShutdownError, TagConflict
 from mirror.types.events import EventSink
 from mirror.types.manifest import Descriptor, Manifest, filter_index, parse_manifest
 
@@ -63,6 +64,7 @@ class Resolver:
         self._lookups = lookups
         self._manifests: SingleFlight[Manifest] = SingleFlight()
         self._tag_absent = tag_absent
+        self.stopping: Callable[[], bool] = lambda: False  # shutting down: no new lookups
 
     async def aclose(self) -> None:
         await self._manifests.cancel_all()
@@ -70,6 +72,7 @@ class Resolver:
     async def _fetch(self, repo: Repository, reference: str) -> Manifest:
         async def fetch() -> Manifest:
             async with self._lookups:
+                _check_running(self.stopping)
                 fetched = await repo.get_manifest(reference)
             # By tag, the store's digest (a verified Docker-Content-Digest, or the layout's own,
             # perhaps sha512) names the manifest, as a HEAD would have.
@@ -81,6 +84,7 @@ class Resolver:
     async def _head(self, repo: Repository, reference: str) -> ManifestInfo | MirrorError | None:
         async with self._lookups:
             try:
+                _check_running(self.stopping)
                 return await repo.head_manifest(reference)
             except MirrorError as exc:
                 return exc
@@ -228,3 +232,8 @@ class Resolver:
                     ordered.append(m)
         ordered.append(manifest)
         return ordered
+
+
+def _check_running(stopping: Callable[[], bool]) -> None:
+    if stopping():
+        raise ShutdownError("not copied: mirror is shutting down")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -15,11 +17,22 @@ from mirror.transport.client import Transport
 from mirror.types.errors import InputError
 from mirror.types.reference import ImageRef, LayoutRef, Ref
 
+log = logging.getLogger("mirror")
+
 
 def store_requests(repos: Iterable[Repository]) -> int:
     """Requests that stores sent on their own, outside the HTTP transport (S3's, counted by
     botocore's hooks); registries' requests are counted by the transport."""
     return sum(int(getattr(repo, "requests_sent", 0)) for repo in repos)
+
+
+async def close_stores(repos: Iterable[Repository]) -> None:
+    """Close what stores hold open at the end of a run: a registry repository's upload sessions
+    left open are cancelled, an S3 layout's client is closed. Never raises."""
+    closers = [close() for repo in repos if callable(close := getattr(repo, "aclose", None))]
+    for outcome in await asyncio.gather(*closers, return_exceptions=True):
+        if isinstance(outcome, Exception):
+            log.warning("closing a store failed: %s", outcome)
 
 
 def open_repository(

@@ -24,7 +24,7 @@ from mirror.jobs.imagelocks import Held, ImageLocks, Key
 from mirror.jobs.mapping import DestinationSpec, SourceKind, SourceSpec, map_repository
 from mirror.jobs.referrers import copy_referrers
 from mirror.jobs.selection import select_references
-from mirror.jobs.stores import open_repository, store_requests
+from mirror.jobs.stores import close_stores, open_repository, store_requests
 from mirror.registry.base import Repository
 from mirror.registry.distribution import list_catalog
 from mirror.registry.profiles import RegistryProfile, profile_for
@@ -331,8 +331,13 @@ class SyncRun:
         """Start no new blob transfer; what is moving finishes (see CopyEngine.stop)."""
         self.engine.stop()
 
+    def abort(self) -> None:
+        """Cancel the blob transfers still moving too (see CopyEngine.abort)."""
+        self.engine.abort()
+
     async def aclose(self) -> None:
         await self.engine.aclose()
+        await close_stores(self._repos.values())
 
 
 Planner = Callable[[JobSpec, JobOutcome], Awaitable[list[CopyTask]]]

@@ -73,7 +73,10 @@ class Repository(Protocol):
         """Store a manifest under a tag or its digest."""
         ...
 
-    async def has_blob(self, digest: Digest) -> bool: ...
+    async def has_blob(self, digest: Digest, size: int | None = None) -> bool:
+        """Whether the blob is there (with ``size`` bytes, when given: a store that holds a
+        truncated copy answers False, so it is written again)."""
+        ...
 
     async def open_blob(self, desc: Descriptor) -> BlobReader:
         """Start reading a blob. Raises NotFound."""

@@ -17,6 +17,7 @@ from mirror.registry.blobreads import open_resumable
 from mirror.registry.pages import Pagination
 from mirror.registry.profiles import RegistryProfile, profile_for
 from mirror.registry.pulls import PullBudget
+from mirror.registry.sessions import UploadSessions
 from mirror.transport.client import Reply, Transport
 from mirror.transport.urls import resolve_location, with_digest
 from mirror.types import mediatypes as mt
@@ -74,8 +75,8 @@ class RegistryRepository:
         # pass; a repository opened alone keeps its own).
         self.pulls = pulls if pulls is not None or not self.profile.counts_pulls else PullBudget(host)
         self._max_blob_size = max_blob_size
-        # An upload session left open by a mount answered 202, reused by the next upload.
-        self._open_sessions: dict[Digest, URL] = {}
+        # Upload sessions: a mount's 202 kept for the next upload; a failed one's cancelled.
+        self.sessions = UploadSessions(self._delete_session)
 
     @property
     def name(self) -> str:
@@ -222,7 +223,7 @@ class RegistryRepository:
 
     # -- blobs -------------------------------------------------------------------------------
 
-    async def has_blob(self, digest: Digest) -> bool:
+    async def has_blob(self, digest: Digest, size: int | None = None) -> bool:
         reply = await self.transport.request(
             "HEAD",
             self.host,
@@ -230,6 +231,9 @@ class RegistryRepository:
             scopes=_pull(self.repository),
             ok=(200, 404),
         )
+        length = reply.headers.get("Content-Length", "")
+        if reply.status == 200 and size is not None and length.isdigit() and int(length) != size:
+            return False  # not this blob whole: sent again
         return reply.status == 200
 
     async def open_blob(self, desc: Descriptor) -> BlobReader:
@@ -262,8 +266,9 @@ class RegistryRepository:
         attempt = 0
         while True:
             attempt += 1
+            location: URL | None = None
             try:
-                location = self._open_sessions.pop(desc.digest, None) or await self._open_session()
+                location = self.sessions.take(desc.digest) or await self._open_session()
                 started = time.monotonic()
                 await self.transport.request(
                     "PUT",
@@ -279,11 +284,14 @@ class RegistryRepository:
                 )
                 self.transport.throughput.record(self.host, desc.size, time.monotonic() - started)
                 return
-            except MirrorError as exc:
-                final = self.profile.upload_refusal(exc, desc.size)
-                if final is not None:
-                    raise final from None
-                if not replayable or not policy.should_retry(exc, attempt):
+            except BaseException as exc:  # failed or cancelled: its session is not left open
+                if location is not None:
+                    self.sessions.cancel(location)
+                if isinstance(exc, MirrorError):
+                    final = self.profile.upload_refusal(exc, desc.size)
+                    if final is not None:
+                        raise final from None
+                if not (isinstance(exc, MirrorError) and replayable and policy.should_retry(exc, attempt)):
                     raise
                 await self.transport.backoff(self.host, attempt, exc)
 
@@ -303,8 +311,17 @@ class RegistryRepository:
             return True
         location = reply.headers.get("Location")
         if location:
-            self._open_sessions[digest] = self._location(reply.url, location)
+            self.sessions.keep(digest, self._location(reply.url, location))
         return False
+
+    async def _delete_session(self, url: URL) -> None:
+        await self.transport.request(
+            "DELETE", self.host, url, scopes=_push(self.repository), ok=(200, 202, 204, 404), retry=False
+        )
+
+    async def aclose(self) -> None:
+        """Cancel the upload sessions left open (a mount's 202 that no upload used)."""
+        await self.sessions.aclose()
 
     # -- referrers ---------------------------------------------------------------------------
 

@@ -209,8 +209,12 @@ class OciLayout:
 
     # -- blobs -------------------------------------------------------------------------------
 
-    async def has_blob(self, digest: Digest) -> bool:
-        return await asyncio.to_thread(self._blob_path(digest).exists)
+    async def has_blob(self, digest: Digest, size: int | None = None) -> bool:
+        try:
+            found = (await asyncio.to_thread(self._blob_path(digest).stat)).st_size
+        except FileNotFoundError:
+            return False
+        return size is None or found == size
 
     async def open_blob(self, desc: Descriptor) -> BlobReader:
         path = self._blob_path(desc.digest)

@@ -376,8 +376,9 @@ class S3Layout:
 
     # -- blobs -------------------------------------------------------------------------------
 
-    async def has_blob(self, digest: Digest) -> bool:
-        return await self._s3.head(self._blob_key(digest)) is not None
+    async def has_blob(self, digest: Digest, size: int | None = None) -> bool:
+        found = await self._s3.head(self._blob_key(digest))
+        return found is not None and (size is None or found == size)
 
     async def open_blob(self, desc: Descriptor) -> BlobReader:
         """The blob as a stream that continues with a ranged GetObject if the connection breaks."""

@@ -73,7 +73,14 @@ class S3Uploads:
                 await verifier.update(chunk)
                 chunks.append(chunk)
             verifier.finish()
-            await self._bucket.put_new(key, b"".join(chunks), OCTET_STREAM)
+            data = b"".join(chunks)
+            try:
+                await self._bucket.put(key, data, OCTET_STREAM, if_absent=True)
+            except PreconditionFailed:
+                # An object is there already: kept when it is this blob whole, replaced when it is
+                # not (a truncated copy must never be referenced).
+                if await self._bucket.head(key) != desc.size:
+                    await self._bucket.put(key, data, OCTET_STREAM)
             return
         existing = await self._bucket.head(key)
         if existing == desc.size:

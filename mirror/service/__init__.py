@@ -9,6 +9,8 @@
 - ``reconcile``: after a pass, the drift check (and prune);
 - ``events`` (HTTP endpoints), ``dispatch`` (queue, coalesce, copy, measure the lag) and
   ``forward`` (hand an event to the replica that owns its repository): event triggers;
+- ``lifecycle``: the bounded stop of a pass (grace, then abort) and skipped slots made visible;
+  ``signals``: SIGTERM/SIGINT handlers for every mode (PID 1 included);
 - ``shard``: which source repositories a replica owns;
 - ``logs``: logging set-up (text or JSON lines, secrets redacted).
 

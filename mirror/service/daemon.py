@@ -2,8 +2,9 @@
 
 Serve mode reads top to bottom: start-up (transport, metrics server) -> main loop (start each
 due job that is not still running) -> shutdown on SIGTERM/SIGINT (stop taking work, let moving
-blobs and their manifests finish within ``grace`` seconds, cancel the rest, write the report).
-Signal handlers only set a flag.
+blobs and their manifests finish within ``grace`` seconds, abort the rest, write the report:
+:mod:`.lifecycle`). ``--once`` stops the same way on the same signals, and exits 128 + the
+signal's number. Signal handlers only set a flag (a second signal aborts at once).
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from mirror.jobs.survey import Known, Verification, known_from, verify_jobs
 from mirror.jobs.syncrun import JobSpec, SyncResult, SyncRun, job_spec
 from mirror.service.dispatch import Dispatcher
 from mirror.service.forward import Forwarder
+from mirror.service.lifecycle import SkippedSlots, interrupted_result, mark_interrupted, wind_down
 from mirror.service.passes import by_job, pass_details
 from mirror.service.reconcile import Reconciler
 from mirror.service.shard import Shard, describe
+from mirror.service.signals import install_stop_signals, on_stop_signals
 from mirror.service.state import PassInfo, ServiceState, lag_summary
 from mirror.service.status import drift_document, shard_summary, status_document
 from mirror.transport.client import Transport
@@ -90,6 +93,7 @@ class Daemon:
     last_prune: list[PruneResult] = field(default_factory=list)
     locks: ImageLocks = field(default_factory=ImageLocks)  # one copy of an image at a time
     dispatcher: Dispatcher | None = None  # event-triggered copies (serve mode, events: configured)
+    stopped_by: signal.Signals | None = None  # the stop signal received, if any
     _active: set[SyncRun] = field(default_factory=set)
 
     def transport(self, events: Fanout) -> Transport:
@@ -130,6 +134,8 @@ class Daemon:
                 self.state.job(job.name).running_since = None
             await run.aclose()
         elapsed = time.monotonic() - started
+        if self.stop_requested.is_set():
+            mark_interrupted(result, self.stopped_by)
         images = by_job(result.images)
         for job, outcome in zip(jobs, result.jobs, strict=True):
             if self.metrics is not None:
@@ -287,6 +293,17 @@ class Daemon:
         for run in list(self._active):
             run.stop()
 
+    def on_signal(self, sig: signal.Signals) -> None:
+        """SIGTERM or SIGINT: stop (a second one: abort what is still moving, now)."""
+        if self.stopped_by is None:
+            self.stopped_by = sig
+            log.warning("%s: stopping; moving blobs may finish within %.0fs", sig.name, self.grace)
+            self.request_stop()
+            return
+        log.warning("%s again: aborting the transfers still moving", sig.name)
+        for run in list(self._active):
+            run.abort()
+
     # -- once --------------------------------------------------------------------------------
 
     def _events(self) -> Fanout:
@@ -296,11 +313,22 @@ class Daemon:
         return Fanout(*sinks)
 
     async def once(self) -> SyncResult:
+        """Every job once; SIGTERM/SIGINT stop it as in serve mode (see :func:`wind_down`)."""
         events = self._events()
         ticker = asyncio.create_task(self._log_progress())
         try:
-            async with self.transport(events) as transport:
-                return await self.run_jobs(transport, events, self.jobs)
+            with on_stop_signals(self.on_signal):
+                async with self.transport(events) as transport:
+                    work = asyncio.ensure_future(self.run_jobs(transport, events, self.jobs))
+                    stop = asyncio.ensure_future(self.stop_requested.wait())
+                    await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+                    stop.cancel()
+                    await wind_down([work], lambda: self._active, self.grace)
+            if work.cancelled():
+                result = interrupted_result(self.jobs, self.stopped_by)
+                self._write_report([], result.stats, result, [])
+                return result
+            return work.result()
         finally:
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
@@ -386,17 +414,14 @@ class Daemon:
             server = HealthServer(
                 self.metrics, address=address, shard_info=self.shard_info, status=self, routes=routes
             )
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.request_stop)
+        install_stop_signals(self.on_signal)
         if server is not None:
             await server.start()
             log.info("serving metrics on %s", server.url, extra={"fields": {"address": server.url}})
         last_start: dict[str, float | None] = {j.name: None for j in self.jobs}
         due: dict[str, float] = {}  # next start per job, computed once per run of that job
         running: dict[str, asyncio.Task[SyncResult]] = {}
-        skipping: dict[str, float] = {}  # per running job: its next slot, skipped when it comes
+        skipping = SkippedSlots(self.state, self.progress)
         async with self.transport(events) as transport:
             if self.dispatcher is not None:
                 self.dispatcher.start(lambda: self.new_run(transport, events, dry_run=False))
@@ -406,9 +431,9 @@ class Daemon:
                 now = self.clock()
                 for job in self.jobs:
                     if job.name in running:  # still going: its slots are skipped (never queued), visibly
-                        self._skip_slot(job, skipping, last_start[job.name], now)
+                        skipping.job_busy(job, last_start[job.name], now, self.metrics)
                         continue
-                    skipping.pop(job.name, None)
+                    skipping.job_free(job)
                     if job.name not in due:
                         due[job.name] = next_start(job.schedule.spec, job.name, last_start[job.name], now)
                         self.state.job(job.name).next_pass = due[job.name]
@@ -432,39 +457,13 @@ class Daemon:
             pending: list[asyncio.Task[Any]] = list(running.values())
             if self.dispatcher is not None:
                 pending.append(asyncio.create_task(self.dispatcher.stop(self.grace)))
-            if pending:
-                _done, late = await asyncio.wait(pending, timeout=self.grace)
-                for task in late:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+            await wind_down(pending, lambda: self._active, self.grace)
         ticker.cancel()
         await asyncio.gather(ticker, return_exceptions=True)
         if server is not None:
             await server.stop()
         log.info("stopped")
         return 0
-
-    def _skip_slot(self, job: Job, skipping: dict[str, float], started: float | None, now: float) -> None:
-        """A slot of a job whose run is still going: logged, counted and shown when it passes."""
-        slot = skipping.get(job.name)
-        if slot is None:
-            skipping[job.name] = next_start(job.schedule.spec, job.name, started, now)
-            return
-        if slot > now:
-            return
-        skipping[job.name] = next_start(job.schedule.spec, job.name, slot, now)
-        state = self.state.job(job.name)
-        state.slots_skipped += 1
-        if self.metrics is not None:
-            self.metrics.job_slot_skipped(job)
-        running_for = now - started if started is not None else 0.0
-        log.warning(
-            "job %s: a scheduled start was skipped: its run that started %.0fs ago is still going (%s)",
-            job.name,
-            running_for,
-            self.progress.render() or "no blob moving",
-            extra={"fields": {"job": job.name, "running_seconds": round(running_for, 3), "skipped": True}},
-        )
 
 
 def _no_listener() -> InputError:

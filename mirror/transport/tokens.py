@@ -60,11 +60,15 @@ TokenKey = tuple[str, frozenset[str]]
 
 
 class TokenCache:
-    """Tokens per (host, scope set); concurrent callers share one fetch (no stampede)."""
+    """Tokens per (host, scope set); concurrent callers share one fetch (no stampede).
+
+    The fetch runs as its own task: a caller that is cancelled stops waiting for it, and the
+    fetch goes on for the others (and fills the cache).
+    """
 
     def __init__(self) -> None:
         self._tokens: dict[TokenKey, Token] = {}
-        self._inflight: dict[TokenKey, asyncio.Future[Token]] = {}
+        self._inflight: dict[TokenKey, asyncio.Task[Token]] = {}
 
     def peek(self, key: TokenKey) -> Token | None:
         return self._tokens.get(key)
@@ -80,31 +84,32 @@ class TokenCache:
     ) -> tuple[Token, bool]:
         """A cached token that is ``fresh_enough``, else one fetch shared by all waiters.
 
-        Returns the token and whether this call performed the fetch.
+        Returns the token and whether this call started the fetch.
         """
         while True:
             token = self._tokens.get(key)
             if token is not None and fresh_enough(token):
                 return token, False
             pending = self._inflight.get(key)
-            if pending is None:
+            if pending is None or pending.done():
                 break
             try:
                 await asyncio.shield(pending)
-            except Exception:  # the fetching caller reports it; we try ourselves
+            except Exception:  # the caller that started it reports it; we try ourselves
                 if self._inflight.get(key) is pending:
                     break
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Token] = loop.create_future()
-        self._inflight[key] = future
-        try:
-            token = await fetch()
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved
-            raise
-        finally:
-            self._inflight.pop(key, None)
+        task = asyncio.ensure_future(self._fetch(key, fetch))
+        self._inflight[key] = task
+        task.add_done_callback(lambda done: self._settled(key, done))
+        return await asyncio.shield(task), True
+
+    async def _fetch(self, key: TokenKey, fetch: Callable[[], Awaitable[Token]]) -> Token:
+        token = await fetch()
         self._tokens[key] = token
-        future.set_result(token)
-        return token, True
+        return token
+
+    def _settled(self, key: TokenKey, task: asyncio.Task[Token]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter may have gone

@@ -18,7 +18,8 @@ MirrorError                       base; ``temporary`` says whether a retry may s
 │   └── NotFound
 ├── TransportError                connection-level failure (reset, timeout, DNS): temporary
 │   └── StallError                a transfer that made no progress for ``stall_timeout``
-└── UnsafeRequest                 a redirect/realm/Location that would leak to another host or scheme
+├── UnsafeRequest                 a redirect/realm/Location that would leak to another host or scheme
+└── ShutdownError                 not done: mirror was stopping (a signal) before or while doing it
 
 Third-party exceptions (aiohttp, botocore) are translated into these at the boundary.
 """
@@ -177,3 +178,7 @@ class StallError(TransportError):
 
 class UnsafeRequest(MirrorError):
     kind = "unsafe"
+
+
+class ShutdownError(MirrorError):
+    kind = "shutdown"
