@@ -28,7 +28,7 @@ from mirror.transport.client import Transport
 from mirror.types.errors import ConfigError
 from mirror.types.events import Fanout
 from mirror.types.manifest import Platform
-from mirror.types.reference import ImageRef, parse_reference
+from mirror.types.reference import ImageRef, LayoutRef, parse_reference
 
 
 @dataclass
@@ -47,6 +47,7 @@ class CopyOptions:
     create_repository: bool = False
     referrers: bool = False
     stall_timeout: float = DEFAULT_STALL_TIMEOUT
+    oci_media_types: bool = False
     # Learns every credential and token used, so the report and summary never repeat one
     # (a registry may quote them back in an error message).
     redactor: Redactor = field(default_factory=Redactor, repr=False)
@@ -103,6 +104,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "referrers API and the sha256-<hex>[.suffix] fallback tags, and their referrers in turn",
     )
     p.add_argument(
+        "--oci-media-types",
+        action="store_true",
+        help="write Docker images into oci:/s3:// layouts with OCI media types, which skopeo, "
+        "podman and umoci need there (the manifests get new digests, and the report says so)",
+    )
+    p.add_argument(
         "--create-repository",
         action="store_true",
         help="create the destination repository first where pushing does not (Amazon ECR: "
@@ -136,6 +143,7 @@ def options_from(ns: argparse.Namespace) -> CopyOptions:
         create_repository=ns.create_repository,
         referrers=ns.referrers,
         stall_timeout=ns.stall_timeout,
+        oci_media_types=ns.oci_media_types,
     )
 
 
@@ -168,7 +176,15 @@ async def run_copy(opts: CopyOptions) -> tuple[int, list[ImageResult], RunStats]
             if opts.create_repository and isinstance(dst, ImageRef):
                 await profile_for(dst.host).ensure_repository(transport, dst.repository)
         source = open_repository(src, transport)
-        destinations = [Destination(open_repository(d, transport, create=True), d.reference) for d in dsts]
+        destinations = [
+            Destination(
+                open_repository(d, transport, create=True),
+                d.reference,
+                layout=isinstance(d, LayoutRef),
+                oci_media_types=opts.oci_media_types and isinstance(d, LayoutRef),
+            )
+            for d in dsts
+        ]
         engine = CopyEngine(events=sink, transfers=opts.concurrency, stall_timeout=opts.stall_timeout)
         task = CopyTask(source, src.reference, destinations, platforms, opts.overwrite)
         if not opts.quiet:

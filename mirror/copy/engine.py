@@ -47,6 +47,11 @@ log = logging.getLogger("mirror")
 class Destination:
     repo: Repository
     reference: str  # tag to write, or the digest to push by
+    # An OCI image layout (oci:, s3://): Docker media types written there are reported, since
+    # skopeo, podman and umoci do not read them from a layout; with ``oci_media_types`` they
+    # are converted to OCI ones (new digests, reported too).
+    layout: bool = False
+    oci_media_types: bool = False
 
     @property
     def display(self) -> str:

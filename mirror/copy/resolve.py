@@ -21,6 +21,7 @@ from mirror.copy.emit import Emitter
 from mirror.copy.singleflight import SingleFlight
 from mirror.registry.base import ManifestInfo, Repository
 from mirror.types import events as ev
+from mirror.types.convert import has_docker_types, to_oci
 from mirror.types.digest import Digest, is_digest
 from mirror.types.errors import BlobTooLarge, ManifestError, MirrorError, NotFound, ShutdownError, TagConflict
 from mirror.types.events import EventSink
@@ -126,9 +127,18 @@ class Resolver:
                         )
                     target = top.digest
             result.digest = str(target)
+            source_target = target
+            converted: list[Manifest] | None = None  # the graph with OCI media types, when asked
             if heads is None:
                 heads = await self._dest_heads(task)
             for dest, info in zip(task.destinations, heads, strict=True):
+                target = source_target
+                if dest.oci_media_types:
+                    if converted is None:
+                        if top is None:
+                            top = await self._fetch(task.source, str(target))
+                        converted = to_oci(await self._walk(task.source, top, 0))
+                    target = converted[-1].digest
                 if info is None and not is_digest(dest.reference):
                     self._tag_absent.add(dest.repo.name)
                 dres = r.DestinationResult(dest.display, "", str(target))
@@ -141,7 +151,8 @@ class Resolver:
                     # compare the source's bytes under the destination's algorithm.
                     if top is None:
                         top = await self._fetch(task.source, str(target))
-                    if Digest.of(top.raw, info.digest.algorithm) == info.digest:
+                    raw = converted[-1].raw if dest.oci_media_types and converted else top.raw
+                    if Digest.of(raw, info.digest.algorithm) == info.digest:
                         info = ManifestInfo(target, info.media_type, info.size)
                 if info is not None and info.digest == target:
                     dres.status = r.SKIPPED
@@ -162,11 +173,13 @@ class Resolver:
                     )
                     continue
                 resolved.plans.append(Plan(dest, dres))
+            target = source_target
             if not resolved.plans:
                 return resolved
             if top is None:
                 top = await self._fetch(task.source, str(target))
             ordered = await self._walk(task.source, top, 0)
+            _note_media_types(result, resolved.plans, ordered, converted)
             blobs: dict[Digest, Descriptor] = {}
             for manifest in ordered:
                 for blob in manifest.blobs:
@@ -186,9 +199,10 @@ class Resolver:
                         ),
                     )
                     continue
+                graph = converted if plan.dest.oci_media_types and converted else ordered
                 plan.blobs = dict(blobs)
-                plan.manifests = [(str(m.digest), m) for m in ordered[:-1]]
-                plan.manifests.append((plan.dest.reference, ordered[-1]))
+                plan.manifests = [(str(m.digest), m) for m in graph[:-1]]
+                plan.manifests.append((plan.dest.reference, graph[-1]))
             resolved.plans = [p for p in resolved.plans if not p.result.error]
         except Exception as caught:  # one image's failure, whatever it is, never ends the run
             exc = r.as_mirror(caught)
@@ -237,3 +251,27 @@ class Resolver:
 def _check_running(stopping: Callable[[], bool]) -> None:
     if stopping():
         raise ShutdownError("not copied: mirror is shutting down")
+
+
+def _note_media_types(
+    result: r.ImageResult, plans: list[Plan], ordered: list[Manifest], converted: list[Manifest] | None
+) -> None:
+    """Say when Docker media types go into a layout unchanged, and when converting them gave the
+    image a new digest."""
+    layouts = [p.dest.display for p in plans if p.dest.layout and not p.dest.oci_media_types]
+    if layouts and has_docker_types(ordered):
+        text = (
+            f"written with Docker media types to {', '.join(layouts)}: skopeo, podman and umoci do "
+            "not read those from an OCI layout; --oci-media-types (oci_media_types: true in a job) "
+            "converts them, which gives the image a new digest"
+        )
+        log.warning("%s: %s", result.source, text)
+        result.note = f"{result.note}; {text}" if result.note else text
+    if converted is not None and converted[-1].digest != ordered[-1].digest:
+        oci = [p.dest.display for p in plans if p.dest.oci_media_types]
+        if oci:
+            text = (
+                f"converted to OCI media types for {', '.join(oci)}: digest {converted[-1].digest}, "
+                f"not the source's {ordered[-1].digest}"
+            )
+            result.note = f"{result.note}; {text}" if result.note else text

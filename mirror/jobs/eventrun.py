@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mirror.copy.engine import CopyTask, Destination
+from mirror.copy.engine import CopyTask
 from mirror.copy.results import ImageResult
 from mirror.jobs.mapping import SourceKind
 from mirror.jobs.syncrun import JobSpec, SyncRun
@@ -48,7 +48,12 @@ async def plan_images(
             if now is not None and str(now.digest) != read:
                 read = str(now.digest)
         task = CopyTask(
-            source, read, [Destination(d, item.write) for d in dests], job.platforms, job.overwrite, job.name
+            source,
+            read,
+            [run.destination(job, d, item.write) for d in dests],
+            job.platforms,
+            job.overwrite,
+            job.name,
         )
         if on_done is not None:
             task.on_done = _tell(on_done, item)

@@ -164,7 +164,8 @@ def _placed(task: CopyTask, image: ImageResult) -> list[Destination]:
 
 
 def _retarget(destinations: list[Destination], reference: str) -> list[Destination]:
-    return [Destination(d.repo, reference) for d in destinations]
+    # A referrer keeps its media types: it names its subject by the source's digest.
+    return [Destination(d.repo, reference, layout=d.layout) for d in destinations]
 
 
 async def _list_fallback_tags(source: Repository) -> list[str]:

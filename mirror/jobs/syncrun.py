@@ -52,6 +52,7 @@ class JobSpec:
     referrers: bool = False
     overwrite: bool = False
     create_repositories: bool = False  # create destination repositories where the registry needs it
+    oci_media_types: bool = False  # layout destinations get OCI media types (new digests)
     max_blob_sizes: tuple[tuple[str, int], ...] = ()  # (host, bytes) for destinations
     prune: bool = False  # delete covered destination tags whose source tag is gone
     prune_max: int | None = None  # deletions allowed per pass; None: 10% of the destination tags
@@ -100,6 +101,7 @@ def job_spec(config: Config, job: Job) -> JobSpec:
         referrers=job.referrers,
         overwrite=job.overwrite,
         create_repositories=job.create_repositories,
+        oci_media_types=job.oci_media_types,
         max_blob_sizes=limits,
         prune=job.prune,
         prune_max=job.prune_max,
@@ -137,6 +139,7 @@ class SyncRun:
             events=events, transfers=transfers, dry_run=dry_run, stall_timeout=stall_timeout
         )
         self._repos: dict[str, Repository] = {}
+        self._layouts: set[str] = set()  # names of the repositories that are OCI layouts
         self._ensured: dict[str, asyncio.Future[bool]] = {}  # what ensure_repository made, by key
         self.pulls = PullBudgets(events=events)  # Docker Hub's pull limit, for this pass
         self._listed_tags: dict[str, list[str]] = {}  # HOST/PATH -> tags, from a registry API listing
@@ -159,7 +162,15 @@ class SyncRun:
                 pulls=self.pulls,
             )
             self._repos[key] = repo
+            if isinstance(ref, LayoutRef):
+                self._layouts.add(repo.name)
         return repo
+
+    def destination(self, job: JobSpec, repo: Repository, reference: str) -> Destination:
+        """``reference`` in the destination repository ``repo`` of ``job``; an OCI layout is
+        named as one (and gets OCI media types when the job asks for them)."""
+        layout = repo.name in self._layouts
+        return Destination(repo, reference, layout=layout, oci_media_types=layout and job.oci_media_types)
 
     def request_count(self) -> int:
         """Requests sent so far: registries' (through the transport) and object stores'."""
@@ -240,7 +251,7 @@ class SyncRun:
             CopyTask(
                 source,
                 reference,
-                [Destination(d, pinned_tag or reference) for d in dests],
+                [self.destination(job, d, pinned_tag or reference) for d in dests],
                 job.platforms,
                 job.overwrite,
                 job.name,

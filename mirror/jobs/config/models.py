@@ -178,6 +178,7 @@ class JobSettings(_Model):
     schedule: ScheduleConfig = ScheduleConfig(interval=3600.0)
     overwrite: bool = False
     create_repositories: bool = False
+    oci_media_types: bool = False  # oci:/s3:// destinations get OCI media types (new digests)
     prune: bool = False
     prune_max: int | None = Field(default=None, ge=0)
 
