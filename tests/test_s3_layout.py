@@ -431,6 +431,12 @@ MANIFEST = json.dumps(
 ).encode()
 
 
+async def with_config(repo: S3Layout) -> S3Layout:
+    """``repo`` holding MANIFEST's config (a layout writes a manifest only over its blobs)."""
+    await repo.put_blob(Descriptor(mt.OCI_EMPTY, Digest.of(b"{}"), 2), chunks_of(b"{}"), replayable=True)
+    return repo
+
+
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
@@ -444,7 +450,7 @@ MANIFEST = json.dumps(
     ],
 )
 async def test_hostile_index_is_rejected(s3: Any, bucket: str, entry: Any, message: str) -> None:
-    repo = layout(bucket)
+    repo = await with_config(layout(bucket))
     await repo.put_manifest("good", MANIFEST, mt.OCI_MANIFEST)
     doc = {"schemaVersion": 2, "manifests": [entry]}
     s3.put_object(Bucket=bucket, Key="backup/app/index.json", Body=json.dumps(doc).encode())
@@ -461,7 +467,7 @@ async def test_hostile_index_is_rejected(s3: Any, bucket: str, entry: Any, messa
 async def test_reference_names_are_opaque(s3: Any, bucket: str) -> None:
     """Any reference name index.json holds is listed and read by that name, never used as a key;
     a name written must follow the image-layout grammar."""
-    repo = layout(bucket)
+    repo = await with_config(layout(bucket))
     await repo.put_manifest("127.0.0.1:5000/app:v1", MANIFEST, mt.OCI_MANIFEST)
     digest = str(Digest.of(MANIFEST))
     entries = [

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mirror.registry.base import BlobReader, ChunkSource, FetchedManifest, ManifestInfo
+from mirror.registry.completeness import require_content
 from mirror.registry.filelock import run_locked
 from mirror.registry.layoutindex import MAX_INDEX_BYTES, REF_NAME, index_bytes, parse_index, tag_of
 from mirror.registry.resume import Reopened, ResumingReader
@@ -164,6 +165,7 @@ class OciLayout:
         return FetchedManifest(raw, media_type, actual)
 
     async def put_manifest(self, reference: str, raw: bytes, media_type: str) -> None:
+        await require_content(self.name, reference, raw, media_type, self._holds)
         digest = Digest.of(raw)
         await asyncio.to_thread(self._ensure_layout)
         path = self._blob_path(digest)
@@ -208,6 +210,9 @@ class OciLayout:
         _atomic_write(self.path / "index.json", index_bytes(kept))
 
     # -- blobs -------------------------------------------------------------------------------
+
+    async def _holds(self, desc: Descriptor) -> bool:
+        return await self.has_blob(desc.digest, desc.size)
 
     async def has_blob(self, digest: Digest, size: int | None = None) -> bool:
         try:

@@ -41,6 +41,7 @@ from typing import Any
 
 from mirror.registry.aws import PreconditionFailed
 from mirror.registry.base import BlobReader, ChunkSource, FetchedManifest, ManifestInfo
+from mirror.registry.completeness import require_content
 from mirror.registry.layoutindex import REF_NAME, index_bytes, tag_of
 from mirror.registry.multipart import DEFAULT_PART_SIZE, MAX_OBJECT_SIZE, check_part_size, part_size_for
 from mirror.registry.resume import Reopened, ResumingReader, range_mismatch, strong_etag
@@ -197,6 +198,7 @@ class S3Layout:
         self._index = S3Index(self._s3, self._key("index.json"), create=create)
         self._uploads = S3Uploads(self._s3, concurrency=self.options.concurrency)
         self._layout_ok = False
+        self._held: dict[str, int] = {}  # blob key -> size, of objects this layout wrote or found
 
     @classmethod
     def from_location(
@@ -339,8 +341,10 @@ class S3Layout:
         if is_digest(reference) and Digest.parse(reference) != digest:
             raise DigestMismatch(reference, str(digest), what="manifest")
         tag = None if is_digest(reference) else validate_ref_name(reference)
+        await require_content(self.name, reference, raw, media_type, self._holds)
         await self._ensure_layout()
-        await self._s3.put_new(self._blob_key(digest), raw, media_type or OCTET_STREAM)
+        await self._uploads.put_whole(self._blob_key(digest), raw, media_type or OCTET_STREAM)
+        self._held[self._blob_key(digest)] = len(raw)
         if tag is None:
             return
         entry = {
@@ -377,8 +381,17 @@ class S3Layout:
     # -- blobs -------------------------------------------------------------------------------
 
     async def has_blob(self, digest: Digest, size: int | None = None) -> bool:
-        found = await self._s3.head(self._blob_key(digest))
+        key = self._blob_key(digest)
+        found = await self._s3.head(key)
+        if found is not None:
+            self._held[key] = found
         return found is not None and (size is None or found == size)
+
+    async def _holds(self, desc: Descriptor) -> bool:
+        """Whether the layout holds ``desc`` whole: known from what it wrote or found, else asked."""
+        if self._held.get(self._blob_key(desc.digest)) == desc.size:
+            return True
+        return await self.has_blob(desc.digest, desc.size)
 
     async def open_blob(self, desc: Descriptor) -> BlobReader:
         """The blob as a stream that continues with a ranged GetObject if the connection breaks."""
@@ -417,3 +430,4 @@ class S3Layout:
         await self._ensure_layout()
         key = self._blob_key(desc.digest)
         await self._uploads.put(key, desc, source, part_size_for(desc.size, self.options.part_size))
+        self._held[key] = desc.size

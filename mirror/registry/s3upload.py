@@ -73,20 +73,22 @@ class S3Uploads:
                 await verifier.update(chunk)
                 chunks.append(chunk)
             verifier.finish()
-            data = b"".join(chunks)
-            try:
-                await self._bucket.put(key, data, OCTET_STREAM, if_absent=True)
-            except PreconditionFailed:
-                # An object is there already: kept when it is this blob whole, replaced when it is
-                # not (a truncated copy must never be referenced).
-                if await self._bucket.head(key) != desc.size:
-                    await self._bucket.put(key, data, OCTET_STREAM)
+            await self.put_whole(key, b"".join(chunks), OCTET_STREAM)
             return
         existing = await self._bucket.head(key)
         if existing == desc.size:
             return  # already there (it was verified when written): not sent again
         # An object of another size under this digest is not this blob: it is replaced.
         await self._multipart(key, desc, source, part_size, replace=existing is not None)
+
+    async def put_whole(self, key: str, data: bytes, content_type: str) -> None:
+        """One PutObject of verified content-addressed bytes. An object already there is kept
+        when it has their size and replaced when it has not: a truncated copy is never kept."""
+        try:
+            await self._bucket.put(key, data, content_type, if_absent=True)
+        except PreconditionFailed:
+            if await self._bucket.head(key) != len(data):
+                await self._bucket.put(key, data, content_type)
 
     async def _multipart(
         self, key: str, desc: Descriptor, source: ChunkSource, part_size: int, *, replace: bool

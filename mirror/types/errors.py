@@ -19,7 +19,8 @@ MirrorError                       base; ``temporary`` says whether a retry may s
 ├── TransportError                connection-level failure (reset, timeout, DNS): temporary
 │   └── StallError                a transfer that made no progress for ``stall_timeout``
 ├── UnsafeRequest                 a redirect/realm/Location that would leak to another host or scheme
-└── ShutdownError                 not done: mirror was stopping (a signal) before or while doing it
+├── ShutdownError                 not done: mirror was stopping (a signal) before or while doing it
+└── IncompleteManifest            refused by a layout store that lacks a blob or child it names
 
 Third-party exceptions (aiohttp, botocore) are translated into these at the boundary.
 """
@@ -182,3 +183,7 @@ class UnsafeRequest(MirrorError):
 
 class ShutdownError(MirrorError):
     kind = "shutdown"
+
+
+class IncompleteManifest(MirrorError):
+    kind = "incomplete"
