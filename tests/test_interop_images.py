@@ -245,3 +245,49 @@ def test_zstd_layers_in_the_layout_hold_the_files(mirrored: Mirrored, interop_so
         )
         == []
     )
+
+
+@pytest.mark.parametrize("kind", ["docker-gzip", "docker-list"])
+def test_docker_images_into_a_layout_warn_or_convert_for_outside_readers(
+    interop_source: Source, podman: Podman, umoci: Umoci, kind: str, tmp_path: Path
+) -> None:
+    """A Docker image or list copied into `oci:` keeps its bytes and the report warns that skopeo,
+    podman and umoci cannot read Docker media types there; with `--oci-media-types` the layout is
+    one they read: new manifest digests (reported), the same config and layers, the files buildah
+    put in."""
+    built = interop_source.images[kind]
+    unchanged = tmp_path / "unchanged"
+    run = mirror_copy(tmp_path, interop_source.ref(kind), f"oci:{unchanged}:{TAG}")
+    assert run.code == 0, run.errors()
+    assert layout_index(unchanged)["manifests"][0]["digest"] == built.digest
+    assert "written with Docker media types" in run.report["images"][0]["note"]
+
+    layout = tmp_path / "layout"
+    run = mirror_copy(tmp_path, "--oci-media-types", interop_source.ref(kind), f"oci:{layout}:{TAG}")
+    assert run.code == 0, run.errors()
+    (entry,) = layout_index(layout)["manifests"]
+    assert entry["digest"] != built.digest
+    assert f"digest {entry['digest']}" in run.report["images"][0]["note"]
+    for platform, files in built.files.items():
+        os_, arch, *variant = platform.split("/")
+        pick = ["--override-os", os_, "--override-arch", arch] + (
+            ["--override-variant", variant[0]] if variant else []
+        )
+        source_manifest = json.loads(
+            skopeo_inspect_raw(
+                f"{interop_source.registry.host}/{built.repo}@{built.platform_digest(platform)}"
+            )
+        )
+        manifest = json.loads(run_skopeo([*pick, "inspect", "--raw", f"oci:{layout}:{TAG}"]).stdout)
+        if "manifests" in manifest:  # skopeo inspect --raw shows the index; take the platform's manifest
+            (desc,) = [m for m in manifest["manifests"] if m.get("platform", {}).get("architecture") == arch]
+            manifest = json.loads(layout_blob(layout, desc["digest"]))
+        assert manifest["config"]["digest"] == source_manifest["config"]["digest"], platform
+        assert [x["digest"] for x in manifest["layers"]] == [x["digest"] for x in source_manifest["layers"]]
+        one = tmp_path / f"one-{arch}"
+        run_skopeo([*pick, "copy", "-q", f"oci:{layout}:{TAG}", f"oci:{one}:x"])
+        assert files.mismatches(umoci.unpack(one, "x", tmp_path / f"bundle-{arch}")) == [], platform
+    if not built.multi:
+        assert built.files["linux/amd64"].mismatches(umoci.unpack(layout, TAG, tmp_path / "bundle")) == []
+    with podman.pulled(f"oci:{layout}:{TAG}") as rootfs:
+        assert built.files["linux/amd64"].mismatches(rootfs) == []
