@@ -86,6 +86,11 @@ def tool_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, st
     return env
 
 
+def vfs_store(root: Path) -> list[str]:
+    """containers/storage flags for a private vfs store under `root` (buildah, podman)."""
+    return ["--root", str(root / "store"), "--runroot", str(root / "run"), "--storage-driver", "vfs"]
+
+
 def run(
     argv: Sequence[str],
     *,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.tools.base import require, require_root, run, tool_env
+from tests.support.tools.base import require, require_root, run, tool_env, vfs_store
 from tests.support.tools.files import Files
 
 
@@ -27,15 +27,7 @@ class Buildah:
         self.root = root
         self.env = tool_env(root / "home", {"TMPDIR": str(root / "tmp"), "STORAGE_DRIVER": "vfs"})
         (root / "tmp").mkdir(parents=True, exist_ok=True)
-        self.base = [
-            self.binary,
-            "--root",
-            str(root / "store"),
-            "--runroot",
-            str(root / "run"),
-            "--storage-driver",
-            "vfs",
-        ]
+        self.base = [self.binary, *vfs_store(root)]
         self._count = 0
 
     def __call__(self, *args: str, timeout: float = 120.0) -> str:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.support.tools.base import require, require_root, run, tool_env
+from tests.support.tools.base import require, require_root, run, tool_env, vfs_store
 
 
 class Podman:
@@ -28,19 +28,8 @@ class Podman:
         self.root = root
         (root / "tmp").mkdir(parents=True, exist_ok=True)
         self.env = tool_env(root / "home", {"TMPDIR": str(root / "tmp")})
-        self.base = [
-            self.binary,
-            "--root",
-            str(root / "store"),
-            "--runroot",
-            str(root / "run"),
-            "--tmpdir",
-            str(root / "libpod-tmp"),
-            "--storage-driver",
-            "vfs",
-            "--events-backend",
-            "none",
-        ]
+        self.base = [self.binary, *vfs_store(root), "--tmpdir", str(root / "libpod-tmp")]
+        self.base += ["--events-backend", "none"]
 
     def __call__(self, *args: str, timeout: float = 120.0) -> str:
         return run([*self.base, *args], env=self.env, timeout=timeout).stdout.decode().strip()
