@@ -33,13 +33,16 @@ def blob_gets(proxy: Any) -> list[str]:
 def test_one_read_per_blob_when_a_destination_repository_has_tags(
     registry_factory: Any, proxy_factory: Any, tmp_path: Path
 ) -> None:
-    """One destination repository holds an unrelated tag (its blobs are HEADed first), the
-    others are empty (their blobs are sent without a HEAD): every blob is still read once."""
+    """The shape the issue measured (42 blobs: 10 repositories of 2 tags on 2 shared base
+    layers, two destinations, one holding an unrelated tag in one target repository, which
+    shares a base layer): its blobs are HEADed first, the other repositories' are sent without
+    a HEAD, and every blob is still read once (the issue saw 43-45 GETs)."""
     src, d1, d2 = registry_factory.start(), registry_factory.start(), registry_factory.start()
-    base = [layer(64 * KiB, "base-os"), layer(32 * KiB, "base-runtime")]
-    for i in range(6):
-        push_image(src, f"apps/svc{i}", "v1", (2 * KiB + i,), seed=f"svc{i}", base_layers=base)
-    push_image(d1, "mirror/svc0", "theirs", (KiB,), seed="unrelated", base_layers=base[:1])
+    base = [layer(96 * KiB, "base-os"), layer(48 * KiB, "base-runtime")]
+    for i in range(10):
+        for tag in ("v1", "v2"):
+            push_image(src, f"apps/svc{i}", tag, (2 * KiB + i,), seed=f"svc{i}{tag}", base_layers=base)
+    push_image(d1, "mirror/svc3", "theirs", (KiB,), seed="unrelated", base_layers=base[:1])
     proxy = proxy_factory.start(src)
     config = tmp_path / "c.yaml"
     config.write_text(
@@ -54,10 +57,10 @@ jobs:
     report = tmp_path / "r.json"
     assert sync(config, "--once", "--report", str(report)) == 0
     gets = blob_gets(proxy)
-    assert len(gets) == len(set(gets)), f"{len(gets)} blob GETs for {len(set(gets))} blobs"
-    for i in range(6):
+    assert len(set(gets)) == 42 and len(gets) == 42, f"{len(gets)} blob GETs for {len(set(gets))} blobs"
+    for i in range(10):
         for dst in (d1, d2):
-            assert fetch_manifest(dst, f"mirror/svc{i}", "v1").status == 200
+            assert fetch_manifest(dst, f"mirror/svc{i}", "v2").status == 200
     doc = json.loads(report.read_text())
     assert doc["totals"]["blobs_read"] == len(gets)
 
@@ -121,6 +124,16 @@ def unlink_blob(handle: Any, repo: str, digest: str) -> None:
     link.unlink()
 
 
+def win_job(tmp_path: Path, src: Any, dst: Any) -> Path:
+    """A config with one job: every repository under win/ of ``src`` into ``dst``/mirror."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"version: 1\njobs:\n  - name: win\n    source: {src.host}/win/*\n"
+        f"    destinations: [{dst.host}/mirror]\n"
+    )
+    return config
+
+
 def test_a_broken_source_repository_does_not_fail_the_others(registry_pair: Any, tmp_path: Path) -> None:
     """win/a has lost a base layer that win/b also has. Before, each blob was tied to the
     first source repository that needed it: the broken win/a failed win/b too, with an error
@@ -130,16 +143,7 @@ def test_a_broken_source_repository_does_not_fail_the_others(registry_pair: Any,
     a = push_image(src, "win/a", "v1", (KiB,), seed="a", base_layers=[base])
     b = push_image(src, "win/b", "v1", (KiB,), seed="b", base_layers=[base])
     unlink_blob(src, "win/a", base.digest)
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        f"""
-version: 1
-jobs:
-  - name: win
-    source: {src.host}/win/*
-    destinations: [{dst.host}/mirror]
-"""
-    )
+    config = win_job(tmp_path, src, dst)
     assert sync(config, "--once") == 0
     assert fetch_manifest(dst, "mirror/a", "v1").digest == a.digest
     assert fetch_manifest(dst, "mirror/b", "v1").digest == b.digest
@@ -153,16 +157,7 @@ def test_a_blob_no_source_serves_names_each_repository(registry_pair: Any, tmp_p
     push_image(src, "win/b", "v1", (KiB,), seed="b", base_layers=[base])
     for repo in ("win/a", "win/b"):
         unlink_blob(src, repo, base.digest)
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        f"""
-version: 1
-jobs:
-  - name: win
-    source: {src.host}/win/*
-    destinations: [{dst.host}/mirror]
-"""
-    )
+    config = win_job(tmp_path, src, dst)
     report = tmp_path / "r.json"
     assert sync(config, "--once", "--report", str(report)) == 1
     doc = json.loads(report.read_text())

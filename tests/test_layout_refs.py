@@ -144,31 +144,6 @@ def test_parallel_writers_keep_every_tag(tmp_path: Path) -> None:
     assert found == {f"w{w}-t{i}" for w in range(writers) for i in range(tags)}
 
 
-def test_parallel_copies_into_one_layout_keep_every_tag(registry: Any, tmp_path: Path) -> None:
-    """8 `mirror copy` processes, each writing its own tag into the same directory."""
-    tags = [f"v{i}" for i in range(8)]
-    for tag in tags:
-        push_image(registry, "apps/web", tag, (512,), seed=tag)
-    layout = tmp_path / "shared"
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mirror",
-                "copy",
-                "--quiet",
-                f"{registry.host}/apps/web:{t}",
-                f"oci:{layout}:{t}",
-            ]
-        )
-        for t in tags
-    ]
-    assert [p.wait(timeout=120) for p in procs] == [0] * len(tags)
-    found = {e["annotations"]["org.opencontainers.image.ref.name"] for e in index_of(layout)["manifests"]}
-    assert found == set(tags)
-
-
 async def test_a_held_lock_is_waited_for_with_a_deadline(tmp_path: Path) -> None:
     """A writer waits for the lock another holds, and gives up at its deadline with a message."""
     layout = OciLayout(tmp_path / "lay", create=True, lock_timeout=0.3)
