@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mirror.types.digest import is_digest
+
 IN_SYNC = "in_sync"
 MISSING = "missing"
 DIFFERENT = "different_digest"
@@ -100,7 +102,7 @@ class DriftEntry:
 def _ref(repository: str, reference: str) -> str:
     if not reference:
         return repository
-    return f"{repository}@{reference}" if ":" in reference else f"{repository}:{reference}"
+    return f"{repository}@{reference}" if is_digest(reference) else f"{repository}:{reference}"
 
 
 def extras(state: RepoState, covers: Callable[[str], bool]) -> list[str]:

@@ -16,6 +16,7 @@ from mirror.copy.engine import CopyTask
 from mirror.copy.results import ImageResult
 from mirror.jobs.mapping import SourceKind
 from mirror.jobs.syncrun import JobSpec, SyncRun
+from mirror.types.digest import is_digest
 from mirror.types.errors import MirrorError
 
 
@@ -40,7 +41,7 @@ async def plan_images(
     tasks = []
     for item in wanted:
         read = item.read
-        if ":" in read and ":" not in item.write and not pinned:
+        if is_digest(read) and not is_digest(item.write) and not pinned:
             try:
                 now = await source.head_manifest(item.write)
             except MirrorError:

@@ -27,7 +27,7 @@ from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.results import COPIED, PLANNED, SKIPPED, ImageResult
 from mirror.jobs.selection import FALLBACK_TAG
 from mirror.registry.base import Repository
-from mirror.types.digest import Digest
+from mirror.types.digest import Digest, is_digest
 from mirror.types.errors import MirrorError, NotFound
 from mirror.types.manifest import Descriptor
 
@@ -116,7 +116,7 @@ class ReferrerFinder:
             if key in self._queued:
                 continue
             self._queued.add(key)
-            by_tag = ":" not in reference
+            by_tag = not is_digest(reference)
             level.tasks[key] = CopyTask(
                 task.source,
                 reference,
