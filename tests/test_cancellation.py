@@ -24,6 +24,7 @@ from mirror.cli.main import main
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.singleflight import SingleFlight
 from mirror.registry.distribution import RegistryRepository
+from mirror.registry.ocilayout import OciLayout
 from mirror.transport.client import Transport
 from mirror.transport.retry import RetryPolicy
 from mirror.transport.tokens import Token, TokenCache
@@ -89,12 +90,14 @@ async def test_cancelling_one_token_waiter_keeps_the_fetch_for_the_others() -> N
 
 
 async def test_an_aborted_transfer_fails_its_image_instead_of_escaping(
-    registry_pair: Any, proxy_factory: Any
+    registry_pair: Any, proxy_factory: Any, tmp_path: Path
 ) -> None:
     src, dst = registry_pair
-    push_image(src, "apps/slow", "v1", layer_sizes=(4 * 1024 * 1024,), seed="abort")
+    # A steady stream (chunks arriving all the time): an abort must not be lost when it comes
+    # as a chunk arrives (asyncio.wait_for in 3.11 swallowed it, and the copy went on).
+    push_image(src, "apps/slow", "v1", layer_sizes=(64 * 1024 * 1024,), seed="abort")
     source = proxy_factory.start(src)
-    source.add_fault(SlowBody(256 * 1024, times=None, method="GET", path=r"/blobs/sha256:"))
+    source.add_fault(SlowBody(8 * 1024 * 1024, times=None, method="GET", path=r"/blobs/sha256:"))
     moving = asyncio.Event()
 
     def events(event: Event) -> None:
@@ -104,17 +107,17 @@ async def test_an_aborted_transfer_fails_its_image_instead_of_escaping(
     async with Transport(retry=FAST) as transport:
         engine = CopyEngine(retry=FAST, events=events)
         dest = RegistryRepository(transport, dst.host, "m/slow")
-        task = CopyTask(
-            RegistryRepository(transport, source.host, "apps/slow"), "v1", [Destination(dest, "v1")]
-        )
+        layout = OciLayout(tmp_path / "lay", create=True)
+        destinations = [Destination(dest, "v1"), Destination(layout, "v1")]
+        task = CopyTask(RegistryRepository(transport, source.host, "apps/slow"), "v1", destinations)
         run = asyncio.create_task(engine.run([task]))
         await asyncio.wait_for(moving.wait(), HANG_GUARD)
+        await asyncio.sleep(0.5)  # well into the stream
         engine.abort()
         [result] = await asyncio.wait_for(run, HANG_GUARD)
         await engine.aclose()
         await dest.aclose()
-    [dres] = result.destinations
-    assert dres.status == "failed" and dres.error_kind == "shutdown", dres
+    assert [(d.status, d.error_kind) for d in result.destinations] == [("failed", "shutdown")] * 2
 
 
 # -- upload sessions ------------------------------------------------------------------------------

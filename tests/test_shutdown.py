@@ -147,3 +147,48 @@ def test_sync_once_stops_on_sigterm_and_writes_its_report(
         proc.kill()
         proc.wait()
     check_stopped(code, report, dest, dst, s3, bucket)
+
+
+def catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether process ``pid`` has a handler for ``sig`` (the SigCgt mask of /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (int(sig) - 1)))
+    return False
+
+
+def test_a_sigterm_while_starting_stops_the_pass_in_order(registry_pair: Any, tmp_path: Path) -> None:
+    """SIGTERM as soon as the process can catch it (its config not read yet, nothing copied):
+    remembered, then the pass stops in order. Before: the default action killed it."""
+    src, dst = registry_pair
+    push_image(src, "apps/app", "v1", seed="early")
+    config = tmp_path / "c.yaml"
+    job = f"  - name: app\n    source: {src.host}/apps/app:v1\n    destinations: [{dst.host}/m]\n"
+    config.write_text(f"version: 1\njobs:\n{job}")
+    report = tmp_path / "report.json"
+    command = [
+        sys.executable,
+        "-m",
+        "mirror",
+        "sync",
+        "--config",
+        str(config),
+        "--once",
+        "--report",
+        str(report),
+    ]
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + HANG_GUARD
+        while not catches(proc.pid, signal.SIGTERM):
+            assert time.monotonic() < deadline and proc.poll() is None, "SIGTERM was never caught"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=HANG_GUARD)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert code == 128 + signal.SIGTERM, code
+    doc = json.loads(report.read_text())
+    assert [(j["ok"], "stopped by SIGTERM" in j["error"]) for j in doc["jobs"]] == [(False, True)], doc
+    assert not manifest_exists(dst, "m/app", "v1")

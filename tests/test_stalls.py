@@ -228,3 +228,26 @@ def test_stall_timeout_is_a_duration_in_range() -> None:
     assert parse_config(f"version: 1\nstall_timeout: 5m\n{job}\n").stall_timeout == 300.0
     with pytest.raises(ConfigError, match=r"stall_timeout 0\.5s is out of range"):
         parse_config(f"version: 1\nstall_timeout: 0.5s\n{job}\n")
+
+
+async def test_a_read_under_a_deadline_can_always_be_cancelled() -> None:
+    """Cancelling a read whose next chunk is always ready must end it every time (asyncio.wait_for
+    in Python 3.11 swallows a cancellation that meets a finished chunk: an aborted copy went on)."""
+    from mirror.copy.stall import within
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            await asyncio.sleep(0)
+            yield b"x"
+
+    async def consume() -> None:
+        async for _ in within(endless(), 5.0, 1 << 40):
+            pass
+
+    for attempt in range(50):
+        reader = asyncio.create_task(consume())
+        for _ in range(attempt % 7 + 1):
+            await asyncio.sleep(0)
+        reader.cancel()
+        done, _ = await asyncio.wait({reader}, timeout=2.0)
+        assert reader in done and reader.cancelled(), f"attempt {attempt}: the cancellation was lost"

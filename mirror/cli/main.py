@@ -9,11 +9,13 @@ a cloud SDK or the metrics library unless the run uses them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from collections.abc import Sequence
 
 from mirror import __version__
+from mirror.service.signals import remembered_stop_signals
 from mirror.types.errors import InputError, MirrorError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -65,7 +67,14 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(command_in(words)).parse_args(words)
+    command = command_in(words)
+    # The commands that copy stop in order on SIGTERM/SIGINT, even one received while starting.
+    with remembered_stop_signals() if command in ("copy", "sync") else contextlib.nullcontext():
+        return _main(build_parser(command), words)
+
+
+def _main(parser: argparse.ArgumentParser, words: list[str]) -> int:
+    args = parser.parse_args(words)
     try:
         return _dispatch(args)
     except InputError as exc:

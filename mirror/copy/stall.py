@@ -116,7 +116,10 @@ async def within(chunks: AsyncIterator[bytes], stall: float | None, size: int) -
     received = 0
     while True:
         try:
-            chunk = await asyncio.wait_for(anext(source), stall)
+            # asyncio.timeout, not wait_for: wait_for (3.11) swallows a cancellation that comes as
+            # the chunk arrives, and an aborted transfer would then go on.
+            async with asyncio.timeout(stall):
+                chunk = await anext(source)
         except StopAsyncIteration:
             return
         except TimeoutError:

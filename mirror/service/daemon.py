@@ -119,6 +119,8 @@ class Daemon:
     async def run_jobs(self, transport: Transport, events: Fanout, jobs: list[Job]) -> SyncResult:
         run = self.new_run(transport, events, dry_run=self.dry_run)
         self._active.add(run)
+        if self.stop_requested.is_set():  # stopped before it began: it starts nothing
+            run.stop()
         for job in jobs:
             if self.metrics is not None:
                 self.metrics.job_started(job)

@@ -17,6 +17,30 @@ from collections.abc import Callable, Iterator
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+_pending: list[signal.Signals] = []  # received before a command's loop had its handlers
+
+
+def _remember(signum: int, _frame: object) -> None:
+    _pending.append(signal.Signals(signum))
+
+
+@contextlib.contextmanager
+def remembered_stop_signals() -> Iterator[None]:
+    """From a command's first moment until its loop installs its handlers (the config is read,
+    modules are imported meanwhile): a stop signal is remembered, not fatal, and handed to the
+    first :func:`install_stop_signals`. The previous handlers are back after the block."""
+    previous: dict[signal.Signals, object] = {}
+    for sig in STOP_SIGNALS:
+        with contextlib.suppress(ValueError, OSError):  # not the main thread: nothing to do
+            previous[sig] = signal.signal(sig, _remember)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(sig, handler)  # type: ignore[arg-type]
+        _pending.clear()
+
 
 def install_stop_signals(callback: Callable[[signal.Signals], None]) -> list[signal.Signals]:
     """Call ``callback(signal)`` on SIGTERM or SIGINT from now on (on this loop); the signals
@@ -27,6 +51,9 @@ def install_stop_signals(callback: Callable[[signal.Signals], None]) -> list[sig
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, callback, sig)
             installed.append(sig)
+    for sig in _pending:  # one that came while the command was starting
+        loop.call_soon(callback, sig)
+    _pending.clear()
     return installed
 
 
