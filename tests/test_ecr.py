@@ -19,7 +19,7 @@ from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.synthetic import push_demo_image
 from mirror.registry.base import BlobReader
 from mirror.registry.distribution import RegistryRepository
-from mirror.registry.ecr import ensure_repository, is_ecr_host, parse_ecr_host
+from mirror.registry.ecr import delete_tag, ensure_repository, parse_ecr_host
 from mirror.registry.ocilayout import OciLayout
 from mirror.transport.client import HostOptions, Transport
 from mirror.types.errors import AuthError, InputError, InvalidReference
@@ -49,7 +49,6 @@ HOST = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
     ],
 )
 def test_ecr_hosts(host: str, region: str | None) -> None:
-    assert is_ecr_host(host) is (region is not None)
     parsed = parse_ecr_host(host)
     assert (parsed.region if parsed else None) == region
 
@@ -71,9 +70,15 @@ async def test_endpoint_from_the_environment(aws_env: str, monkeypatch: pytest.M
     assert ecr.describe_repositories(repositoryNames=[name])["repositories"]
 
 
-async def test_bad_requests_fail_before_any_call() -> None:
+async def test_bad_requests_fail_before_any_call(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InputError, match="not an Amazon ECR registry"):
         await ensure_repository("ghcr.io", "app")
+    with pytest.raises(InputError, match="not an Amazon ECR registry"):
+        await delete_tag("ghcr.io", "app", "v1")
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(InputError, match="set AWS_REGION to delete tags there"):
+        await delete_tag("127.0.0.1:5999", "app", "v1", any_name=True)
     with pytest.raises(InvalidReference, match="ECR repository"):
         await ensure_repository(HOST, "Bad/../Name")
 

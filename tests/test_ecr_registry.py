@@ -1,6 +1,6 @@
 """ECR as a registry, through its emulator (tests/support/ecr_emulator.py): immutable tags, mounts
 that are off by default, upload sessions that cannot be continued, 0-byte blobs, repositories
-created through the ECR API."""
+created and tags deleted through the ECR API."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from mirror.auth.credentials import ChainProvider, Credential, StaticProvider
 from mirror.auth.ecrpublic import EcrPublicProvider
@@ -134,10 +135,8 @@ def test_a_zero_byte_blob(ecr_factory: Any, registry: Any, empty_uploads: str) -
         assert fetch_manifest(ecr.upstream, "dr/web", "v1").digest == image.digest
 
 
-def test_repositories_created_through_the_ecr_api(
-    ecr_factory: Any, registry: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ecr = ecr_factory()
+def aws_api_at(ecr: EcrEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ECR API calls (aiobotocore) go to the emulator; its host name says no region."""
     for name, value in {
         "AWS_ENDPOINT_URL_ECR": ecr.url,
         "AWS_REGION": "eu-west-3",
@@ -146,6 +145,25 @@ def test_repositories_created_through_the_ecr_api(
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+def served_tags(ecr: EcrEmulator, repo: str) -> list[str]:
+    auth = ("AWS", ecr.authorization_token())
+    answer = requests.get(f"{ecr.url}/v2/{repo}/tags/list", auth=auth, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return sorted(answer.json()["tags"])
+
+
+def api_calls(ecr: EcrEmulator, operation: str) -> int:
+    targets = [r.header("X-Amz-Target") or "" for r in ecr.select("POST") if r.path == "/"]
+    return sum(1 for t in targets if t.endswith(f".{operation}"))
+
+
+def test_repositories_created_through_the_ecr_api(
+    ecr_factory: Any, registry: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ecr = ecr_factory()
+    aws_api_at(ecr, monkeypatch)
     push_image(registry, "apps/web", "v1", seed="web")
     text = config_text(ecr, f"{registry.host}/apps/web", [f"{ecr.host}/dr"])
     result = sync_once(text)
@@ -154,9 +172,33 @@ def test_repositories_created_through_the_ecr_api(
     result = sync_once(text.replace("]}", "], create_repositories: true}"))
     assert result.ok and result.images[0].status == "copied"
     assert ecr.repositories == {"dr/web": "MUTABLE"}
-    targets = [r.header("X-Amz-Target") or "" for r in ecr.select("POST") if r.path == "/"]
-    created = [t for t in targets if t.endswith(".CreateRepository")]
-    assert len(created) == 1
+    assert api_calls(ecr, "CreateRepository") == 1
+
+
+def test_prune_removes_tags_through_the_ecr_api(
+    ecr_factory: Any, registry: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ECR under a host name that does not say so (``kind: ecr`` on loopback): a tag gone from the
+    source leaves the destination through ``BatchDeleteImage``, in the caller's account and the
+    region of the AWS configuration; the other tag stays."""
+    ecr = ecr_factory()
+    ecr.create_repository("dr/web")
+    aws_api_at(ecr, monkeypatch)
+    for tag in ("v1", "v2"):
+        push_image(registry, "apps/web", tag, seed=f"prune-{tag}")
+    config = parse_config(config_text(ecr, f"{registry.host}/apps/web", [f"{ecr.host}/dr"], ", prune: true"))
+    assert asyncio.run(Daemon(config, list(config.jobs), metrics=None).once()).ok
+    assert served_tags(ecr, "dr/web") == ["v1", "v2"]
+    gone = fetch_manifest(registry, "apps/web", "v1").digest
+    assert requests.delete(f"{registry.url}/v2/apps/web/manifests/{gone}", timeout=10).status_code == 202
+
+    daemon = Daemon(config, list(config.jobs), metrics=None)
+    assert asyncio.run(daemon.once()).ok
+    [pruned] = daemon.last_prune
+    [outcome] = pruned.outcomes
+    assert (outcome.tag, outcome.outcome, outcome.how) == ("v1", "deleted", "api")
+    assert api_calls(ecr, "BatchDeleteImage") == 1 and not ecr.select("DELETE")
+    assert served_tags(ecr, "dr/web") == ["v2"]
 
 
 def test_a_refused_upload_is_not_mistaken_for_an_empty_blob() -> None:

@@ -241,9 +241,18 @@ def test_prune_in_an_oci_layout_removes_the_tag_only(registry_pair: Any, tmp_pat
     assert tags == ["v2"]
 
 
-async def test_ecr_tags_are_deleted_through_its_api(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("host", "kind"),
+    [("123456789012.dkr.ecr.us-east-1.amazonaws.com", None), ("127.0.0.1:5999", "ecr")],
+    ids=["ecr-host-name", "kind-ecr"],
+)
+async def test_ecr_tags_are_deleted_through_its_api(
+    aws_env: str, monkeypatch: pytest.MonkeyPatch, host: str, kind: str | None
+) -> None:
+    """By the host's name or by the config's ``kind: ecr`` (a proxy, a custom domain: the region
+    from the AWS configuration, the caller's account)."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", aws_env)
-    host = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
     name = f"prune/app-{uuid.uuid4().hex[:8]}"
     ecr = boto3.client("ecr", endpoint_url=aws_env, region_name="us-east-1")
     ecr.create_repository(repositoryName=name)
@@ -261,7 +270,7 @@ async def test_ecr_tags_are_deleted_through_its_api(aws_env: str, monkeypatch: p
     )
     for tag in ("v1", "keep"):
         ecr.put_image(repositoryName=name, imageManifest=manifest, imageTag=tag)
-    repo = RegistryRepository(None, host, name, profile=profile_for(host))  # type: ignore[arg-type]
+    repo = RegistryRepository(None, host, name, profile=profile_for(host, kind))  # type: ignore[arg-type]
     assert await Untagger().delete(repo, "v1", kept=["keep"]) == API
     images = ecr.describe_images(repositoryName=name)["imageDetails"]
     assert [sorted(i.get("imageTags", [])) for i in images] == [["keep"]]

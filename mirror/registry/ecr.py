@@ -11,6 +11,12 @@ Mounts: unless registry blob mounting is turned on for the account (an ECR accou
 mounts at a registry that answered 202 to a mount of a blob it had just pushed there. Where
 blob mounting is on, mounts work as on any other registry.
 
+Tags leave through ``BatchDeleteImage`` (:func:`delete_tag`), which removes the tag only.
+
+Both calls accept ECR under another host name (``any_name``: a proxy, a custom domain or an
+emulator the config marks ``kind: ecr``): the region then comes from the AWS configuration and
+the account is the caller's.
+
 Blob downloads from ECR answer with a redirect to S3 (a presigned URL); the transport follows it
 without sending the registry's ``Authorization`` to S3.
 """
@@ -18,6 +24,8 @@ without sending the registry's ``Authorization`` to S3.
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -27,12 +35,51 @@ from mirror.types.errors import InputError, InvalidReference, RegistryError
 from mirror.types.hosts import EcrHost, parse_ecr_host
 from mirror.types.reference import validate_repository
 
-__all__ = ["EcrHost", "delete_tag", "ensure_repository", "is_ecr_host", "parse_ecr_host"]
+__all__ = ["EcrHost", "delete_tag", "ensure_repository", "parse_ecr_host"]
 
 
-def is_ecr_host(host: str) -> bool:
-    """Whether ``host`` is an ECR private registry (``ACCOUNT.dkr.ecr.REGION.amazonaws.com``...)."""
-    return parse_ecr_host(host) is not None
+def registry_of(host: str, *, any_name: bool, needs: str) -> EcrHost:
+    """The ECR registry ``host`` names. ``any_name``: a host whose name does not say it (the
+    config's ``kind: ecr``) is the caller's account in the region of the AWS configuration
+    (``AWS_REGION``, ``AWS_DEFAULT_REGION``). ``needs`` says what for, in the error."""
+    ecr = parse_ecr_host(host)
+    if ecr is not None:
+        return ecr
+    if not any_name:
+        raise InputError(f"{host} is not an Amazon ECR registry (ACCOUNT.dkr.ecr.REGION.amazonaws.com)")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise InputError(f"{host}: the host name does not say the ECR region; set AWS_REGION to {needs}")
+    return EcrHost(account="", region=region, fips=False, domain="")
+
+
+@asynccontextmanager
+async def ecr_client(
+    ecr: EcrHost, *, endpoint_url: str | None = None, session: Any = None, profile: str | None = None
+) -> AsyncIterator[Any]:
+    """An aiobotocore ECR client for ``ecr``'s region: credentials from the standard AWS chain (or
+    ``profile``), botocore's standard retries (the one retry layer for these calls), bounded
+    connect and read timeouts. ``endpoint_url`` overrides the API endpoint (botocore also reads
+    ``AWS_ENDPOINT_URL_ECR``)."""
+    from aiobotocore.config import AioConfig  # imported here: a third of a second, only for ECR
+    from aiobotocore.session import AioSession
+
+    if session is None:
+        session = AioSession(profile=profile)
+    config = AioConfig(
+        retries={"max_attempts": 5, "mode": "standard"},
+        use_fips_endpoint=ecr.fips,
+        connect_timeout=10,
+        read_timeout=30,
+    )
+    async with session.create_client(
+        "ecr", region_name=ecr.region, endpoint_url=endpoint_url, config=config
+    ) as client:
+        yield client
+
+
+def _in(ecr: EcrHost) -> str:
+    return f"in {ecr.account or 'the caller account'} {ecr.region}"
 
 
 async def ensure_repository(
@@ -47,49 +94,24 @@ async def ensure_repository(
 ) -> bool:
     """Create ``repository`` in the ECR registry ``host`` unless it exists; True when created.
 
-    The region and account come from the host; credentials from the standard AWS chain (or
-    ``profile``). ``endpoint_url`` overrides the ECR API endpoint (botocore also reads
-    ``AWS_ENDPOINT_URL_ECR``). ``image_tag_mutability`` (``MUTABLE`` or ``IMMUTABLE``) applies
-    only to a repository created here. Raises AuthError when the principal may not create it.
-    ``any_name``: ``host`` is ECR under another name (the config says ``kind: ecr``): the region
-    comes from the AWS configuration and the account is the caller's.
+    The region and account come from the host (see :func:`registry_of` for ``any_name``);
+    client settings as for :func:`ecr_client`. ``image_tag_mutability`` (``MUTABLE`` or
+    ``IMMUTABLE``) applies only to a repository created here. Raises AuthError when the
+    principal may not create it.
     """
-    ecr = parse_ecr_host(host)
-    if ecr is None and any_name:
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        if not region:
-            raise InputError(
-                f"{host}: the host name does not say the ECR region; set AWS_REGION to create "
-                "repositories there"
-            )
-        ecr = EcrHost(account="", region=region, fips=False, domain="")
-    if ecr is None:
-        raise InputError(f"{host} is not an Amazon ECR registry (ACCOUNT.dkr.ecr.REGION.amazonaws.com)")
+    ecr = registry_of(host, any_name=any_name, needs="create repositories there")
     try:
         validate_repository(repository)
     except InvalidReference as exc:
         raise InvalidReference(f"ECR repository {repository!r} on {host}: {exc.message}") from None
-    from aiobotocore.config import AioConfig  # imported here: a third of a second, only for ECR
-    from aiobotocore.session import AioSession
-
-    if session is None:
-        session = AioSession(profile=profile)
-    config = AioConfig(
-        retries={"max_attempts": 5, "mode": "standard"},
-        use_fips_endpoint=ecr.fips,
-        connect_timeout=10,
-        read_timeout=30,
-    )
-    what = f"ecr CreateRepository {repository} in {ecr.account or 'the caller account'} {ecr.region}"
+    what = f"ecr CreateRepository {repository} {_in(ecr)}"
     request: dict[str, Any] = {"repositoryName": repository}
     if ecr.account:
         request["registryId"] = ecr.account
     if image_tag_mutability:
         request["imageTagMutability"] = image_tag_mutability
     try:
-        async with session.create_client(
-            "ecr", region_name=ecr.region, endpoint_url=endpoint_url, config=config
-        ) as client:
+        async with ecr_client(ecr, endpoint_url=endpoint_url, session=session, profile=profile) as client:
             try:
                 await client.create_repository(**request)
             except ClientError as exc:
@@ -109,34 +131,21 @@ async def delete_tag(
     endpoint_url: str | None = None,
     session: Any = None,
     profile: str | None = None,
+    any_name: bool = False,
 ) -> None:
     """Remove ``tag`` from ``repository`` through ECR's ``BatchDeleteImage``.
 
     Given an ``imageTag``, ECR removes that tag only; the image itself goes when it was its last
-    tag. A tag that is already gone (``ImageNotFound``) is not an error. Credentials and
-    ``endpoint_url`` as for :func:`ensure_repository`."""
-    ecr = parse_ecr_host(host)
-    if ecr is None:
-        raise InputError(f"{host} is not an Amazon ECR registry (ACCOUNT.dkr.ecr.REGION.amazonaws.com)")
-    from aiobotocore.config import AioConfig
-    from aiobotocore.session import AioSession
-
-    if session is None:
-        session = AioSession(profile=profile)
-    config = AioConfig(
-        retries={"max_attempts": 5, "mode": "standard"},
-        use_fips_endpoint=ecr.fips,
-        connect_timeout=10,
-        read_timeout=30,
-    )
-    what = f"ecr BatchDeleteImage {repository}:{tag} in {ecr.account} {ecr.region}"
+    tag. A tag that is already gone (``ImageNotFound``) is not an error. Host, credentials and
+    client settings as for :func:`ensure_repository`."""
+    ecr = registry_of(host, any_name=any_name, needs="delete tags there")
+    what = f"ecr BatchDeleteImage {repository}:{tag} {_in(ecr)}"
+    request: dict[str, Any] = {"repositoryName": repository, "imageIds": [{"imageTag": tag}]}
+    if ecr.account:
+        request["registryId"] = ecr.account
     try:
-        async with session.create_client(
-            "ecr", region_name=ecr.region, endpoint_url=endpoint_url, config=config
-        ) as client:
-            answer = await client.batch_delete_image(
-                registryId=ecr.account, repositoryName=repository, imageIds=[{"imageTag": tag}]
-            )
+        async with ecr_client(ecr, endpoint_url=endpoint_url, session=session, profile=profile) as client:
+            answer = await client.batch_delete_image(**request)
     except TRANSLATED as exc:
         raise translate(exc, what) from None
     for failure in answer.get("failures") or []:

@@ -1,8 +1,8 @@
 """Deleting one tag from a repository, the way its store allows, without taking other tags along.
 
 - OCI layouts (``oci:``, ``s3://``): the tag's entry leaves ``index.json``; blobs stay.
-- ECR: ``BatchDeleteImage`` with the tag (:func:`mirror.registry.ecr.delete_tag`): ECR removes
-  that tag only.
+- A registry whose own API removes a tag only (ECR: ``BatchDeleteImage``): its profile does it
+  (:meth:`mirror.registry.profiles.RegistryProfile.delete_tag`), whatever the host's name.
 - Other registries: ``DELETE /v2/<name>/manifests/<tag>`` first (the OCI distribution spec lets a
   registry support deleting a tag). A registry that refuses it (distribution 2.8 answers 400
   ``DIGEST_INVALID``; others 404 or 405) deletes manifests by digest only, and a manifest
@@ -18,8 +18,6 @@ from collections.abc import Sequence
 
 from mirror.registry.base import Repository
 from mirror.registry.distribution import RegistryRepository
-from mirror.registry.ecr import delete_tag as ecr_delete_tag
-from mirror.types import hosts
 from mirror.types import mediatypes as mt
 from mirror.types.errors import MirrorError, RegistryError
 from mirror.types.manifest import parse_manifest
@@ -44,13 +42,13 @@ class Untagger:
         self._uses: dict[str, dict[str, set[str]]] = {}  # repository -> digest -> tags using it
 
     async def delete(self, repo: Repository, tag: str, *, kept: Sequence[str]) -> str:
-        """Delete ``tag`` from ``repo``; ``kept`` are its other tags, which must survive.
-        Returns how: ``tag``, ``digest``, ``api`` (ECR), or ``gone`` (already absent)."""
+        """Delete ``tag`` from ``repo``; ``kept`` are its other tags, which must survive. Returns
+        how: ``tag``, ``digest``, ``api`` (the registry's own API: ECR), or ``gone`` (already
+        absent)."""
         if not isinstance(repo, RegistryRepository):
             await repo.delete_manifest(tag)
             return TAG
-        if repo.profile.kind == hosts.ECR:
-            await ecr_delete_tag(repo.host, repo.repository, tag)
+        if await repo.profile.delete_tag(repo.transport, repo.repository, tag):
             return API
         try:
             await repo.delete_manifest(tag)

@@ -235,12 +235,9 @@ class ArtifactRegistryEmulator(RegistryProxy):
         return None
 
     async def _tags(self, path: str) -> web.Response:
-        assert self._session is not None
-        async with self._session.get(self.upstream_url + path) as upstream:
-            body = await upstream.read()
-            if upstream.status != 200:
-                return web.Response(status=upstream.status, body=body, content_type="application/json")
-        doc = json.loads(body)
+        doc = await self._upstream_json(path)
+        if isinstance(doc, web.Response):
+            return doc
         name = path.removeprefix("/v2/").removesuffix("/tags/list")
         doc["tags"] = sorted({*(doc.get("tags") or []), *self.extra_tags.get(name, {})})[:TAG_LIST_CAP]
         return web.json_response(doc)

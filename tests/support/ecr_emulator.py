@@ -26,6 +26,11 @@ Each behaviour, and where it comes from:
   because it does not have any parts" -- reported (radius-project/radius#7855) and the ECR API
   documents `EmptyUploadException`; `empty_uploads="accept"` takes them instead, since whether
   every path refuses them is not known;
+- `BatchDeleteImage` given an `imageTag` removes that tag only; the image goes with its last tag;
+  a tag that is not there is a `failures` entry with `failureCode` `ImageNotFound`, not an error
+  -- documented (ECR API reference, `BatchDeleteImage`, `ImageFailure`). The front keeps the
+  removed tags out of `tags/list` and answers `404 MANIFEST_UNKNOWN` for them until one is pushed
+  again (distribution itself deletes manifests by digest only);
 - errors in the OCI shape `{"errors": [{"code", "message"}]}` -- documented (ECR follows the
   Docker Registry HTTP API V2).
 """
@@ -59,6 +64,7 @@ class EcrEmulator(RegistryProxy):
         self.broken: dict[str, int] = {}  # upload session -> bytes its broken upload had sent
         self.sessions_put: list[str] = []  # the session of every blob PUT, in order
         self.refusals: list[str] = []
+        self.removed: dict[str, set[str]] = {}  # repository -> tags BatchDeleteImage removed
 
     def create_repository(self, name: str, *, immutable: bool = False) -> None:
         self.repositories[name] = "IMMUTABLE" if immutable else "MUTABLE"
@@ -111,26 +117,42 @@ class EcrEmulator(RegistryProxy):
                 "NAME_UNKNOWN",
                 f"The repository with name '{name}' does not exist in the registry with id '{ACCOUNT}'",
             )
-        if method == "PUT" and "/manifests/" in path:
-            tag = path.rsplit("/manifests/", 1)[1]
-            if self.repositories[name] == "IMMUTABLE" and not tag.startswith("sha256:"):
-                assert self._session is not None
-                url = f"{self.upstream_url}/v2/{name}/manifests/{tag}"
-                async with self._session.head(url, headers={"Accept": ACCEPT_ALL}) as head:
-                    exists = head.status == 200
-                if exists:
-                    return self._refuse(
-                        f"PUT {name}:{tag}: immutable",
-                        400,
-                        "TAG_INVALID",
-                        f"The image tag '{tag}' already exists in the '{name}' repository and cannot be "
-                        "overwritten because the repository is immutable.",
-                    )
+        if path.endswith("/tags/list") and method == "GET":
+            return await self._tags(path, name)
+        tag = path.rsplit("/manifests/", 1)[1] if "/manifests/" in path else ""
+        if method in ("GET", "HEAD") and tag in self.removed.get(name, set()):
+            return _error_response(404, "MANIFEST_UNKNOWN", "manifest unknown")
+        if method == "PUT" and tag:
+            immutable = self.repositories[name] == "IMMUTABLE" and not tag.startswith("sha256:")
+            if immutable and await self._tag_exists(name, tag):
+                return self._refuse(
+                    f"PUT {name}:{tag}: immutable",
+                    400,
+                    "TAG_INVALID",
+                    f"The image tag '{tag}' already exists in the '{name}' repository and cannot be "
+                    "overwritten because the repository is immutable.",
+                )
+            self.removed.get(name, set()).discard(tag)  # pushed again
         if method == "POST" and "mount" in request.query and not self.mounting:
             return await self._session_instead_of_mount(request)
         if method == "PUT" and "/blobs/uploads/" in path:
             return self._upload_rules(request, name)
         return None
+
+    async def _tags(self, path: str, name: str) -> web.Response:
+        doc = await self._upstream_json(path)
+        if isinstance(doc, web.Response):
+            return doc
+        doc["tags"] = [t for t in doc.get("tags") or [] if t not in self.removed.get(name, set())]
+        return web.json_response(doc)
+
+    async def _tag_exists(self, name: str, tag: str) -> bool:
+        assert self._session is not None
+        if tag in self.removed.get(name, set()):
+            return False
+        url = f"{self.upstream_url}/v2/{name}/manifests/{tag}"
+        async with self._session.head(url, headers={"Accept": ACCEPT_ALL}) as head:
+            return head.status == 200
 
     async def _session_instead_of_mount(self, request: web.BaseRequest) -> web.Response:
         assert self._session is not None
@@ -192,7 +214,25 @@ class EcrEmulator(RegistryProxy):
                 "imageTagMutability": self.repositories[name],
             }
             return self._json({"repository": repository})
+        if target == "BatchDeleteImage":
+            return await self._batch_delete(body)
         return self._json({"__type": "UnknownOperationException", "message": target}, status=400)
+
+    async def _batch_delete(self, body: dict[str, Any]) -> web.Response:
+        name = str(body.get("repositoryName", ""))
+        if name not in self.repositories:
+            message = f"The repository with name '{name}' does not exist in the registry with id '{ACCOUNT}'"
+            return self._json({"__type": "RepositoryNotFoundException", "message": message}, status=400)
+        deleted, failures = [], []
+        for image in body.get("imageIds") or []:
+            tag = str(image.get("imageTag", ""))
+            if tag and await self._tag_exists(name, tag):
+                self.removed.setdefault(name, set()).add(tag)
+                deleted.append({"imageTag": tag})
+            else:
+                reason = "Requested image not found"
+                failures.append({"imageId": image, "failureCode": "ImageNotFound", "failureReason": reason})
+        return self._json({"imageIds": deleted, "failures": failures})
 
     def _json(self, doc: dict[str, Any], status: int = 200) -> web.Response:
         return web.Response(status=status, text=json.dumps(doc), content_type="application/x-amz-json-1.1")

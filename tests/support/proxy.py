@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import struct
 import threading
@@ -210,6 +211,17 @@ class RegistryProxy(LoopServer):
     # request handling -----------------------------------------------------------------------------
     def _rewrite(self, value: str) -> str:
         return value.replace(self.upstream_url, self.url)
+
+    async def _upstream_json(self, path: str) -> dict[str, Any] | web.Response:
+        """GET ``path`` from the registry behind (an emulator reshaping a listing): its JSON
+        document, or its answer as it is when that is not a 200."""
+        assert self._session is not None
+        async with self._session.get(self.upstream_url + path) as upstream:
+            body = await upstream.read()
+            if upstream.status != 200:
+                return web.Response(status=upstream.status, body=body, content_type="application/json")
+        doc: dict[str, Any] = json.loads(body)
+        return doc
 
     @staticmethod
     def _expects_continue(request: web.BaseRequest) -> bool:

@@ -72,6 +72,12 @@ class RegistryProfile:
         created. Registries that create repositories on push need nothing."""
         return False
 
+    async def delete_tag(self, transport: Transport, repository: str, tag: str) -> bool:
+        """Remove ``tag`` from ``repository`` through the registry's own API, when it has one that
+        removes a tag only; True when done. False: use the distribution API (``DELETE`` of the
+        manifest by tag, see :mod:`mirror.registry.untag`)."""
+        return False
+
     def upload_refusal(self, error: MirrorError, size: int) -> MirrorError | None:
         """The error to raise instead of ``error`` when a blob upload of ``size`` bytes failed in
         a way this registry never accepts (so it is not retried); ``None`` otherwise."""

@@ -3,6 +3,8 @@
 Sources (Amazon ECR User Guide unless said otherwise):
 - a repository must exist before a push (``NAME_UNKNOWN`` otherwise); ``CreateRepository``
   creates it;
+- ``BatchDeleteImage`` given an ``imageTag`` removes that tag only (the image goes with its last
+  tag) (ECR API Reference);
 - an immutable repository refuses to move a tag with ``TAG_INVALID`` "The image tag '...'
   already exists in the '...' repository and cannot be overwritten because the repository is
   immutable", even for the same digest (the message as reported in aws/containers-roadmap#862);
@@ -35,6 +37,14 @@ class EcrProfile(RegistryProfile):
         from mirror.registry.ecr import ensure_repository
 
         return await ensure_repository(self.host, repository, any_name=True)
+
+    async def delete_tag(self, transport: Transport, repository: str, tag: str) -> bool:
+        """``BatchDeleteImage`` with the tag (credentials from the AWS chain): ECR removes that tag
+        only, whatever the host's name (the config's ``kind: ecr``)."""
+        from mirror.registry.ecr import delete_tag
+
+        await delete_tag(self.host, repository, tag, any_name=True)
+        return True
 
     def upload_refusal(self, error: MirrorError, size: int) -> MirrorError | None:
         """ECR completes no upload without a part, so a 0-byte blob cannot be stored: a final
