@@ -11,7 +11,8 @@ state                       meaning
 ``missing``                 the destination has no such tag (or digest)
 ``different_digest``        the destination tag names another digest
 ``extra``                   a destination tag the job covers (see :func:`~.selection.covers_tag`)
-                            whose source tag is gone
+                            whose source tag is gone (a referrers tag whose subject is still
+                            present is not: see :attr:`RepoState.kept`)
 ``source_unreadable``       the source could not be listed, or this image of it could not be read
 ``destination_unreadable``  the destination could not be listed, or this reference not be read
 ==========================  ========================================================================
@@ -83,6 +84,9 @@ class RepoState:
     dest_listing: Listing
     source_digests: Mapping[str, Lookup] = field(default_factory=dict)  # by Pair.source
     dest_digests: Mapping[str, Lookup] = field(default_factory=dict)  # by destination reference
+    # Destination tags that are not extra though the source has no such tag: the referrers tags
+    # (``sha256-<hex>``) a store without the referrers API keeps for a subject still present.
+    kept: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def extras(state: RepoState, covers: Callable[[str], bool]) -> list[str]:
     if state.source_listing is None or not state.source_listing.ok or not state.dest_listing.ok:
         return []
     assert state.source_listing.tags is not None and state.dest_listing.tags is not None
-    gone = state.dest_listing.tags - state.source_listing.tags
+    gone = state.dest_listing.tags - state.source_listing.tags - state.kept
     return sorted(tag for tag in gone if covers(tag))
 
 

@@ -4,11 +4,18 @@ For every image a pass (or ``mirror copy --referrers``) copied, or found already
 referrers of its source digest are looked up in two ways, and both count:
 
 - the OCI referrers API (``GET /v2/<name>/referrers/<digest>``, every ``Link`` page), on a
-  registry that has it: each referrer is copied by digest;
+  registry that has it, or, in an OCI layout (``oci:``, ``s3://``), the manifests ``index.json``
+  names whose ``subject`` is the digest (tagged or not, as ORAS finds them): each referrer is
+  copied by digest;
 - the tags of the referrers fallback scheme, ``sha256-<hex>[.suffix]`` (the OCI tag schema's
   index; cosign's ``.sig``, ``.att``, ``.sbom``), from the source repository's tag list, read
   once per repository and run: each is copied under its tag. Such a tag may move at the
   destination: the scheme rewrites it whenever a referrer is added at the source.
+
+At a destination without the referrers API (a registry that does not answer ``OCI-Subject``,
+an OCI layout) each referrer copied is listed under its subject's referrers tag, and in a
+layout's ``index.json`` too, by the store it is written to (:mod:`mirror.types.referrers`), so
+clients find it there.
 
 Only subjects that were selected have their referrers looked up, so a tag filter's exclusions
 hold for their signatures too; referrers go to the destinations where their subject is.
@@ -30,6 +37,7 @@ from mirror.registry.base import Repository
 from mirror.types.digest import Digest, is_digest
 from mirror.types.errors import MirrorError, NotFound
 from mirror.types.manifest import Descriptor
+from mirror.types.referrers import referrers_tag
 
 MAX_DEPTH = 3  # referrers, their referrers, and theirs
 LOOKUPS = 16  # subjects looked up at the same time
@@ -64,11 +72,11 @@ class ReferrerFinder:
     async def lookup(self, source: Repository, digest: Digest) -> list[str]:
         """The references of ``digest``'s referrers at ``source``: digests (API), then tags."""
         found: list[str] = []
-        api = getattr(source, "referrers", None)  # registries; layouts have tags only
+        api = getattr(source, "referrers", None)  # the API of a registry; a layout's index.json
         if api is not None:
             descs: list[Descriptor] | None = await api(digest)
-            found.extend(str(d.digest) for d in descs or [])
-        prefix = f"{digest.algorithm}-{digest.hex}"
+            found.extend(dict.fromkeys(str(d.digest) for d in descs or []))
+        prefix = referrers_tag(digest)
         found.extend(
             t for t in await self._fallback_tags(source) if t == prefix or t.startswith(prefix + ".")
         )

@@ -18,8 +18,9 @@ from collections.abc import Iterable
 
 from mirror.jobs.filters import TagFilter, select_tags
 
-FALLBACK_TAG = re.compile(r"^sha256-[a-f0-9]{64}(?:\.[A-Za-z0-9_.-]+)?$")
-"""Tags of the referrers fallback scheme: ``sha256-<hex>`` with an optional suffix (``.sig``, ...)."""
+FALLBACK_TAG = re.compile(r"^(?:sha256|sha512)-[a-f0-9]{64}(?:\.[A-Za-z0-9_.-]+)?$")
+"""Tags of the referrers fallback scheme: ``sha256-<hex>`` (a sha512 digest's hex truncated to 64
+characters) with an optional suffix (``.sig``, ...)."""
 
 
 def select_references(all_tags: Iterable[str], tag_filter: TagFilter) -> list[str]:

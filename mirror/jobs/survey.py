@@ -8,7 +8,9 @@ repository that does not exist lists as empty. Failures are kept as values (:cla
 :class:`.drift.Lookup`), never raised: a report has a row for each.
 
 Requests: one listing per repository on each side, one HEAD per reference on each side (plus a
-GET per multi-platform source image when the job filters platforms).
+GET per multi-platform source image when the job filters platforms), and, for a job with
+``referrers``, one or two HEADs per referrers tag only the destination has (is its subject still
+there?).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from mirror.types.digest import Digest
 from mirror.types.errors import MirrorError, NotFound
 from mirror.types.manifest import filter_index, parse_manifest
 from mirror.types.reference import Ref
+from mirror.types.referrers import is_referrers_tag, subject_of_tag
 
 LOOKUPS = 16  # manifest lookups in flight per survey
 
@@ -151,10 +154,13 @@ async def _survey_repository(
         survey.targets[dest.name] = target
         survey.repos[dest.name] = dest
         dest_listing = await _listing(dest, limit, missing_is_empty=True)
+        kept = await _kept_referrers_tags(job, source, dest, source_listing, dest_listing, limit)
         dest_digests: dict[str, Lookup] = {}
         expected = dict(source_digests)
         if digests:
-            state = RepoState(job.name, source.name, dest.name, pairs, source_listing, dest_listing)
+            state = RepoState(
+                job.name, source.name, dest.name, pairs, source_listing, dest_listing, kept=kept
+            )
             refs = {p.destination for p in pairs}
             if known is None:
                 refs |= set(extras(state, lambda t: job_covers(job, t)))
@@ -163,9 +169,40 @@ async def _survey_repository(
             )
             dest_digests = dict(zip(sorted(refs), found, strict=True))
             await _same_bytes(source, pairs, expected, dest_digests, limit)
-        state = RepoState(job.name, source.name, dest.name, pairs, source_listing, dest_listing)
+        state = RepoState(job.name, source.name, dest.name, pairs, source_listing, dest_listing, kept=kept)
         states.append(dataclasses.replace(state, source_digests=expected, dest_digests=dest_digests))
     return states
+
+
+async def _kept_referrers_tags(
+    job: JobSpec,
+    source: Repository,
+    dest: Repository,
+    source_listing: Listing | None,
+    dest_listing: Listing,
+    limit: asyncio.Semaphore,
+) -> frozenset[str]:
+    """The destination's referrers tags (``sha256-<hex>``) the source does not have whose subject
+    is still present, at the destination or at the source: mirror keeps them itself on a store
+    without the referrers API (:mod:`mirror.types.referrers`), so they are no extras, and prune
+    leaves them. A subject that cannot be looked up, or told from its tag, counts as present."""
+    if not job.referrers or source_listing is None or not source_listing.ok or not dest_listing.ok:
+        return frozenset()
+    assert source_listing.tags is not None and dest_listing.tags is not None
+    candidates = sorted(t for t in dest_listing.tags - source_listing.tags if is_referrers_tag(t))
+
+    async def present(tag: str) -> bool:
+        subject = subject_of_tag(tag)
+        if subject is None:
+            return True
+        for repo in (dest, source):
+            found = await _lookup(limit, _digest_of, repo, str(subject))
+            if found.error or found.digest is not None:
+                return True
+        return False
+
+    found = await asyncio.gather(*(present(tag) for tag in candidates))
+    return frozenset(tag for tag, keep in zip(candidates, found, strict=True) if keep)
 
 
 Known = Mapping[tuple[str, str], Lookup]

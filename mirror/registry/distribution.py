@@ -8,7 +8,10 @@ whole upload session (POST + PUT), whose inner requests are sent with retries of
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from typing import Any
 
 from yarl import URL
 
@@ -17,6 +20,7 @@ from mirror.registry.blobreads import open_resumable
 from mirror.registry.pages import Pagination
 from mirror.registry.profiles import RegistryProfile, profile_for
 from mirror.registry.pulls import PullBudget
+from mirror.registry.referrerstag import Stale, add_referrer
 from mirror.registry.sessions import UploadSessions
 from mirror.transport.client import Reply, Transport
 from mirror.transport.urls import resolve_location, with_digest
@@ -31,6 +35,7 @@ from mirror.types.errors import (
 )
 from mirror.types.manifest import Descriptor, parse_manifest
 from mirror.types.reference import validate_tag
+from mirror.types.referrers import is_referrers_tag, referrer_entry, referrers_tag, subject_of
 
 TAGS_PAGE = 1000
 MAX_LIST_BODY = 8 * 1024 * 1024
@@ -77,6 +82,7 @@ class RegistryRepository:
         self._max_blob_size = max_blob_size
         # Upload sessions: a mount's 202 kept for the next upload; a failed one's cancelled.
         self.sessions = UploadSessions(self._delete_session)
+        self._referrers_locks: dict[str, asyncio.Lock] = {}
 
     @property
     def name(self) -> str:
@@ -172,8 +178,18 @@ class RegistryRepository:
         return FetchedManifest(reply.body, media_type, computed)
 
     async def put_manifest(self, reference: str, raw: bytes, media_type: str) -> None:
+        """Store a manifest; one with a ``subject`` is listed under its subject's referrers tag
+        too, unless the registry answered ``OCI-Subject`` (it has the referrers API)."""
+        subject = subject_of(raw)
+        async with self._referrers_lock(reference):  # a referrers tag copied whole: not mid-update
+            reply = await self._put_manifest(reference, raw, media_type)
+        if subject is not None and (reply is None or not reply.headers.get("OCI-Subject")):
+            digest = Digest.parse(reference) if is_digest(reference) else Digest.of(raw)
+            await self.list_referrer(subject, referrer_entry(raw, media_type, digest))
+
+    async def _put_manifest(self, reference: str, raw: bytes, media_type: str) -> Reply | None:
         try:
-            await self.transport.request(
+            return await self.transport.request(
                 "PUT",
                 self.host,
                 self._path("manifests", _reference(reference)),
@@ -187,6 +203,7 @@ class RegistryRepository:
             if ":" in reference or not self.profile.may_be_tag_refusal(exc):
                 raise
             await self._settle_tag_refusal(reference, raw, exc)
+            return None
 
     async def _settle_tag_refusal(self, tag: str, raw: bytes, refusal: RegistryError) -> None:
         """A tag PUT was refused. Registries signal an immutable tag differently (ECR's
@@ -324,6 +341,49 @@ class RegistryRepository:
         await self.sessions.aclose()
 
     # -- referrers ---------------------------------------------------------------------------
+
+    def _referrers_lock(self, tag: str) -> asyncio.Lock | contextlib.nullcontext[None]:
+        """This repository's writers of one referrers tag take turns (other processes are met by
+        :mod:`mirror.registry.referrerstag`'s conditional write and read-back)."""
+        if not is_referrers_tag(tag):
+            return contextlib.nullcontext()
+        return self._referrers_locks.setdefault(tag, asyncio.Lock())
+
+    async def list_referrer(self, subject: Digest, entry: dict[str, Any]) -> None:
+        """Add ``entry`` to the index under ``subject``'s referrers tag (the OCI referrers tag
+        schema, for a registry without the referrers API)."""
+        tag = referrers_tag(subject)
+
+        async def read() -> tuple[bytes | None, str | None]:
+            try:
+                if self.pulls is not None:
+                    reply = await self._pull_manifest(tag, self.pulls)
+                else:
+                    reply = await self._get_manifest(tag)
+            except NotFound:
+                return None, None
+            return reply.body, reply.headers.get("ETag")
+
+        async def write(body: bytes, etag: str | None) -> None:
+            condition = {"If-Match": etag} if etag else {"If-None-Match": "*"}
+            try:
+                await self.transport.request(
+                    "PUT",
+                    self.host,
+                    self._path("manifests", tag),
+                    scopes=_push(self.repository),
+                    headers={"Content-Type": mt.OCI_INDEX, **condition},
+                    body=body,
+                    content_length=len(body),
+                    ok=(200, 201, 202, 204),
+                )
+            except RegistryError as exc:
+                if exc.status == 412:
+                    raise Stale(f"{self.name}:{tag} changed since it was read") from None
+                raise
+
+        async with self._referrers_lock(tag):
+            await add_referrer(read, write, entry, f"{self.name}:{tag}")
 
     async def referrers(self, digest: Digest) -> list[Descriptor] | None:
         """Manifests whose ``subject`` is ``digest`` (OCI referrers API, every ``Link`` page, each

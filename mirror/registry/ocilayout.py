@@ -26,6 +26,7 @@ from mirror.registry.base import BlobReader, ChunkSource, FetchedManifest, Manif
 from mirror.registry.completeness import require_content
 from mirror.registry.filelock import run_locked
 from mirror.registry.layoutindex import MAX_INDEX_BYTES, REF_NAME, index_bytes, parse_index, tag_of
+from mirror.registry.layoutreferrers import SubjectScan, add_referrer, tagged_digest
 from mirror.registry.resume import Reopened, ResumingReader
 from mirror.types import mediatypes as mt
 from mirror.types.digest import Digest, is_digest
@@ -39,6 +40,7 @@ from mirror.types.errors import (
 )
 from mirror.types.manifest import Descriptor, parse_manifest
 from mirror.types.reference import validate_ref_name
+from mirror.types.referrers import referrer_entry, referrers_tag, subject_of
 
 READ_CHUNK = 1024 * 1024
 LOCK_FILE = "index.json.lock"
@@ -86,6 +88,7 @@ class OciLayout:
         self._create = create
         self._index_lock = asyncio.Lock()  # this object's writers; the lock file, every process's
         self.lock_timeout = lock_timeout
+        self._scan = SubjectScan(self._manifest_bytes)
 
     @property
     def name(self) -> str:
@@ -165,24 +168,72 @@ class OciLayout:
         return FetchedManifest(raw, media_type, actual)
 
     async def put_manifest(self, reference: str, raw: bytes, media_type: str) -> None:
+        """Store a manifest (by digest: its blob only); one with a ``subject`` is listed in
+        ``index.json`` so it can be found (:mod:`mirror.registry.layoutreferrers`)."""
         await require_content(self.name, reference, raw, media_type, self._holds)
         digest = Digest.of(raw)
+        if is_digest(reference) and Digest.parse(reference) != digest:
+            raise DigestMismatch(reference, str(digest), what="manifest")
         await asyncio.to_thread(self._ensure_layout)
         path = self._blob_path(digest)
         if not path.exists():
             await asyncio.to_thread(_atomic_write, path, raw)
-        if is_digest(reference):
-            if Digest.parse(reference) != digest:
-                raise DigestMismatch(reference, str(digest), what="manifest")
+        tag = None if is_digest(reference) else validate_ref_name(reference)
+        subject = subject_of(raw)
+        if tag is None and subject is None:
             return
-        tag = validate_ref_name(reference)
-        entry = {
-            "mediaType": media_type,
-            "digest": str(digest),
-            "size": len(raw),
-            "annotations": {REF_NAME: tag},
-        }
-        await self._update(lambda: self._set_tag(tag, entry))
+        entry = {"mediaType": media_type, "digest": str(digest), "size": len(raw)}
+
+        def change() -> None:
+            entries = self._read_index()
+            if tag is not None:
+                entries = [e for e in entries if tag_of(e) != tag]
+                entries.append({**entry, "annotations": {REF_NAME: tag}})
+            if subject is not None:
+                entries = self._with_referrer(entries, subject, referrer_entry(raw, media_type, digest))
+            _atomic_write(self.path / "index.json", index_bytes(entries))
+
+        await self._update(change)
+
+    def _with_referrer(
+        self, entries: list[dict[str, Any]], subject: Digest, entry: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """``entries`` listing the referrer ``entry``; the new referrers index is stored first."""
+        current = tagged_digest(entries, referrers_tag(subject))
+        index = None
+        if current is not None:
+            index = _read_bounded(self._blob_path(current), mt.MAX_MANIFEST_BYTES)
+            if Digest.of(index, current.algorithm) != current:
+                raise DigestMismatch(
+                    str(current),
+                    str(Digest.of(index, current.algorithm)),
+                    what=f"{self.name} referrers index",
+                )
+        updated, new_index = add_referrer(entries, subject, entry, index, self.name)
+        if new_index is not None:
+            index_path = self._blob_path(Digest.of(new_index))
+            if not index_path.exists():
+                _atomic_write(index_path, new_index)
+        return updated
+
+    async def referrers(self, digest: Digest) -> list[Descriptor]:
+        """Manifests ``index.json`` names (tagged or not) whose ``subject`` is ``digest``."""
+        entries = await asyncio.to_thread(self._read_index)
+        return await self._scan.referrers(entries, digest)
+
+    async def _manifest_bytes(self, digest: Digest) -> bytes:
+        path = self._blob_path(digest)
+        try:
+            raw = await asyncio.to_thread(_read_bounded, path, mt.MAX_MANIFEST_BYTES)
+        except FileNotFoundError:
+            raise NotFound(
+                f"{self.name}: index.json names {digest}, which is not in blobs/", status=404
+            ) from None
+        if Digest.of(raw, digest.algorithm) != digest:
+            raise DigestMismatch(
+                str(digest), str(Digest.of(raw, digest.algorithm)), what=f"{self.name} manifest"
+            )
+        return raw
 
     async def _update(self, change: Callable[[], None]) -> None:
         """One read-modify-write of index.json, under this object's and every process's lock."""
@@ -192,11 +243,6 @@ class OciLayout:
             await run_locked(
                 self.path / LOCK_FILE, change, max_wait=self.lock_timeout, what=f"{self.name}/index.json"
             )
-
-    def _set_tag(self, tag: str, entry: dict[str, Any]) -> None:
-        entries = [e for e in self._read_index() if tag_of(e) != tag]
-        entries.append(entry)
-        _atomic_write(self.path / "index.json", index_bytes(entries))
 
     async def delete_manifest(self, reference: str) -> None:
         await self._update(lambda: self._untag(reference))

@@ -43,6 +43,7 @@ from mirror.registry.aws import PreconditionFailed
 from mirror.registry.base import BlobReader, ChunkSource, FetchedManifest, ManifestInfo
 from mirror.registry.completeness import require_content
 from mirror.registry.layoutindex import REF_NAME, index_bytes, tag_of
+from mirror.registry.layoutreferrers import SubjectScan, add_referrer, tagged_digest
 from mirror.registry.multipart import DEFAULT_PART_SIZE, MAX_OBJECT_SIZE, check_part_size, part_size_for
 from mirror.registry.resume import Reopened, ResumingReader, range_mismatch, strong_etag
 from mirror.registry.s3bucket import OCTET_STREAM, S3Bucket
@@ -53,6 +54,7 @@ from mirror.types.digest import Digest, is_digest
 from mirror.types.errors import BlobTooLarge, DigestMismatch, InputError, InvalidReference, NotFound
 from mirror.types.manifest import Descriptor, parse_manifest
 from mirror.types.reference import validate_ref_name
+from mirror.types.referrers import referrer_entry, referrers_tag, subject_of
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _TRUE = ("1", "true", "yes", "on")
@@ -196,6 +198,7 @@ class S3Layout:
             conditional_writes=self.options.conditional_writes,
         )
         self._index = S3Index(self._s3, self._key("index.json"), create=create)
+        self._scan = SubjectScan(self._manifest_bytes)
         self._uploads = S3Uploads(self._s3, concurrency=self.options.concurrency)
         self._layout_ok = False
         self._held: dict[str, int] = {}  # blob key -> size, of objects this layout wrote or found
@@ -345,19 +348,46 @@ class S3Layout:
         await self._ensure_layout()
         await self._uploads.put_whole(self._blob_key(digest), raw, media_type or OCTET_STREAM)
         self._held[self._blob_key(digest)] = len(raw)
-        if tag is None:
+        subject = subject_of(raw)
+        if tag is None and subject is None:
             return
-        entry = {
-            "mediaType": media_type,
-            "digest": str(digest),
-            "size": len(raw),
-            "annotations": {REF_NAME: tag},
-        }
+        entry = {"mediaType": media_type, "digest": str(digest), "size": len(raw)}
 
-        def set_tag(entries: Entries) -> Entries:
-            return [*(e for e in entries if tag_of(e) != tag), entry]
+        async def change(entries: Entries) -> Entries:
+            if tag is not None:
+                entries = [
+                    *(e for e in entries if tag_of(e) != tag),
+                    {**entry, "annotations": {REF_NAME: tag}},
+                ]
+            if subject is not None:
+                entries = await self._with_referrer(entries, subject, referrer_entry(raw, media_type, digest))
+            return entries
 
-        await self._index.update(set_tag)
+        await self._index.update(change)
+
+    async def _with_referrer(self, entries: Entries, subject: Digest, entry: dict[str, Any]) -> Entries:
+        """``entries`` listing the referrer ``entry`` (:mod:`mirror.registry.layoutreferrers`);
+        the new referrers index is stored before ``index.json`` names it."""
+        current = tagged_digest(entries, referrers_tag(subject))
+        index = None if current is None else await self._manifest_bytes(current)
+        updated, new_index = add_referrer(entries, subject, entry, index, self.name)
+        if new_index is not None:
+            key = self._blob_key(Digest.of(new_index))
+            await self._uploads.put_whole(key, new_index, mt.OCI_INDEX)
+            self._held[key] = len(new_index)
+        return updated
+
+    async def referrers(self, digest: Digest) -> list[Descriptor]:
+        """Manifests ``index.json`` names (tagged or not) whose ``subject`` is ``digest``."""
+        entries, _ = await self._index.read()
+        return await self._scan.referrers(entries, digest)
+
+    async def _manifest_bytes(self, digest: Digest) -> bytes:
+        what = f"{self.name} manifest {digest}"
+        raw, _ = await self._s3.get_small(self._blob_key(digest), mt.MAX_MANIFEST_BYTES, what)
+        if Digest.of(raw, digest.algorithm) != digest:
+            raise DigestMismatch(str(digest), str(Digest.of(raw, digest.algorithm)), what=what)
+        return raw
 
     async def delete_manifest(self, reference: str) -> None:
         """Remove a tag, or every entry of a digest, from ``index.json`` (blobs stay)."""

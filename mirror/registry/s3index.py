@@ -9,8 +9,9 @@ writer wins. Parsing and validation are :mod:`mirror.registry.layoutindex`'s.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mirror.registry.aws import PreconditionFailed
@@ -55,14 +56,16 @@ class S3Index:
         self.entries = entries
         return entries, etag
 
-    async def update(self, change: Callable[[Entries], Entries]) -> None:
-        """Read-modify-write of ``index.json``, redone when another writer changed it meanwhile."""
+    async def update(self, change: Callable[[Entries], Entries | Awaitable[Entries]]) -> None:
+        """Read-modify-write of ``index.json``, redone when another writer changed it meanwhile
+        (``change`` may be a coroutine function: it runs again on each new reading)."""
         async with self._lock:
             for attempt in range(INDEX_ATTEMPTS):
                 if attempt:
                     await asyncio.sleep(random.uniform(0, 0.05 * 2**attempt))
                 entries, etag = await self.read()
-                updated = change(list(entries))
+                changed = change(list(entries))
+                updated = await changed if inspect.isawaitable(changed) else changed
                 try:
                     await self._bucket.put(
                         self._key,

@@ -96,6 +96,9 @@ class Fault:
     def upstream_headers(self, ctx: FaultContext, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         return headers
 
+    def reply_headers(self, ctx: FaultContext, headers: Any) -> None:
+        """May add to or change the headers of the upstream's answer (a CIMultiDict)."""
+
 
 def _error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
@@ -333,3 +336,33 @@ class Hold(Fault):
 
     def on_body(self, ctx: FaultContext, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         return self._wrap(chunks) if ctx.upstream_status is not None and ctx.upstream_status < 300 else chunks
+
+
+class SubjectHeader(Fault):
+    """Answers manifest PUTs as a registry with the OCI referrers API does: with the header
+    `OCI-Subject: <subject digest>` (OCI distribution spec 1.1, "Pushing Manifests with Subject":
+    a registry that supports the referrers API MUST send it for a manifest with a `subject`).
+    The upstream (distribution 2.8) stores the manifest; the header is what the client sees."""
+
+    name = "subject-header"
+
+    def __init__(self, subject: str, *, times: int | None = None, **match: Any) -> None:
+        match.setdefault("method", "PUT")
+        match.setdefault("path", r"/manifests/")
+        super().__init__(times=times, **match)
+        self.subject = subject
+
+    def reply_headers(self, ctx: FaultContext, headers: Any) -> None:
+        if ctx.upstream_status in (200, 201):
+            headers["OCI-Subject"] = self.subject
+
+
+class LostWrite(Fault):
+    """Answers a PUT 201 without forwarding it: the write another writer overwrote at once, as a
+    registry without conditional writes lets happen (distribution spec 1.1, "Referrers Tag
+    Schema": simultaneous updates of the tag may lose data)."""
+
+    name = "lost-write"
+
+    async def on_request(self, ctx: FaultContext) -> Any:
+        return web.Response(status=201)  # the proxy reads (drains) the body it did not forward

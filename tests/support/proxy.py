@@ -366,6 +366,8 @@ class RegistryProxy(LoopServer):
                 response.headers.add(k, self._rewrite(v) if k.lower() in ("location", "link") else v)
             if upstream.headers.get("Content-Length") is not None:
                 response.content_length = int(upstream.headers["Content-Length"])
+            for fault in active:
+                fault.reply_headers(ctx, response.headers)
             body: AsyncIterator[bytes] = upstream.content.iter_chunked(CHUNK)
             for fault in active:
                 wrapped = fault.on_body(ctx, body)
