@@ -12,6 +12,7 @@ referring to the index.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,7 +222,8 @@ jobs:
 
 def test_mirror_copy_asks_for_referrers(artifacts: Artifacts, tmp_path: Path) -> None:
     """`mirror copy --referrers` of the artifact brings its signature and SBOM to a registry and
-    to an OCI layout in one pass; skopeo reads them back from both."""
+    to an OCI layout in one pass, findable in both (the referrers tag; untagged index.json
+    entries in the layout); skopeo reads them back from both."""
     a = artifacts
     layout = tmp_path / "bundle"
     run = mirror_copy(
@@ -234,8 +236,17 @@ def test_mirror_copy_asks_for_referrers(artifacts: Artifacts, tmp_path: Path) ->
     assert run.code == 0, run.errors()
     fallback = a.bundle.digest.replace(":", "-")
     assert set(list_tags(a.dst, "copyref/bundle")) == {"v1", fallback}
-    tags = {e["annotations"][REF_NAME]: e["digest"] for e in layout_index(layout)["manifests"]}
+    entries = layout_index(layout)["manifests"]
+    tags = {e["annotations"][REF_NAME]: e["digest"] for e in entries if REF_NAME in e.get("annotations", {})}
     assert tags == {"v1": a.bundle.digest, fallback: a.referrers_index.digest}
+    # Each referrer has an untagged entry too, as ORAS keeps them, with its type: found by a scan.
+    untagged = {
+        e["digest"]: e.get("artifactType") for e in entries if REF_NAME not in e.get("annotations", {})
+    }
+    assert untagged == {
+        a.signature.digest: a.signature.json()["config"]["mediaType"],
+        a.sbom.digest: SBOM,
+    }
     for referrer in (a.signature, a.sbom):
         assert skopeo_inspect_raw(f"{a.dst.host}/copyref/bundle@{referrer.digest}") == referrer.data
         assert layout_blob(layout, referrer.digest) == referrer.data
@@ -243,3 +254,13 @@ def test_mirror_copy_asks_for_referrers(artifacts: Artifacts, tmp_path: Path) ->
         for desc in (m["config"], *m["layers"]):  # the layout is complete: ORAS's `{}` config too
             assert sha256_digest(layout_blob(layout, desc["digest"])) == desc["digest"]
     assert run_skopeo(["inspect", "--raw", f"oci:{layout}:{fallback}"]).stdout == a.referrers_index.data
+
+    # Onward from the layout: found again, listed under the referrers tag, and ORAS pulls the
+    # signature by the digest that index gives.
+    onward = mirror_copy(tmp_path, "--referrers", f"oci:{layout}:v1", f"{a.dst.host}/onward/bundle:v1")
+    assert onward.code == 0, onward.errors()
+    index = json.loads(skopeo_inspect_raw(f"{a.dst.host}/onward/bundle:{fallback}"))
+    listed = {m["digest"]: m.get("artifactType") for m in index["manifests"]}
+    assert listed == {a.signature.digest: a.signature.json()["config"]["mediaType"], a.sbom.digest: SBOM}
+    sig = a.oras.pull(a.dst.host, "onward/bundle", a.signature.digest, tmp_path / "onward-sig")
+    assert list(sig) == ["sig.txt"]
