@@ -382,3 +382,23 @@ jobs:
     assert set(list_tags(dst, "m/web")) == {"v2", tag}
     assert main(["sync", "--config", str(config), "--once"]) == 0
     assert set(list_tags(dst, "m/web")) == {"v2"}
+
+
+def test_a_referrer_found_twice_is_pushed_once(
+    registry_pair: Any, proxy_factory: Any, tmp_path: Path
+) -> None:
+    """A layout mirror wrote names each referrer twice (an untagged entry, and in the referrers
+    index under its tag): copied onward, each referrer manifest is PUT once. Two PUTs of one
+    manifest at once made distribution 2.8 refuse the referrers index naming it (DIGEST_INVALID:
+    it read the manifest's link file while the other PUT rewrote it)."""
+    src, dst = registry_pair
+    signed = signed_in_registry(src, "apps/app")
+    layout = tmp_path / "layout"
+    assert copy(f"{src.host}/apps/app:v1", f"oci:{layout}:v1") == 0
+    proxy = proxy_factory.start(dst)
+    assert copy(f"oci:{layout}:v1", f"{proxy.host}/m/app:v1") == 0
+    for r in signed.referrers:
+        assert len(proxy.select("PUT", f"/manifests/{r.digest}")) == 1
+    assert registry_referrers(dst, "m/app", signed.subject) == {
+        r.digest: r.descriptor() for r in signed.referrers
+    }

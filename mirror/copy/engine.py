@@ -110,6 +110,7 @@ class CopyEngine:
             stall_timeout=stall_timeout,
         )
         self._pushed: set[tuple[str, str]] = set()
+        self._pushing: dict[tuple[str, str, Digest], asyncio.Future[None]] = {}
 
     def stop(self) -> None:
         """Shutting down: blob transfers not yet started fail; those moving finish."""
@@ -215,10 +216,21 @@ class CopyEngine:
         key = (repo.name, reference)
         if key in self._pushed and not always:
             return
-        await repo.put_manifest(reference, manifest.raw, manifest.media_type)
-        self._pushed.add(key)
-        self.stats.manifests_pushed += 1
-        self._emit(ev.MANIFEST_PUSHED, repo=repo, digest=str(manifest.digest), detail=job)
+        # The same bytes on their way to the same place (a referrer copied by digest and as a
+        # child of its referrers index at once): one PUT. Two at once make distribution 2.8
+        # rewrite the manifest's link file while an index naming it is checked, which fails.
+        flight = (repo.name, reference, manifest.digest)
+        push = self._pushing.get(flight)
+        if push is None:
+            push = asyncio.ensure_future(repo.put_manifest(reference, manifest.raw, manifest.media_type))
+            self._pushing[flight] = push
+            push.add_done_callback(lambda _: self._pushing.pop(flight, None))
+            await push
+            self._pushed.add(key)
+            self.stats.manifests_pushed += 1
+            self._emit(ev.MANIFEST_PUSHED, repo=repo, digest=str(manifest.digest), detail=job)
+        else:
+            await push
 
 
 def _waves(manifests: list[tuple[str, Manifest]]) -> list[list[tuple[str, Manifest]]]:
