@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import socket
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,6 @@ from typing import Any
 import pytest
 from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from mirror.auth.ecr import EcrHost, EcrProvider, parse_ecr_host
 from mirror.types.errors import AuthError
@@ -21,18 +19,10 @@ from mirror.types.errors import AuthError
 ACCOUNT = "123456789012"
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Test credentials only; no shared files, no instance metadata, no proxy."""
+    """Test credentials only; no shared files, no instance metadata, no proxy (in place of the
+    shared ``aws_env``: the provider's own credential chain is under test)."""
     for name in (
         "AWS_PROFILE",
         "AWS_DEFAULT_PROFILE",
@@ -107,9 +97,9 @@ def test_parse_ecr_host(host: str, expected: EcrHost | None) -> None:
 # -- against moto ------------------------------------------------------------------------------
 
 
-async def test_token_from_moto(moto_endpoint: str, aws_env: None) -> None:
+async def test_token_from_moto(moto_url: str, aws_env: None) -> None:
     session, recorder = recording_session()
-    provider = EcrProvider(endpoint_url=moto_endpoint, session=session, clock=time.time)
+    provider = EcrProvider(endpoint_url=moto_url, session=session, clock=time.time)
     cred = await provider.resolve(f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com")
     assert cred is not None
     assert cred.username == "AWS"
@@ -121,26 +111,26 @@ async def test_token_from_moto(moto_endpoint: str, aws_env: None) -> None:
     assert cred.password not in repr(cred) and cred.password not in str(cred)
 
 
-async def test_region_from_host_china(moto_endpoint: str, aws_env: None) -> None:
+async def test_region_from_host_china(moto_url: str, aws_env: None) -> None:
     session, recorder = recording_session()
-    provider = EcrProvider(endpoint_url=moto_endpoint, session=session)
+    provider = EcrProvider(endpoint_url=moto_url, session=session)
     cred = await provider.resolve(f"{ACCOUNT}.dkr.ecr.cn-north-1.amazonaws.com.cn")
     assert cred is not None and cred.username == "AWS"
     assert recorder.scopes == ["cn-north-1/ecr"]
 
 
-async def test_other_hosts_are_not_asked(moto_endpoint: str, aws_env: None) -> None:
+async def test_other_hosts_are_not_asked(moto_url: str, aws_env: None) -> None:
     session, recorder = recording_session()
-    provider = EcrProvider(endpoint_url=moto_endpoint, session=session)
+    provider = EcrProvider(endpoint_url=moto_url, session=session)
     assert await provider.resolve("registry.example.com") is None
     assert await provider.resolve("gcr.io") is None
     assert recorder.scopes == []
 
 
-async def test_no_aws_credentials(moto_endpoint: str, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_no_aws_credentials(moto_url: str, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    provider = EcrProvider(endpoint_url=moto_endpoint)
+    provider = EcrProvider(endpoint_url=moto_url)
     with pytest.raises(AuthError, match="no AWS credentials found"):
         await provider.resolve(f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com")
 

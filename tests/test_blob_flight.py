@@ -33,10 +33,10 @@ def blob_gets(proxy: Any) -> list[str]:
 def test_one_read_per_blob_when_a_destination_repository_has_tags(
     registry_factory: Any, proxy_factory: Any, tmp_path: Path
 ) -> None:
-    """The shape the issue measured (42 blobs: 10 repositories of 2 tags on 2 shared base
-    layers, two destinations, one holding an unrelated tag in one target repository, which
-    shares a base layer): its blobs are HEADed first, the other repositories' are sent without
-    a HEAD, and every blob is still read once (the issue saw 43-45 GETs)."""
+    """42 blobs (10 repositories of 2 tags on 2 shared base layers), two destinations, one
+    holding an unrelated tag in one target repository, which shares a base layer: that
+    repository's blobs are HEADed first, the other repositories' are sent without a HEAD, and
+    every blob is still read once (before, this shape cost 43-45 GETs)."""
     src, d1, d2 = registry_factory.start(), registry_factory.start(), registry_factory.start()
     base = [layer(96 * KiB, "base-os"), layer(48 * KiB, "base-runtime")]
     for i in range(10):

@@ -33,7 +33,6 @@ from mirror.types.events import Event
 from tests.support.evil import Answer, EvilRegistry
 from tests.support.faults import ErrorBurst, SlowBody
 from tests.support.images import fetch_blob, push_image
-from tests.test_s3_layout import aws_env, bucket, moto_url, s3  # noqa: F401  (fixtures by name)
 
 FAST = RetryPolicy(attempts=2, base=0.01, cap=0.05)
 HANG_GUARD = 60.0
@@ -173,9 +172,9 @@ async def test_a_session_a_mount_opened_and_no_upload_used_is_deleted(evil: Evil
 
 def test_a_truncated_blob_in_an_s3_layout_is_replaced(
     registry: Any,
-    aws_env: str,  # noqa: F811
-    s3: Any,  # noqa: F811
-    bucket: str,  # noqa: F811
+    aws_env: str,
+    s3: Any,
+    bucket: str,
 ) -> None:
     image = push_image(registry, "apps/app", "v1", layer_sizes=(300 * 1024,), seed="truncated")
     layer = image.layers[0]

@@ -3,7 +3,7 @@ every blob (with its size) and every child manifest the manifest names; `missing
 what a tag names in any store, for a pass or a test to assert a destination is whole.
 
 Before the fix a layout stored any manifest it was given: a referrer whose empty config blob a
-transfer had left out was written and tagged (issue 13, item 1, found that way).
+transfer had left out was written and tagged.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from mirror.types.errors import IncompleteManifest
 from mirror.types.manifest import Descriptor
 from tests.support.images import push_index
 from tests.support.mediatypes import OCI_CONFIG, OCI_LAYER
-from tests.test_s3_layout import aws_env, bucket, moto_url, s3  # noqa: F401  (fixtures by name)
 
 CONFIG = b'{"architecture":"amd64","os":"linux"}'
 LAYER = b"layer bytes " * 100
@@ -89,7 +88,7 @@ async def test_an_oci_layout_writes_a_manifest_only_over_what_it_names(tmp_path:
     ]
 
 
-async def test_an_s3_layout_writes_a_manifest_only_over_what_it_names(bucket: str) -> None:  # noqa: F811
+async def test_an_s3_layout_writes_a_manifest_only_over_what_it_names(bucket: str) -> None:
     repo = S3Layout.from_location(f"{bucket}/lay", create=True, options=S3Options.from_env())
     await refuses_until_whole(repo)
     # What it wrote itself is known: writing another tag asks the bucket nothing about the blobs.
@@ -110,8 +109,8 @@ async def test_an_s3_layout_writes_a_manifest_only_over_what_it_names(bucket: st
 def test_a_copied_index_is_whole_in_both_layouts(
     registry: Any,
     tmp_path: Path,
-    aws_env: str,  # noqa: F811
-    bucket: str,  # noqa: F811
+    aws_env: str,
+    bucket: str,
 ) -> None:
     push_index(registry, "apps/multi", "v1", seed="whole")
     out = tmp_path / "out"

@@ -24,10 +24,6 @@ from mirror.registry.ocilayout import OciLayout
 from mirror.transport.client import HostOptions, Transport
 from mirror.types.errors import AuthError, InputError, InvalidReference
 from mirror.types.manifest import Descriptor
-from tests import test_s3_layout as moto_fixtures
-
-moto_url = moto_fixtures.moto_url
-aws_env = moto_fixtures.aws_env
 
 ACCOUNT = "123456789012"  # moto's default account
 HOST = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"

@@ -18,8 +18,8 @@ SEED = 20241212
 
 def test_prefix_sync_through_the_fault_mix(registry_factory: Any, proxy_factory: Any, tmp_path: Path) -> None:
     """Source: 15% of blob reads come back with a flipped byte, 10% of requests are reset, 5%
-    answered 503, 5% 429. Destination: 8% 503, 5% 429. Before, every digest mismatch was final
-    (5 of 12 images copied in the run the issue describes)."""
+    answered 503, 5% 429. Destination: 8% 503, 5% 429. Before the re-read of a mismatched blob,
+    every digest mismatch was final and such a run copied 5 of 12 images."""
     src, dst = registry_factory.start(), registry_factory.start()
     base = [layer(96 * KiB, "mix-base-os"), layer(48 * KiB, "mix-base-rt")]
     expected: dict[str, str] = {}

@@ -7,6 +7,7 @@ command line; nothing but ``mirror/__main__.py`` imports the command line.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,23 @@ def _files(layer: str) -> list[Path]:
 def test_every_room_is_listed() -> None:
     rooms = {p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert rooms == set(LAYERS)
+
+
+def test_the_architecture_guide_names_every_file() -> None:
+    """docs/ARCHITECTURE.md's rooms table lists each room's files (a package as ``pkg/`` with its
+    files), and only files that exist."""
+    guide = (ROOT.parent / "docs" / "ARCHITECTURE.md").read_text()
+    rows = {
+        cells[1].strip().strip("`"): set(re.findall(r"`([\w/]+\.py|\w+/)`", cells[2]))
+        for cells in (line.split("|") for line in guide.splitlines() if line.startswith("| `"))
+    }
+    for layer in LAYERS:
+        named = rows.get(layer, set())
+        files = [p.relative_to(ROOT / layer) for p in _files(layer) if p.name != "__init__.py"]
+        wanted = {p.name for p in files} | {f"{p.parts[0]}/" for p in files if len(p.parts) > 1}
+        where = f"docs/ARCHITECTURE.md, room {layer}"
+        assert not wanted - named, f"{where}: add {sorted(wanted - named)}"
+        assert not named - wanted, f"{where}: no such file {sorted(named - wanted)}"
 
 
 @pytest.mark.parametrize("layer", LAYERS)

@@ -29,11 +29,7 @@ from mirror.registry.profiles import profile_for
 from mirror.registry.untag import API, Untagger
 from mirror.types.errors import ConfigError
 from mirror.types.reference import parse_repository
-from tests import test_s3_layout as moto_fixtures
 from tests.support.images import fetch_manifest, list_tags, manifest_exists, push_image, push_manifest
-
-moto_url = moto_fixtures.moto_url
-aws_env = moto_fixtures.aws_env
 
 
 def spec(text: str, name: str = "j") -> Any:

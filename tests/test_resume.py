@@ -26,13 +26,10 @@ from mirror.registry.resume import RANGE, REREAD, Reopened, ResumingReader, rang
 from mirror.types.digest import Digest
 from mirror.types.errors import TransportError
 from mirror.types.manifest import Descriptor
-from tests import test_s3_layout as moto_fixtures
 from tests.support.faults import FlipBytes, IgnoreRange, Truncate
 from tests.support.images import fetch_blob, push_image
 
 # moto's S3 server and its fixtures, shared with the S3 store's own tests
-moto_url = moto_fixtures.moto_url
-aws_env = moto_fixtures.aws_env
 
 KiB = 1024
 SIZE = 768 * KiB  # the layer whose body is cut

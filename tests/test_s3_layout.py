@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore import exceptions as bce
-from moto.server import ThreadedMotoServer
 
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.synthetic import push_demo_image
@@ -38,50 +35,7 @@ from mirror.types.errors import (
     TransportError,
 )
 from mirror.types.manifest import Descriptor
-
-FAKE_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_CONFIG_FILE": "/nonexistent/aws-config",
-    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
-}
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    """moto's server (S3, ECR, ...) on loopback, for the whole session."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def aws_env(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Fake AWS credentials in the environment (for this test only), S3 endpoint at moto."""
-    for name, value in FAKE_AWS_ENV.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "MIRROR_S3_PART_SIZE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MIRROR_S3_ENDPOINT_URL", moto_url)
-    return moto_url
-
-
-@pytest.fixture
-def s3(aws_env: str) -> Any:
-    return boto3.client("s3", endpoint_url=aws_env, region_name="us-east-1")
-
-
-@pytest.fixture
-def bucket(s3: Any) -> str:
-    name = f"mirror-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    return name
+from tests.support.aws import uploads
 
 
 def layout(bucket: str, prefix: str = "backup/app", *, create: bool = True, **options: Any) -> S3Layout:
@@ -119,10 +73,6 @@ def chunks_of(
 
 def keys(s3: Any, bucket: str) -> list[str]:
     return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
-
-
-def uploads(s3: Any, bucket: str) -> list[Any]:
-    return list(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
 
 
 async def read_all(repo: S3Layout, desc: Descriptor) -> bytes:

@@ -14,14 +14,9 @@ from mirror.cli.main import main
 from mirror.copy.synthetic import push_demo_image
 from mirror.registry.ocilayout import REF_NAME, OciLayout
 from mirror.registry.s3 import S3Layout
-from tests import test_s3_layout as moto_fixtures
 from tests.support.images import blob_exists, fetch_manifest, manifest_exists, push_image, push_index
 
 # moto's S3 server and its fixtures, shared with the S3 store's own tests
-moto_url = moto_fixtures.moto_url
-aws_env = moto_fixtures.aws_env
-s3 = moto_fixtures.s3
-bucket = moto_fixtures.bucket
 
 MiB = 1024 * 1024
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.aws import uploads
 from tests.support.faults import SlowBody
 from tests.support.images import manifest_exists, push_image
-from tests.test_s3_layout import aws_env, bucket, moto_url, s3, uploads  # noqa: F401  (fixtures by name)
 
 MiB = 1024 * 1024
 HANG_GUARD = 90.0
@@ -123,9 +123,9 @@ def test_sync_once_stops_on_sigterm_and_writes_its_report(
     registry_pair: Any,
     proxy_factory: Any,
     tmp_path: Path,
-    aws_env: str,  # noqa: F811
-    s3: Any,  # noqa: F811
-    bucket: str,  # noqa: F811
+    aws_env: str,
+    s3: Any,
+    bucket: str,
     as_pid_1: bool,
 ) -> None:
     src, dst = registry_pair

@@ -8,8 +8,6 @@ MiB, so every blob up to 5 TiB fits. A blob no larger than one part is sent with
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from mirror.types.errors import BlobTooLarge, InputError
 
 MiB = 1024 * 1024
@@ -45,21 +43,6 @@ def part_size_for(size: int, minimum: int = DEFAULT_PART_SIZE) -> int:
     return max(minimum, needed)
 
 
-def part_count(size: int, part_size: int) -> int:
-    """How many parts ``size`` bytes take at ``part_size`` (an empty object is one part)."""
-    return max(1, -(-size // part_size))
-
-
 def is_multipart(size: int, part_size: int) -> bool:
     """Whether an object of ``size`` bytes goes through a multipart upload."""
     return size > part_size
-
-
-def part_ranges(size: int, part_size: int) -> Iterator[tuple[int, int, int]]:
-    """``(part_number, offset, length)`` for every part, numbered from 1."""
-    offset, number = 0, 1
-    while offset < size:
-        length = min(part_size, size - offset)
-        yield number, offset, length
-        offset += length
-        number += 1

@@ -29,6 +29,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.support.tools.base import under_ci
+
 FLAGS = (
     "--headless",
     "--no-sandbox",  # tests run as root
@@ -52,7 +54,7 @@ def chromium_or_skip() -> str:
     path = os.environ.get("MIRROR_TEST_CHROMIUM") or shutil.which("chromium")
     if path:
         return path
-    if os.environ.get("CI") == "true":
+    if under_ci():
         pytest.fail("chromium is not installed; .ci/run installs Debian's chromium package")
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
 
