@@ -6,7 +6,9 @@ upload sessions left open), and as PID 1 it ignored SIGTERM altogether (the kern
 default action to the first process of a namespace) and copied on. A source throttled to
 1 MiB/s keeps a 12 MiB layer moving while the signal arrives; the destinations are a registry
 (behind a recording proxy) and an S3 layout on moto (parts of 5 MiB: a multipart upload).
-Waits are bounded; nothing here measures how long the stop took.
+The other half of the grace period: a blob still moving when SIGTERM arrives, able to end
+within `--grace`, ends, and its image is copied (held at the source by the proxy until the signal
+has been taken). Waits are bounded; nothing here measures how long the stop took.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,8 +27,8 @@ from typing import Any
 import pytest
 
 from tests.support.aws import uploads
-from tests.support.faults import SlowBody
-from tests.support.images import manifest_exists, push_image
+from tests.support.faults import Hold, SlowBody
+from tests.support.images import blob_exists, manifest_exists, push_image
 
 MiB = 1024 * 1024
 HANG_GUARD = 90.0
@@ -192,3 +195,67 @@ def test_a_sigterm_while_starting_stops_the_pass_in_order(registry_pair: Any, tm
     doc = json.loads(report.read_text())
     assert [(j["ok"], "stopped by SIGTERM" in j["error"]) for j in doc["jobs"]] == [(False, True)], doc
     assert not manifest_exists(dst, "m/app", "v1")
+
+
+def test_a_blob_moving_at_sigterm_finishes_within_the_grace(
+    registry_pair: Any, proxy_factory: Any, tmp_path: Path
+) -> None:
+    """`sync --once --grace 60`: SIGTERM while the layer is part read (the source holds it after
+    512 KiB), the hold released only once mirror has logged the signal. The transfer is not
+    aborted: the layer reaches both destinations from one read, the manifest and tag are
+    written, the image is reported `copied`; the pass was still cut short, so the job says so
+    and the exit code is 128 + SIGTERM."""
+    src, dst = registry_pair
+    image = push_image(src, "apps/late", "v1", layer_sizes=(2 * MiB,), seed="grace")
+    layer = image.layers[0].digest
+    source = proxy_factory.start(src)
+    hold = source.add_fault(Hold(512 * 1024, deadline=HANG_GUARD, method="GET", path=f"/blobs/{layer}"))
+    layout = tmp_path / "layout"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"version: 1\njobs:\n  - name: late\n    source: {source.host}/apps/late:v1\n"
+        f'    destinations: [{dst.host}/m, "oci:{layout}"]\n'
+    )
+    report = tmp_path / "report.json"
+    command = [sys.executable, "-m", "mirror", "sync", "--config", str(config), "--once"]
+    command += ["--grace", "60", "--report", str(report)]
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stream = proc.stderr
+    assert stream is not None
+    log: list[str] = []
+    reader = threading.Thread(target=lambda: log.extend(iter(stream.readline, "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + HANG_GUARD
+
+    def until(done: Any) -> None:
+        while not done():
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(log)
+            time.sleep(0.02)
+
+    config_blob = layout / "late" / "blobs" / "sha256" / image.config_digest.split(":", 1)[1]
+    try:
+        # The layer is moving (held part way) and nothing else is left to start.
+        until(lambda: hold.reached.is_set() and config_blob.exists())
+        until(lambda: blob_exists(dst, "m/late", image.config_digest))
+        proc.send_signal(signal.SIGTERM)
+        until(lambda: any("SIGTERM: stopping" in line for line in log))
+        hold.release()
+        code = proc.wait(timeout=HANG_GUARD)
+        reader.join(timeout=10)
+    finally:
+        hold.release()
+        proc.kill()
+        proc.wait()
+    text = "".join(log)
+    assert code == 128 + signal.SIGTERM, text
+    assert "aborting" not in text, text  # the grace was enough: nothing was cut off
+    doc = json.loads(report.read_text())
+    [job] = doc["jobs"]
+    assert not job["ok"] and "stopped by SIGTERM" in job["error"], job
+    [copied] = doc["images"]
+    assert copied["status"] == "copied", copied
+    assert [d["status"] for d in copied["destinations"]] == ["copied", "copied"], copied
+    assert manifest_exists(dst, "m/late", "v1") and blob_exists(dst, "m/late", layer)
+    index = json.loads((layout / "late" / "index.json").read_text())
+    assert [m["digest"] for m in index["manifests"]] == [image.digest]
+    assert len(source.select("GET", f"/blobs/{layer}")) == 1  # one read, finished, not read again
