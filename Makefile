@@ -21,9 +21,11 @@ demo: $(STAMP)
 
 # Debian's docker-registry and skopeo, when missing (tests start their own registries); the outside
 # tools the interop suite builds with and pulls back with (tests/test_interop_*.py); chromium, in
-# which the status page test reads the page.
+# which the status page test reads the page; python3-venv, without which Debian's python3 makes no
+# venv (so `test` runs this before creating .venv).
 system-deps:
 	@missing=""; \
+	$(PYTHON) -c 'import ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	command -v docker-registry >/dev/null 2>&1 || missing="$$missing docker-registry"; \
 	command -v skopeo >/dev/null 2>&1 || missing="$$missing skopeo"; \
 	command -v htpasswd >/dev/null 2>&1 || missing="$$missing apache2-utils"; \
@@ -46,7 +48,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -q -x
 
-test: $(STAMP) system-deps lint typecheck
+test: system-deps $(STAMP) lint typecheck
 	$(PY) -m pytest -q
 
 bench: $(STAMP) system-deps
