@@ -14,6 +14,7 @@ from mirror.jobs.drift import (
     DIFFERENT,
     EXTRA,
     IN_SYNC,
+    INCOMPLETE,
     MISSING,
     SOURCE_UNREADABLE,
     Listing,
@@ -57,6 +58,8 @@ def everything(_tag: str) -> bool:
         ({}, [IN_SYNC]),
         ({"dest_digests": {"v1": Lookup(None)}, "dest_listing": Listing(frozenset())}, [MISSING]),
         ({"dest_digests": {"v1": Lookup(D2)}}, [DIFFERENT]),
+        # The right digest, but the layout lacks a blob it names (only `mirror verify` walks).
+        ({"dest_gaps": {"v1": (f"blob {D3} (10 bytes) of v1 is missing",)}}, [INCOMPLETE]),
         ({"source_digests": {"v1": Lookup(None, "HTTP 500")}}, [SOURCE_UNREADABLE]),
         ({"source_digests": {"v1": Lookup(None)}}, [SOURCE_UNREADABLE]),
         ({"dest_digests": {"v1": Lookup(None, "HTTP 403")}}, [DESTINATION_UNREADABLE]),
@@ -191,6 +194,7 @@ jobs:
         IN_SYNC: 4,
         MISSING: 1,
         DIFFERENT: 1,
+        INCOMPLETE: 0,
         EXTRA: 1,
         SOURCE_UNREADABLE: 0,
         DESTINATION_UNREADABLE: 0,
@@ -219,6 +223,37 @@ jobs:
     doc = json.loads(report.read_text())
     assert [r["state"] for r in doc["rows"]] == [SOURCE_UNREADABLE, SOURCE_UNREADABLE]
     assert all(r["error"] for r in doc["rows"])
+
+
+def test_verify_finds_a_layout_tag_whose_content_is_gone(
+    registry: Any, tmp_path: Path, aws_env: str, s3: Any, bucket: str
+) -> None:
+    """A tag in an `oci:` or `s3://` layout naming the right digest while a blob it names was
+    removed behind mirror's back (a pass never writes such a tag): `mirror verify` walks what the
+    layout holds and reports the row `incomplete`, naming the blob."""
+    image = push_image(registry, "apps/web", "v1", layer_sizes=(2048, 1024), seed="whole")
+    layout = tmp_path / "layout"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"""
+version: 1
+jobs:
+  - name: web
+    source: {registry.host}/apps/web
+    destinations: ["oci:{layout}", "s3://{bucket}/backup"]
+""")
+    assert main(["sync", "--config", str(config), "--once"]) == 0
+    assert verify(config) == 0  # whole at both
+    lost, cut = image.layers[0].digest, image.layers[1].digest
+    (layout / "web" / "blobs" / "sha256" / lost.split(":", 1)[1]).unlink()
+    [key] = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"] if o["Key"].endswith(cut[7:])]
+    s3.put_object(Bucket=bucket, Key=key, Body=b"cut short")
+    report = tmp_path / "r.json"
+    assert verify(config, "--report", str(report)) == 1
+    rows = {r["destination"].split(":", 1)[0]: r for r in json.loads(report.read_text())["rows"]}
+    assert {r["state"] for r in rows.values()} == {INCOMPLETE}
+    assert rows["oci"]["destination_digest"] == rows["s3"]["destination_digest"] == image.digest
+    assert f"blob {lost} (2048 bytes) of v1 is missing" == rows["oci"]["error"]
+    assert f"blob {cut} (1024 bytes) of v1 is missing" == rows["s3"]["error"]
 
 
 async def test_serve_publishes_drift_after_each_pass(registry_pair: Any, tmp_path: Path) -> None:
@@ -263,6 +298,7 @@ jobs:
             IN_SYNC: 1,
             MISSING: 0,
             DIFFERENT: 0,
+            INCOMPLETE: 0,
             EXTRA: 1,
             SOURCE_UNREADABLE: 0,
             DESTINATION_UNREADABLE: 0,

@@ -10,6 +10,9 @@ state                       meaning
 ``in_sync``                 the destination reference names the digest the job would write there
 ``missing``                 the destination has no such tag (or digest)
 ``different_digest``        the destination tag names another digest
+``incomplete``              the destination tag names the right digest, but the layout (``oci:``,
+                            ``s3://``) lacks content it names (removed or cut short outside
+                            mirror); looked for by ``mirror verify`` only
 ``extra``                   a destination tag the job covers (see :func:`~.selection.covers_tag`)
                             whose source tag is gone (a referrers tag whose subject is still
                             present is not: see :attr:`RepoState.kept`)
@@ -35,10 +38,12 @@ from mirror.types.digest import is_digest
 IN_SYNC = "in_sync"
 MISSING = "missing"
 DIFFERENT = "different_digest"
+INCOMPLETE = "incomplete"
 EXTRA = "extra"
 SOURCE_UNREADABLE = "source_unreadable"
 DESTINATION_UNREADABLE = "destination_unreadable"
-STATES = (IN_SYNC, MISSING, DIFFERENT, EXTRA, SOURCE_UNREADABLE, DESTINATION_UNREADABLE)
+STATES = (IN_SYNC, MISSING, DIFFERENT, INCOMPLETE, EXTRA, SOURCE_UNREADABLE, DESTINATION_UNREADABLE)
+GAPS_SHOWN = 3  # what an incomplete row names of what is missing
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class RepoState:
     # Destination tags that are not extra though the source has no such tag: the referrers tags
     # (``sha256-<hex>``) a store without the referrers API keeps for a subject still present.
     kept: frozenset[str] = frozenset()
+    dest_gaps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # what a reference lacks
 
 
 @dataclass(frozen=True)
@@ -146,7 +152,13 @@ def _image_row(state: RepoState, pair: Pair) -> DriftEntry:
         return dataclasses.replace(row, state=DESTINATION_UNREADABLE, error=have.error)
     if have.digest is None:
         return dataclasses.replace(row, state=MISSING)
-    return row if have.digest == want.digest else dataclasses.replace(row, state=DIFFERENT)
+    if have.digest != want.digest:
+        return dataclasses.replace(row, state=DIFFERENT)
+    gaps = state.dest_gaps.get(pair.destination, ())
+    if gaps:
+        more = f"; and {len(gaps) - GAPS_SHOWN} more" if len(gaps) > GAPS_SHOWN else ""
+        return dataclasses.replace(row, state=INCOMPLETE, error="; ".join(gaps[:GAPS_SHOWN]) + more)
+    return row
 
 
 def counts(rows: Iterable[DriftEntry]) -> dict[str, int]:

@@ -11,6 +11,12 @@ Requests: one listing per repository on each side, one HEAD per reference on eac
 GET per multi-platform source image when the job filters platforms), and, for a job with
 ``referrers``, one or two HEADs per referrers tag only the destination has (is its subject still
 there?).
+
+``whole`` (``mirror verify``): every image an ``oci:`` or ``s3://`` layout destination holds at
+the right digest is also walked (:func:`~mirror.registry.completeness.missing_content`: its
+manifests and each blob with its size), since a layout can lose files behind mirror's back; what
+it lacks makes the row ``incomplete``. A registry refuses such a manifest itself, and a pass
+writes a layout tag only over complete content, so the check after a pass does not walk.
 """
 
 from __future__ import annotations
@@ -38,11 +44,12 @@ from mirror.jobs.mapping import SourceKind, map_repository
 from mirror.jobs.selection import covers_tag, select_references
 from mirror.jobs.syncrun import JobSpec, SyncRun
 from mirror.registry.base import Repository
+from mirror.registry.completeness import missing_content
 from mirror.types import mediatypes as mt
 from mirror.types.digest import Digest
 from mirror.types.errors import MirrorError, NotFound
 from mirror.types.manifest import filter_index, parse_manifest
-from mirror.types.reference import Ref
+from mirror.types.reference import LayoutRef, Ref
 from mirror.types.referrers import is_referrers_tag, subject_of_tag
 
 LOOKUPS = 16  # manifest lookups in flight per survey
@@ -77,12 +84,14 @@ async def survey_job(
     repositories: Sequence[str] | None = None,
     digests: bool = True,
     known: Known | None = None,
+    whole: bool = False,
 ) -> JobSurvey:
     """Read both sides of ``job`` (its ``repositories``, by default every one it covers here).
 
     ``digests=False`` only lists tags (enough to find extra destination tags). ``known`` holds
     lookups already made (by the pass that just ran, see :func:`known_from`): those references
-    are not looked up again, and extra tags are not looked up at all."""
+    are not looked up again, and extra tags are not looked up at all. ``whole``: walk what layout
+    destinations hold at the right digest (see the module docs)."""
     survey = JobSurvey(job)
     if repositories is None:
         try:
@@ -92,7 +101,10 @@ async def survey_job(
             return survey
     limit = asyncio.Semaphore(LOOKUPS)
     for repo_path in repositories:
-        survey.states.extend(await _survey_repository(run, survey, repo_path, limit, digests, known))
+        found = await _survey_repository(run, survey, repo_path, limit, digests, known)
+        if whole:
+            found = [await _walk_layouts(survey, state, limit) for state in found]
+        survey.states.extend(found)
     return survey
 
 
@@ -205,6 +217,28 @@ async def _kept_referrers_tags(
     return frozenset(tag for tag, keep in zip(candidates, found, strict=True) if keep)
 
 
+async def _walk_layouts(survey: JobSurvey, state: RepoState, limit: asyncio.Semaphore) -> RepoState:
+    """``state`` with what its layout destination lacks of each image it holds at the right digest."""
+    if not isinstance(survey.targets.get(state.destination), LayoutRef):
+        return state
+    dest = survey.repos[state.destination]
+    held = [
+        p.destination
+        for p in state.pairs
+        if (want := state.source_digests.get(p.source)) is not None
+        and want.digest is not None
+        and (have := state.dest_digests.get(p.destination)) is not None
+        and have.digest == want.digest
+    ]
+
+    async def walk(reference: str) -> tuple[str, ...]:
+        async with limit:
+            return tuple(await missing_content(dest, reference))
+
+    gaps = await asyncio.gather(*(walk(reference) for reference in held))
+    return dataclasses.replace(state, dest_gaps={r: g for r, g in zip(held, gaps, strict=True) if g})
+
+
 Known = Mapping[tuple[str, str], Lookup]
 """Lookups already made: (repository display name, reference) -> what was found."""
 
@@ -298,11 +332,13 @@ class Verification:
         return in_sync(self.rows)
 
 
-async def verify_jobs(run: SyncRun, jobs: Sequence[JobSpec], known: Known | None = None) -> Verification:
+async def verify_jobs(
+    run: SyncRun, jobs: Sequence[JobSpec], known: Known | None = None, *, whole: bool = True
+) -> Verification:
     """Survey every job and classify what was read. A destination tag that another job (or
     another source of the same job) of this verification copies is not counted as extra.
-    ``known``: see :func:`survey_job`."""
-    surveys = [await survey_job(run, job, known=known) for job in jobs]
+    ``known``, ``whole``: see :func:`survey_job` (the check after a pass passes ``whole=False``)."""
+    surveys = [await survey_job(run, job, known=known, whole=whole) for job in jobs]
     states = [state for survey in surveys for state in survey.states]
     claimed = claimed_elsewhere(states)
     result = Verification(surveys=surveys)

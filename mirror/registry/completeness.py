@@ -8,8 +8,9 @@ again). A manifest that names something missing is refused with :class:`Incomple
 and nothing of it is written. (A registry checks this itself: distribution answers
 ``MANIFEST_BLOB_UNKNOWN``.) A ``subject`` is not required: a referrer may arrive before it.
 
-:func:`missing_content` walks what a tag (or digest) names in any store, for the end of a pass
-or a test to assert that a destination is whole.
+:func:`missing_content` walks what a tag (or digest) names in any store, for ``mirror verify``
+(layout destinations: content lost after it was written) or a test to assert that a destination
+is whole.
 """
 
 from __future__ import annotations

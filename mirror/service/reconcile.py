@@ -79,7 +79,7 @@ class Reconciler:
         """Verify ``jobs`` and publish their counts (``known``: what the pass learnt)."""
         run = new_run()
         try:
-            result = await verify_jobs(run, jobs, known)
+            result = await verify_jobs(run, jobs, known, whole=False)  # a pass writes whole tags
         finally:
             await run.aclose()
         now = time.time()

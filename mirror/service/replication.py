@@ -8,8 +8,10 @@ Metrics (name, type, labels: meaning):
 
     mirror_drift_images                  gauge      job_name, state: rows of the drift check run
                                                     after each pass, by state (in_sync, missing,
-                                                    different_digest, extra, source_unreadable,
-                                                    destination_unreadable)
+                                                    different_digest, incomplete, extra,
+                                                    source_unreadable, destination_unreadable;
+                                                    incomplete stays 0: only mirror verify walks
+                                                    layout content)
     mirror_drift_check_timestamp_seconds gauge      job_name: unix time of the last drift check
     mirror_replication_lag_seconds       histogram  job_name: for each event-triggered copy, from
                                                     the event (or the push time it carries) to the

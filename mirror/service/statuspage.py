@@ -67,6 +67,7 @@ VERDICT_WORDS = {
 DRIFT_WORDS = {
     "missing": "Missing",
     "different_digest": "Different digest",
+    "incomplete": "Incomplete",
     "extra": "Extra",
     "source_unreadable": "Source unreadable",
     "destination_unreadable": "Destination unreadable",
