@@ -28,16 +28,11 @@ import pytest
 import requests
 
 from mirror.cli.main import main
-from tests import test_s3_layout as moto_fixtures
 from tests.support.evil import EvilRegistry
 from tests.support.faults import ErrorBurst, LostWrite, SubjectHeader
 from tests.support.images import list_tags, manifest_exists, push_blob, push_image, push_manifest
 from tests.support.mediatypes import OCI_INDEX, OCI_MANIFEST
 from tests.support.skopeo import run_skopeo, skopeo_copy
-
-moto_url = moto_fixtures.moto_url
-aws_env = moto_fixtures.aws_env
-s3 = moto_fixtures.s3
 
 REF_NAME = "org.opencontainers.image.ref.name"
 SIGNATURE_CONFIG = "application/vnd.example.signature.config.v1+json"
