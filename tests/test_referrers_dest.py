@@ -397,3 +397,63 @@ def test_a_referrer_found_twice_is_pushed_once(
     assert registry_referrers(dst, "m/app", signed.subject) == {
         r.digest: r.descriptor() for r in signed.referrers
     }
+
+
+def test_referrers_stored_but_not_listed_are_listed_by_the_next_copy(
+    evil: EvilRegistry, registry: Any, s3: Any, tmp_path: Path
+) -> None:
+    """A referrer already at the destination is skipped, yet made sure to be listed: one stored
+    by an earlier run whose listing failed (or by a version that listed nothing) is found from
+    the next run on. Before, a skipped referrer stayed unlisted for good."""
+    signed = signed_with_api(evil, "app")
+    bucket = f"mirror-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    layout = tmp_path / "layout"
+    out = (f"{registry.host}/m/app:v1", f"oci:{layout}:v1", f"s3://{bucket}/app:v1")
+    assert copy(f"{evil.host}/app:v1", *out) == 0
+    tag = referrers_tag(signed.subject)
+    # Forget every listing: the referrers stay stored, by digest.
+    index_digest = requests.head(
+        f"{registry.url}/v2/m/app/manifests/{tag}", headers={"Accept": OCI_INDEX}, timeout=10
+    ).headers["Docker-Content-Digest"]
+    assert requests.delete(f"{registry.url}/v2/m/app/manifests/{index_digest}", timeout=10).status_code == 202
+    only_v1 = {signed.subject}
+    doc = json.loads((layout / "index.json").read_text())
+    doc["manifests"] = [e for e in doc["manifests"] if e["digest"] in only_v1]
+    (layout / "index.json").write_text(json.dumps(doc))
+    doc, _ = s3_reader(s3, bucket, "app")
+    doc["manifests"] = [e for e in doc["manifests"] if e["digest"] in only_v1]
+    s3.put_object(Bucket=bucket, Key="app/index.json", Body=json.dumps(doc).encode())
+    assert all(manifest_exists(registry, "m/app", r.digest) for r in signed.referrers)
+
+    report = tmp_path / "report.json"
+    assert copy("--report", str(report), f"{evil.host}/app:v1", *out) == 0
+    assert {i["status"] for i in json.loads(report.read_text())["images"]} == {"skipped"}
+    assert registry_referrers(registry, "m/app", signed.subject) == {
+        r.digest: r.descriptor() for r in signed.referrers
+    }
+    assert_layout_findable(*oci_reader(layout), signed.subject, signed.referrers)
+    assert_layout_findable(*s3_reader(s3, bucket, "app"), signed.subject, signed.referrers)
+
+
+def test_a_referrers_tag_holding_an_image_is_reported_not_replaced(
+    evil: EvilRegistry, registry: Any, tmp_path: Path
+) -> None:
+    """The spec: a referrers tag naming something other than an OCI index is a failure to
+    report, and left alone."""
+    signed = signed_with_api(evil, "app")
+    tag = referrers_tag(signed.subject)
+    squatter = push_image(registry, "m/app", tag, seed="squatter")
+    report = tmp_path / "report.json"
+    assert copy("--report", str(report), f"{evil.host}/app:v1", f"{registry.host}/m/app:v1") == 1
+    failed = [i for i in json.loads(report.read_text())["images"] if i["status"] == "failed"]
+    assert sorted(i["digest"] for i in failed) == sorted(r.digest for r in signed.referrers)
+    for image in failed:
+        [dest] = image["destinations"]
+        assert f"m/app:{tag} holds" in dest["error"] and "not the referrers index" in dest["error"]
+    assert (
+        requests.head(
+            f"{registry.url}/v2/m/app/manifests/{tag}", headers={"Accept": OCI_MANIFEST}, timeout=10
+        ).headers["Docker-Content-Digest"]
+        == squatter.digest
+    )

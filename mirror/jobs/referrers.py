@@ -27,17 +27,20 @@ unknown.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
-from mirror.copy.results import COPIED, PLANNED, SKIPPED, ImageResult
+from mirror.copy.results import COPIED, PLANNED, SKIPPED, DestinationResult, ImageResult, fail
 from mirror.jobs.selection import FALLBACK_TAG
 from mirror.registry.base import Repository
 from mirror.types.digest import Digest, is_digest
 from mirror.types.errors import MirrorError, NotFound
 from mirror.types.manifest import Descriptor
 from mirror.types.referrers import referrers_tag
+
+Lister = Callable[[Digest, list[Digest]], Awaitable[None]]
+"""A store's ``list_referrers(subject, digests)``."""
 
 MAX_DEPTH = 3  # referrers, their referrers, and theirs
 LOOKUPS = 16  # subjects looked up at the same time
@@ -56,6 +59,7 @@ class ReferrerFinder:
         self._tags: dict[str, asyncio.Task[list[str]]] = {}
         self._queued: set[tuple[str, str, str]] = set()
         self._limit = asyncio.Semaphore(LOOKUPS)
+        self._subjects: dict[tuple[str, str, str], Digest] = {}  # a referrer (by digest) -> its subject
 
     def already_copied(self, tasks: list[CopyTask]) -> None:
         """References a run copies anyway (a tag filter may select fallback tags): not queued again."""
@@ -125,6 +129,8 @@ class ReferrerFinder:
                 continue
             self._queued.add(key)
             by_tag = not is_digest(reference)
+            if not by_tag:
+                self._subjects[key] = digest
             level.tasks[key] = CopyTask(
                 task.source,
                 reference,
@@ -133,6 +139,40 @@ class ReferrerFinder:
                 overwrite=task.overwrite or by_tag,  # the fallback scheme moves its tags
                 job=task.job,
             )
+
+    async def list_present(self, done: list[tuple[CopyTask, ImageResult]]) -> None:
+        """Referrers a destination held already (skipped, not written) are made sure to be listed
+        there all the same (``list_referrers`` of the store): one stored by an earlier run whose
+        listing failed, or by a version that did not list them, is found from now on. When that
+        fails, the referrer's result at that destination fails, saying so."""
+        groups: dict[tuple[str, Digest], tuple[Lister, list[tuple[Digest, DestinationResult]]]] = {}
+        for task, image in done:
+            subject = self._subjects.get((task.job, task.source.name, task.reference))
+            if subject is None or image.error or len(image.destinations) != len(task.destinations):
+                continue
+            for dest, result in zip(task.destinations, image.destinations, strict=True):
+                lister: Lister | None = getattr(dest.repo, "list_referrers", None)
+                if result.status == SKIPPED and lister is not None:
+                    group = groups.setdefault((dest.repo.name, subject), (lister, []))
+                    group[1].append((Digest.parse(task.reference), result))
+
+        async def one(
+            where: str, subject: Digest, lister: Lister, items: list[tuple[Digest, DestinationResult]]
+        ) -> None:
+            try:
+                async with self._limit:
+                    await lister(subject, [d for d, _ in items])
+            except MirrorError as exc:
+                problem = MirrorError(
+                    f"stored at {where} but not listed under the referrers of {subject}: {exc.message}"
+                )
+                problem.kind = exc.kind
+                for _, result in items:
+                    fail(result, problem)
+
+        await asyncio.gather(
+            *(one(where, subject, lister, items) for (where, subject), (lister, items) in groups.items())
+        )
 
 
 async def copy_referrers(
@@ -155,8 +195,10 @@ async def copy_referrers(
         if not tasks or stopping():
             break
         images = await engine.run(tasks)
-        results.extend(images)
         done = list(zip(tasks, images, strict=True))
+        if not engine.dry_run:
+            await finder.list_present(done)
+        results.extend(images)
     return results
 
 

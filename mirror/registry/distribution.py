@@ -8,10 +8,7 @@ whole upload session (POST + PUT), whose inner requests are sent with retries of
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from typing import Any
 
 from yarl import URL
 
@@ -20,7 +17,7 @@ from mirror.registry.blobreads import open_resumable
 from mirror.registry.pages import Pagination
 from mirror.registry.profiles import RegistryProfile, profile_for
 from mirror.registry.pulls import PullBudget
-from mirror.registry.referrerstag import Stale, add_referrer
+from mirror.registry.referrerstag import ReferrersTag
 from mirror.registry.sessions import UploadSessions
 from mirror.transport.client import Reply, Transport
 from mirror.transport.urls import resolve_location, with_digest
@@ -35,7 +32,7 @@ from mirror.types.errors import (
 )
 from mirror.types.manifest import Descriptor, parse_manifest
 from mirror.types.reference import validate_tag
-from mirror.types.referrers import is_referrers_tag, referrer_entry, referrers_tag, subject_of
+from mirror.types.referrers import referrer_entry, subject_of
 
 TAGS_PAGE = 1000
 MAX_LIST_BODY = 8 * 1024 * 1024
@@ -82,7 +79,7 @@ class RegistryRepository:
         self._max_blob_size = max_blob_size
         # Upload sessions: a mount's 202 kept for the next upload; a failed one's cancelled.
         self.sessions = UploadSessions(self._delete_session)
-        self._referrers_locks: dict[str, asyncio.Lock] = {}
+        self.referrers_tag = ReferrersTag(self)  # the referrers tag schema, without the API
 
     @property
     def name(self) -> str:
@@ -181,11 +178,15 @@ class RegistryRepository:
         """Store a manifest; one with a ``subject`` is listed under its subject's referrers tag
         too, unless the registry answered ``OCI-Subject`` (it has the referrers API)."""
         subject = subject_of(raw)
-        async with self._referrers_lock(reference):  # a referrers tag copied whole: not mid-update
+        async with self.referrers_tag.lock(reference):  # a referrers tag copied whole: not mid-update
             reply = await self._put_manifest(reference, raw, media_type)
-        if subject is not None and (reply is None or not reply.headers.get("OCI-Subject")):
+        if subject is None:
+            return
+        if reply is not None:
+            self.referrers_tag.api = bool(reply.headers.get("OCI-Subject"))
+        if not self.referrers_tag.api:
             digest = Digest.parse(reference) if is_digest(reference) else Digest.of(raw)
-            await self.list_referrer(subject, referrer_entry(raw, media_type, digest))
+            await self.referrers_tag.add(subject, referrer_entry(raw, media_type, digest))
 
     async def _put_manifest(self, reference: str, raw: bytes, media_type: str) -> Reply | None:
         try:
@@ -342,48 +343,10 @@ class RegistryRepository:
 
     # -- referrers ---------------------------------------------------------------------------
 
-    def _referrers_lock(self, tag: str) -> asyncio.Lock | contextlib.nullcontext[None]:
-        """This repository's writers of one referrers tag take turns (other processes are met by
-        :mod:`mirror.registry.referrerstag`'s conditional write and read-back)."""
-        if not is_referrers_tag(tag):
-            return contextlib.nullcontext()
-        return self._referrers_locks.setdefault(tag, asyncio.Lock())
-
-    async def list_referrer(self, subject: Digest, entry: dict[str, Any]) -> None:
-        """Add ``entry`` to the index under ``subject``'s referrers tag (the OCI referrers tag
-        schema, for a registry without the referrers API)."""
-        tag = referrers_tag(subject)
-
-        async def read() -> tuple[bytes | None, str | None]:
-            try:
-                if self.pulls is not None:
-                    reply = await self._pull_manifest(tag, self.pulls)
-                else:
-                    reply = await self._get_manifest(tag)
-            except NotFound:
-                return None, None
-            return reply.body, reply.headers.get("ETag")
-
-        async def write(body: bytes, etag: str | None) -> None:
-            condition = {"If-Match": etag} if etag else {"If-None-Match": "*"}
-            try:
-                await self.transport.request(
-                    "PUT",
-                    self.host,
-                    self._path("manifests", tag),
-                    scopes=_push(self.repository),
-                    headers={"Content-Type": mt.OCI_INDEX, **condition},
-                    body=body,
-                    content_length=len(body),
-                    ok=(200, 201, 202, 204),
-                )
-            except RegistryError as exc:
-                if exc.status == 412:
-                    raise Stale(f"{self.name}:{tag} changed since it was read") from None
-                raise
-
-        async with self._referrers_lock(tag):
-            await add_referrer(read, write, entry, f"{self.name}:{tag}")
+    async def list_referrers(self, subject: Digest, digests: list[Digest]) -> None:
+        """Make sure the referrers ``digests`` of ``subject``, stored here already, are listed
+        where clients look (:meth:`ReferrersTag.ensure`)."""
+        await self.referrers_tag.ensure(subject, digests)
 
     async def referrers(self, digest: Digest) -> list[Descriptor] | None:
         """Manifests whose ``subject`` is ``digest`` (OCI referrers API, every ``Link`` page, each

@@ -200,15 +200,7 @@ class OciLayout:
     ) -> list[dict[str, Any]]:
         """``entries`` listing the referrer ``entry``; the new referrers index is stored first."""
         current = tagged_digest(entries, referrers_tag(subject))
-        index = None
-        if current is not None:
-            index = _read_bounded(self._blob_path(current), mt.MAX_MANIFEST_BYTES)
-            if Digest.of(index, current.algorithm) != current:
-                raise DigestMismatch(
-                    str(current),
-                    str(Digest.of(index, current.algorithm)),
-                    what=f"{self.name} referrers index",
-                )
+        index = None if current is None else self._verified(current)
         updated, new_index = add_referrer(entries, subject, entry, index, self.name)
         if new_index is not None:
             index_path = self._blob_path(Digest.of(new_index))
@@ -221,10 +213,30 @@ class OciLayout:
         entries = await asyncio.to_thread(self._read_index)
         return await self._scan.referrers(entries, digest)
 
+    async def list_referrers(self, subject: Digest, digests: list[Digest]) -> None:
+        """Make sure the referrers ``digests`` of ``subject``, stored here already (by an earlier
+        run whose listing failed, or one that did not list them), are listed in ``index.json``;
+        nothing is written when they are."""
+
+        def change() -> None:
+            entries = self._read_index()
+            updated = entries
+            for digest in digests:
+                raw = self._verified(digest)
+                if subject_of(raw) == subject:
+                    updated = self._with_referrer(updated, subject, referrer_entry(raw, "", digest))
+            if updated != entries:
+                _atomic_write(self.path / "index.json", index_bytes(updated))
+
+        await self._update(change)
+
     async def _manifest_bytes(self, digest: Digest) -> bytes:
-        path = self._blob_path(digest)
+        return await asyncio.to_thread(self._verified, digest)
+
+    def _verified(self, digest: Digest) -> bytes:
+        """The bytes of the manifest ``digest`` (NotFound, DigestMismatch)."""
         try:
-            raw = await asyncio.to_thread(_read_bounded, path, mt.MAX_MANIFEST_BYTES)
+            raw = _read_bounded(self._blob_path(digest), mt.MAX_MANIFEST_BYTES)
         except FileNotFoundError:
             raise NotFound(
                 f"{self.name}: index.json names {digest}, which is not in blobs/", status=404

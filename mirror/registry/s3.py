@@ -54,7 +54,7 @@ from mirror.types.digest import Digest, is_digest
 from mirror.types.errors import BlobTooLarge, DigestMismatch, InputError, InvalidReference, NotFound
 from mirror.types.manifest import Descriptor, parse_manifest
 from mirror.types.reference import validate_ref_name
-from mirror.types.referrers import referrer_entry, referrers_tag, subject_of
+from mirror.types.referrers import listed, referrer_entry, referrers_tag, subject_of
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _TRUE = ("1", "true", "yes", "on")
@@ -381,6 +381,27 @@ class S3Layout:
         """Manifests ``index.json`` names (tagged or not) whose ``subject`` is ``digest``."""
         entries, _ = await self._index.read()
         return await self._scan.referrers(entries, digest)
+
+    async def list_referrers(self, subject: Digest, digests: list[Digest]) -> None:
+        """Make sure the referrers ``digests`` of ``subject``, stored here already (by an earlier
+        run whose listing failed, or one that did not list them), are listed in ``index.json``;
+        nothing is written when they are."""
+        entries, _ = await self._index.read()
+        current = tagged_digest(entries, referrers_tag(subject))
+        index = None if current is None else await self._manifest_bytes(current)
+        named = {str(e.get("digest")) for e in entries}
+        missing = [d for d in digests if str(d) not in named or not listed(index, str(d))]
+        if not missing:
+            return
+
+        async def change(entries: Entries) -> Entries:
+            for digest in missing:
+                raw = await self._manifest_bytes(digest)
+                if subject_of(raw) == subject:
+                    entries = await self._with_referrer(entries, subject, referrer_entry(raw, "", digest))
+            return entries
+
+        await self._index.update(change)
 
     async def _manifest_bytes(self, digest: Digest) -> bytes:
         what = f"{self.name} manifest {digest}"
