@@ -816,7 +816,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         m, s = tool("fleet-warm", "mirror"), tool("fleet-warm", "skopeo sync")
         r = m["wall"] / s["wall"]
         add("fleet warm: wall vs skopeo sync", "<= 0.2", f"{r:.2f}", r <= 0.2)
-        add("fleet warm one-shot (issue 14): wall vs skopeo sync", "<= 0.5", f"{r:.2f}", r <= 0.5)
+        add("fleet warm one-shot: wall vs skopeo sync", "<= 0.5", f"{r:.2f}", r <= 0.5)
     fan = results.get("fan-out")
     if fan:
         m = tool("fan-out", "mirror")

@@ -115,7 +115,7 @@ async def run_sync(ns: argparse.Namespace) -> int:
             print_plan(result)
             print_prune(daemon.last_prune)
         else:
-            for line in summary_lines(result.images, result.stats)[-1:]:
+            for line in summary_lines((), result.stats):  # the totals line (not one per image)
                 log.info(line, extra={"fields": _totals(result.stats)})
         if daemon.stopped_by is not None:  # stopped by a signal: the pass is not whole
             return exit_code(daemon.stopped_by)

@@ -18,8 +18,9 @@ here, as each outcome is known, so a run that fails later still reports what it 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from mirror.copy import results as r
@@ -39,6 +40,8 @@ from mirror.types.manifest import Descriptor
 # this size are uploaded without a HEAD first: the HEAD would almost always answer 404. Larger
 # blobs are still looked for, so an interrupted multi-GB upload that did finish is not sent again.
 EMPTY_REPO_HEAD_SKIP_MAX = 64 * 1024 * 1024
+
+HEADS_KEPT = 4096  # blob HEAD answers remembered (a flight keeps its own outcomes anyway)
 
 Outcome = str | BaseException  # "pushed" | "mounted" | "skipped" | "planned" | error
 SUCCESS = frozenset({"pushed", "mounted", "skipped", "planned", "planned-mount"})
@@ -68,7 +71,7 @@ def collect(resolved: list[Resolved]) -> dict[Digest, BlobNeed]:
     return needs
 
 
-@dataclass
+@dataclass(slots=True)
 class _Flight:
     """Everything about one digest: where it can be read, who wants it, what happened there."""
 
@@ -125,7 +128,7 @@ class BlobTransfers:
             stall_timeout=stall_timeout,
         )
         self._flights: dict[Digest, _Flight] = {}
-        self._has: SingleFlight[bool] = SingleFlight()
+        self._has: SingleFlight[bool] = SingleFlight(keep=HEADS_KEPT)
         self._empty: SingleFlight[bool] = SingleFlight()
         self._holders: dict[tuple[str, Digest], str] = {}  # (registry, digest) -> repository name
         self.no_mount: set[str] = set()  # registries that answered 202 to a mount we knew was valid
@@ -182,9 +185,12 @@ class BlobTransfers:
             return ShutdownError(f"blob {digest.short}: not copied, its transfer was cancelled (stopping)")
         return MissingOutcome(f"blob {digest.short}: no transfer reached {repo.name}; nothing was written")
 
-    async def settle(self) -> None:
-        """Wait until no transfer runs (each records its own outcomes and errors)."""
-        while tasks := [f.task for f in self._flights.values() if f.task is not None and not f.task.done()]:
+    async def settle(self, digests: Iterable[Digest]) -> None:
+        """Wait until the transfers of ``digests`` run no more (each records its own outcomes
+        and errors); those of other runs of the engine, going on at the same time, are not
+        waited for."""
+        flights = [f for d in digests if (f := self._flights.get(d)) is not None]
+        while tasks := [f.task for f in flights if f.task is not None and not f.task.done()]:
             await asyncio.gather(*(asyncio.shield(t) for t in tasks), return_exceptions=True)
 
     def cancel_moving(self) -> None:
@@ -218,6 +224,11 @@ class BlobTransfers:
                         f"blob {flight.desc.digest.short}: the transfer to {name} ended without an outcome"
                     ),
                 )
+        # Done: what a pass keeps of a flight is its outcomes. A destination that comes later
+        # brings its own source repositories (and image), and gets a new task.
+        flight.sources = {}
+        flight.image = ""
+        flight.task = None
 
     def _record(self, flight: _Flight, repo: Repository, outcome: Outcome) -> None:
         flight.outcomes[repo.name] = outcome
@@ -346,6 +357,11 @@ class BlobTransfers:
 
 
 def _repository(repo: Repository) -> str:
-    """The path part of a repository name, as a mount's ``from=`` wants it."""
-    name = repo.name
+    """The path part of a repository name, as a mount's ``from=`` wants it (one string per
+    repository: a pass records it for every blob a repository holds)."""
+    return _path_of(repo.name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _path_of(name: str) -> str:
     return name.split("/", 1)[1] if "/" in name and not name.startswith(("oci:", "s3://")) else name

@@ -127,17 +127,21 @@ class CopyEngine:
         self.stop()
         self._blobs.cancel_moving()
 
-    async def run(self, tasks: list[CopyTask]) -> list[r.ImageResult]:
+    async def run(self, tasks: list[CopyTask], *, fresh: bool = True) -> list[r.ImageResult]:
+        """Copy ``tasks``. Runs may overlap (a pass hands its repositories over a few at a time,
+        with ``fresh=False``); ``fresh`` forgets what earlier runs learnt about empty
+        repositories: they may have tagged them."""
         started = time.monotonic()
-        # What an earlier run() learnt about empty repositories is stale: it may have tagged them.
-        self._tag_absent.clear()
-        self._blobs.new_run()
+        if fresh:
+            self._tag_absent.clear()
+            self._blobs.new_run()
         resolved = await asyncio.gather(*(self._resolver.resolve(t) for t in tasks))
-        self._blobs.start(collect(resolved))
+        needs = collect(resolved)
+        self._blobs.start(needs)
         await asyncio.gather(*(self._finish_and_tell(item) for item in resolved))
         # A failed image stops waiting at its first failed blob: the run ends when its other
         # transfers have too, so nothing moves after it and its totals are complete.
-        await self._blobs.settle()
+        await self._blobs.settle(needs)
         self.stats.duration_seconds += time.monotonic() - started
         return [item.result for item in resolved]
 
@@ -226,7 +230,8 @@ class CopyEngine:
             self._pushing[flight] = push
             push.add_done_callback(lambda _: self._pushing.pop(flight, None))
             await push
-            self._pushed.add(key)
+            if not always:  # a child, which other images may share; a tag is pushed each time
+                self._pushed.add(key)
             self.stats.manifests_pushed += 1
             self._emit(ev.MANIFEST_PUSHED, repo=repo, digest=str(manifest.digest), detail=job)
         else:

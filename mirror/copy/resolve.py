@@ -54,6 +54,9 @@ class Resolved:
     plans: list[Plan]
 
 
+MANIFESTS_KEPT = 4096
+
+
 class Resolver:
     """Resolves the images of a run; a manifest is fetched once per repository and reference.
 
@@ -63,7 +66,9 @@ class Resolver:
     def __init__(self, *, events: EventSink, lookups: asyncio.Semaphore, tag_absent: set[str]) -> None:
         self._emit = Emitter(events)
         self._lookups = lookups
-        self._manifests: SingleFlight[Manifest] = SingleFlight()
+        # Manifests read recently (tags of one image, an index's children shared by its tags);
+        # a pass does not keep every manifest it read.
+        self._manifests: SingleFlight[Manifest] = SingleFlight(keep=MANIFESTS_KEPT)
         self._tag_absent = tag_absent
         self.stopping: Callable[[], bool] = lambda: False  # shutting down: no new lookups
 
@@ -126,7 +131,7 @@ class Resolver:
                             f"digest {top.digest}, not the source's {target}"
                         )
                     target = top.digest
-            result.digest = str(target)
+            result.digest = digest_text = str(target)  # one string for the image and most destinations
             source_target = target
             converted: list[Manifest] | None = None  # the graph with OCI media types, when asked
             if heads is None:
@@ -141,7 +146,8 @@ class Resolver:
                     target = converted[-1].digest
                 if info is None and not is_digest(dest.reference):
                     self._tag_absent.add(dest.repo.name)
-                dres = r.DestinationResult(dest.display, "", str(target))
+                shown = digest_text if target == source_target else str(target)
+                dres = r.DestinationResult(dest.display, "", shown)
                 result.destinations.append(dres)
                 if isinstance(info, MirrorError):
                     r.fail(dres, info)

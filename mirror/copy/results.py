@@ -19,7 +19,7 @@ DEFERRED = "deferred"  # not read in this pass (the source's pull limit is spent
 DONE = frozenset({COPIED, SKIPPED, PLANNED, DEFERRED})  # statuses that do not fail a run
 
 
-@dataclass
+@dataclass(slots=True)  # a pass keeps one per image and destination: no __dict__ each
 class DestinationResult:
     destination: str
     status: str
@@ -33,7 +33,7 @@ class DestinationResult:
     manifests_pushed: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class ImageResult:
     source: str
     digest: str = ""  # what the destinations receive (a filtered index has its own digest)

@@ -3,11 +3,16 @@
 Callers await a :class:`Shared` view of the task: a caller that is cancelled stops waiting, and
 the shared work goes on for the others (``asyncio.shield``); cancelling the work itself is
 :meth:`SingleFlight.cancel_all`'s job.
+
+With ``keep``, only the ``keep`` most recently finished results are remembered (a pass over
+100,000 tags must not hold every manifest it read): a key asked for again after its result was
+forgotten is worked out again. Work still running is never forgotten.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Generator, Hashable
 from typing import Any, Generic, TypeVar
 
@@ -31,8 +36,10 @@ class Shared(Generic[T]):
 
 
 class SingleFlight(Generic[T]):
-    def __init__(self) -> None:
+    def __init__(self, *, keep: int | None = None) -> None:
         self._tasks: dict[Hashable, asyncio.Future[T]] = {}
+        self._keep = keep
+        self._finished: OrderedDict[Hashable, None] = OrderedDict()  # with ``keep``: oldest first
 
     def run(self, key: Hashable, start: Callable[[], Awaitable[T]]) -> Shared[T]:
         """The work for ``key``: the running or finished one, or a new one from ``start``."""
@@ -45,7 +52,7 @@ class SingleFlight(Generic[T]):
 
         task = asyncio.ensure_future(wrapped())
         self._tasks[key] = task
-        task.add_done_callback(lambda t: self._evict_failed(key, t))
+        task.add_done_callback(lambda t: self._finish(key, t))
         return Shared(task)
 
     def settle(self, key: Hashable, value: T) -> None:
@@ -54,10 +61,20 @@ class SingleFlight(Generic[T]):
             future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
             future.set_result(value)
             self._tasks[key] = future
+            self._finish(key, future)
 
-    def _evict_failed(self, key: Hashable, task: asyncio.Future[T]) -> None:
-        if (task.cancelled() or task.exception() is not None) and self._tasks.get(key) is task:
-            del self._tasks[key]
+    def _finish(self, key: Hashable, task: asyncio.Future[T]) -> None:
+        if self._tasks.get(key) is not task:
+            return
+        if task.cancelled() or task.exception() is not None:
+            del self._tasks[key]  # failures are evicted: a later caller may try again
+        elif self._keep is not None:
+            self._finished[key] = None
+            self._finished.move_to_end(key)
+            while len(self._finished) > self._keep:
+                old, _ = self._finished.popitem(last=False)
+                if (done := self._tasks.get(old)) is not None and done.done():
+                    del self._tasks[old]
 
     async def cancel_all(self) -> None:
         tasks = list(self._tasks.values())

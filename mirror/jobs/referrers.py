@@ -181,9 +181,11 @@ async def copy_referrers(
     finder: ReferrerFinder | None = None,
     *,
     stopping: Callable[[], bool] = lambda: False,
+    fresh: bool = True,
 ) -> list[ImageResult]:
     """Copy the referrers of ``done`` (tasks and their results) through ``engine``, level by
-    level; the results of those copies, and a failure per subject that could not be looked up."""
+    level; the results of those copies, and a failure per subject that could not be looked up.
+    ``fresh``: see :meth:`CopyEngine.run` (a pass's batches share what the engine learnt)."""
     finder = finder or ReferrerFinder()
     finder.already_copied([task for task, _ in done])
     results: list[ImageResult] = []
@@ -194,7 +196,7 @@ async def copy_referrers(
         results.extend(failures)
         if not tasks or stopping():
             break
-        images = await engine.run(tasks)
+        images = await engine.run(tasks, fresh=fresh)
         done = list(zip(tasks, images, strict=True))
         if not engine.dry_run:
             await finder.list_present(done)

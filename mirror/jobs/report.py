@@ -1,10 +1,15 @@
-"""The JSON report of a run and its one-line human summary."""
+"""The JSON report of a run and its one-line human summary.
+
+A pass over 100,000 tags has 100,000 images in its report: they are written one at a time
+(:class:`Rows`), so the document is never whole in memory, as text or as dicts.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -14,14 +19,16 @@ from mirror.copy.results import ImageResult, RunStats
 from mirror.types.sizes import human_bytes
 
 
-def build_report(command: str, images: list[ImageResult], stats: RunStats, **extra: Any) -> dict[str, Any]:
+def build_report(
+    command: str, images: Sequence[ImageResult], stats: RunStats, **extra: Any
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "mirror_version": __version__,
         "command": command,
         "ok": all(i.ok for i in images),
         **extra,
         "totals": asdict(stats),
-        "images": [i.to_dict() for i in images],
+        "images": Rows(images, ImageResult.to_dict),
     }
     if command == "copy" and len(images) == 1 and len(images[0].destinations) == 1:
         image, dest = images[0], images[0].destinations[0]
@@ -42,20 +49,54 @@ def build_report(command: str, images: list[ImageResult], stats: RunStats, **ext
     return doc
 
 
+class Rows:
+    """A list of a report made one entry at a time from ``items`` (each turned into JSON by
+    ``row``) as the report is written."""
+
+    def __init__(self, items: Iterable[Any], row: Callable[[Any], Any]) -> None:
+        self.items = items
+        self.row = row
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self.row(item) for item in self.items)
+
+
 def write_report(path: str | Path, doc: dict[str, Any], redact: Any = None) -> None:
-    """Write atomically; ``redact`` (text -> text) scrubs secrets from the serialised form."""
-    text = json.dumps(doc, indent=2, sort_keys=False) + "\n"
-    if redact is not None:
-        text = redact(text)
+    """Write atomically; ``redact`` (text -> text) scrubs secrets from the serialised form.
+    The text is what ``json.dumps(doc, indent=2)`` gives, written piece by piece."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    try:
+        with os.fdopen(fd, "w") as f:
+            for piece in _pieces(doc):
+                f.write(redact(piece) if redact is not None else piece)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     os.replace(tmp, target)
 
 
-def summary_lines(images: list[ImageResult], stats: RunStats) -> list[str]:
+def _pieces(doc: dict[str, Any]) -> Iterator[str]:
+    """``doc`` as indented JSON, a top-level value (or one entry of a :class:`Rows`) at a time."""
+    if not doc:
+        yield "{}\n"
+        return
+    yield "{"
+    for n, (key, value) in enumerate(doc.items()):
+        yield f"{',' if n else ''}\n  {json.dumps(key)}: "
+        if isinstance(value, Rows):
+            count = 0
+            for row in value:
+                yield f"{',' if count else '['}\n    " + json.dumps(row, indent=2).replace("\n", "\n    ")
+                count += 1
+            yield "\n  ]" if count else "[]"
+        else:
+            yield json.dumps(value, indent=2).replace("\n", "\n  ")
+    yield "\n}\n"
+
+
+def summary_lines(images: Iterable[ImageResult], stats: RunStats) -> list[str]:
     lines = []
     for image in images:
         if image.error:

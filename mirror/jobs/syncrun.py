@@ -1,9 +1,12 @@
 """One sync run: expand jobs into image copies, run them through one engine, report.
 
-A run plans every job first (catalog, tag lists, filters, destination mapping), then hands all
-the copies to a single :class:`CopyEngine`, so a blob shared by many images, jobs or
-destinations is read from its source once. A job whose planning fails is reported and the other
-jobs go on; a failing image never stops the others.
+A pass lists each job's source repositories (the catalog), then plans them in order (tag list,
+filters, destination mapping) and hands the copies to a single :class:`CopyEngine` in batches
+of about a thousand images, a few at a time (:mod:`mirror.jobs.batches`): a blob shared by many
+images, jobs or destinations is still read from its source once, and memory follows what is in
+flight, not the size of the pass (what a pass keeps of an image is its result). A pass of fewer
+images is one batch. A job whose planning fails is reported and the other jobs go on; a failing image never
+stops the others.
 """
 
 from __future__ import annotations
@@ -11,18 +14,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.results import DEFERRED, ImageResult, RunStats
 from mirror.copy.stall import DEFAULT_STALL_TIMEOUT
+from mirror.jobs.batches import PassBatches
 from mirror.jobs.config import Config, Job
 from mirror.jobs.filters import TagFilter
 from mirror.jobs.imagelocks import Held, ImageLocks, Key
 from mirror.jobs.mapping import DestinationSpec, SourceKind, SourceSpec, map_repository
 from mirror.jobs.referrers import copy_referrers
+from mirror.jobs.resultlog import ImageResults
 from mirror.jobs.selection import select_references
 from mirror.jobs.stores import close_stores, open_repository, store_requests
 from mirror.registry.base import Repository
@@ -77,7 +82,7 @@ class JobOutcome:
 @dataclass
 class SyncResult:
     jobs: list[JobOutcome]
-    images: list[ImageResult]
+    images: Sequence[ImageResult]  # a pass's are packed (ImageResults)
     stats: RunStats
 
     @property
@@ -295,22 +300,10 @@ class SyncRun:
         started = time.monotonic()
         requests_before = self.request_count()
         outcomes = [JobOutcome(j.name) for j in jobs]
-        planning = planner or self.plan_job
-        planned = await asyncio.gather(
-            *(planning(j, o) for j, o in zip(jobs, outcomes, strict=True)), return_exceptions=True
-        )
-        tasks: list[CopyTask] = []
-        for outcome, plan in zip(outcomes, planned, strict=True):
-            if isinstance(plan, MirrorError):
-                outcome.error, outcome.error_kind = plan.message, plan.kind
-            elif isinstance(plan, BaseException):
-                raise plan
-            else:
-                tasks.extend(plan)
-        images = await self._copy(tasks)
-        wanted = {j.name for j in jobs if j.referrers}
-        subjects = [(t, i) for t, i in zip(tasks, images, strict=True) if t.job in wanted]
-        images.extend(await copy_referrers(self.engine, subjects, stopping=lambda: self.engine.stopping))
+        if planner is None:
+            images = await self._stream(jobs, outcomes)
+        else:
+            images = await self._planned(jobs, outcomes, planner)
         by_job = {o.name: o for o in outcomes}
         for image in images:
             outcome = by_job[image.job]
@@ -326,15 +319,91 @@ class SyncRun:
             outcome.duration_seconds = stats.duration_seconds
         return SyncResult(outcomes, images, stats)
 
-    async def _copy(self, tasks: list[CopyTask]) -> list[ImageResult]:
+    async def _planned(
+        self, jobs: list[JobSpec], outcomes: list[JobOutcome], planner: Planner
+    ) -> ImageResults:
+        """Every job planned by ``planner`` first, then copied at once (event runs, small)."""
+        planned = await asyncio.gather(
+            *(planner(j, o) for j, o in zip(jobs, outcomes, strict=True)), return_exceptions=True
+        )
+        tasks: list[CopyTask] = []
+        for outcome, plan in zip(outcomes, planned, strict=True):
+            if isinstance(plan, MirrorError):
+                outcome.error, outcome.error_kind = plan.message, plan.kind
+            elif isinstance(plan, BaseException):
+                raise plan
+            else:
+                tasks.extend(plan)
+        images = await self._copy(tasks)
+        wanted = {j.name for j in jobs if j.referrers}
+        subjects = [(t, i) for t, i in zip(tasks, images, strict=True) if t.job in wanted]
+        images.extend(await copy_referrers(self.engine, subjects, stopping=lambda: self.engine.stopping))
+        return ImageResults(images)
+
+    async def _stream(self, jobs: list[JobSpec], outcomes: list[JobOutcome]) -> ImageResults:
+        """Each job's repositories planned in order (:data:`PLAN_CONCURRENCY` ahead) and copied
+        in batches (:class:`~mirror.jobs.batches.PassBatches`). Results in job, repository and
+        tag order, referrers last."""
+        listed = await asyncio.gather(*(self.source_repositories(j) for j in jobs), return_exceptions=True)
+        units: list[tuple[JobSpec, JobOutcome, str]] = []
+        for job, outcome, repos in zip(jobs, outcomes, listed, strict=True):
+            if isinstance(repos, MirrorError):
+                outcome.error, outcome.error_kind = repos.message, repos.kind
+            elif isinstance(repos, BaseException):
+                raise repos
+            else:
+                outcome.repositories.extend(repos)
+                units.extend((job, outcome, repo) for repo in repos)
+        errors: dict[str, list[str]] = {}
+        planning = asyncio.Semaphore(PLAN_CONCURRENCY)
+
+        async def plan(job: JobSpec, outcome: JobOutcome, repo: str) -> list[CopyTask]:
+            async with planning:
+                try:
+                    return await self.plan_repository(job, repo)
+                except MirrorError as exc:
+                    errors.setdefault(job.name, []).append(f"{repo}: {exc.message}")
+                    outcome.error_kind = outcome.error_kind or exc.kind
+                    return []
+
+        copier = PassBatches(
+            lambda tasks: self._copy(tasks, fresh=False),
+            self.engine,
+            {j.name for j in jobs if j.referrers},
+            len(units),
+            stopping=self._stopping,
+        )
+        ahead: dict[int, asyncio.Future[list[CopyTask]]] = {}
+        try:
+            for index in range(len(units)):
+                for later in range(index, min(index + PLAN_CONCURRENCY, len(units))):
+                    if later not in ahead:
+                        ahead[later] = asyncio.ensure_future(plan(*units[later]))
+                await copier.add(index, await ahead.pop(index))
+            await copier.finish()
+        finally:
+            for future in ahead.values():
+                future.cancel()
+            await copier.cancel()
+        for outcome in outcomes:
+            failed = errors.get(outcome.name)
+            if failed:
+                more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
+                outcome.error = "; ".join(failed[:5]) + more
+        return copier.results()
+
+    def _stopping(self) -> bool:
+        return self.engine.stopping
+
+    async def _copy(self, tasks: list[CopyTask], *, fresh: bool = True) -> list[ImageResult]:
         """Run ``tasks`` through the engine, holding each image's lock until it has its outcome."""
         if self.locks is None:
-            return await self.engine.run(tasks)
+            return await self.engine.run(tasks, fresh=fresh)
         held = await self.locks.acquire(image_key(t) for t in tasks)
         try:
             for task in tasks:
                 task.on_done = _then(task.on_done, _releaser(held, image_key(task)))
-            return await self.engine.run(tasks)
+            return await self.engine.run(tasks, fresh=fresh)
         finally:
             held.release_all()
 
@@ -352,7 +421,7 @@ class SyncRun:
 
 
 Planner = Callable[[JobSpec, JobOutcome], Awaitable[list[CopyTask]]]
-"""Copy tasks for a job (the default: :meth:`SyncRun.plan_job`); may note errors in the outcome."""
+"""Copy tasks for a job (such as :meth:`SyncRun.plan_job`); may note errors in the outcome."""
 
 
 def image_key(task: CopyTask) -> Key:

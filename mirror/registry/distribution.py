@@ -72,6 +72,7 @@ class RegistryRepository:
         self.transport = transport
         self.host = host
         self.repository = repository
+        self._name = f"{host}/{repository}"
         self.profile = profile or profile_for(host)
         # Manifest GETs a pull-counting registry still allows (shared by the repositories of a
         # pass; a repository opened alone keeps its own).
@@ -83,7 +84,8 @@ class RegistryRepository:
 
     @property
     def name(self) -> str:
-        return f"{self.host}/{self.repository}"
+        # One string for the run: a pass keys outcomes and results by it, per blob and image.
+        return self._name
 
     @property
     def registry(self) -> str:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,12 +30,12 @@ from mirror.jobs.progress import Progress
 from mirror.jobs.pruning import PruneResult
 from mirror.jobs.report import build_report, summary_lines, write_report
 from mirror.jobs.schedule import next_start
-from mirror.jobs.survey import Known, Verification, known_from, verify_jobs
+from mirror.jobs.survey import Verification, known_from, verify_jobs
 from mirror.jobs.syncrun import JobSpec, SyncResult, SyncRun, job_spec
 from mirror.service.dispatch import Dispatcher
 from mirror.service.forward import Forwarder
 from mirror.service.lifecycle import SkippedSlots, interrupted_result, mark_interrupted, wind_down
-from mirror.service.passes import by_job, pass_details
+from mirror.service.passes import details_by_job, pass_details
 from mirror.service.reconcile import Reconciler
 from mirror.service.shard import Shard, describe
 from mirror.service.signals import install_stop_signals, on_stop_signals
@@ -138,7 +139,7 @@ class Daemon:
         elapsed = time.monotonic() - started
         if self.stop_requested.is_set():
             mark_interrupted(result, self.stopped_by)
-        images = by_job(result.images)
+        details = details_by_job(result.images)
         for job, outcome in zip(jobs, result.jobs, strict=True):
             if self.metrics is not None:
                 self.metrics.job_finished(job, outcome.ok, elapsed)
@@ -151,7 +152,7 @@ class Daemon:
                 outcome.images,
                 outcome.failed,
                 outcome.error,
-                **pass_details(images.get(job.name, [])),
+                **(details.get(job.name) or pass_details(())),
             )
             fields = {
                 "job": job.name,
@@ -179,7 +180,7 @@ class Daemon:
                     log.warning(line, extra={"fields": {"job": image.job, "status": image.status}})
         pruned = await self._prune(transport, specs)
         self._write_report(result.images, result.stats, result, pruned)
-        await self._check_drift(transport, specs, known_from(result.images))
+        await self._check_drift(transport, specs, result.images)
         return result
 
     def reconciler(self) -> Reconciler:
@@ -199,10 +200,14 @@ class Daemon:
             return []
         return self.last_prune
 
-    async def _check_drift(self, transport: Transport, specs: list[JobSpec], known: Known) -> None:
-        """The drift check of a pass's jobs; a failure here is logged, never ends the service."""
+    async def _check_drift(
+        self, transport: Transport, specs: list[JobSpec], images: Sequence[ImageResult]
+    ) -> None:
+        """The drift check of a pass's jobs; a failure here is logged, never ends the service.
+        What the pass's results already tell is looked up only when the check runs."""
         if not self.check_drift or self.dry_run or self.stop_requested.is_set():
             return
+        known = known_from(images)
         try:
             await self.reconciler().check_drift(
                 lambda: self.new_run(transport, discard, dry_run=True), specs, known
@@ -226,7 +231,7 @@ class Daemon:
 
     def _write_report(
         self,
-        images: list[ImageResult],
+        images: Sequence[ImageResult],
         stats: RunStats,
         result: SyncResult,
         pruned: list[PruneResult],

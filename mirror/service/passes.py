@@ -19,11 +19,16 @@ FINE = (COPIED, SKIPPED, PLANNED)
 PROBLEMS_KEPT = 200  # rows of images needing attention kept per job and pass
 
 
-def by_job(images: Iterable[ImageResult]) -> dict[str, list[ImageResult]]:
-    grouped: dict[str, list[ImageResult]] = {}
+def details_by_job(images: Iterable[ImageResult], keep: int = PROBLEMS_KEPT) -> dict[str, dict[str, Any]]:
+    """:func:`pass_details` of each job's images, in one reading of a pass's results (which may
+    be 100,000 images: they are not grouped in memory first)."""
+    found: dict[str, _Details] = {}
     for image in images:
-        grouped.setdefault(image.job, []).append(image)
-    return grouped
+        details = found.get(image.job)
+        if details is None:
+            details = found[image.job] = _Details(keep)
+        details.add(image)
+    return {job: details.result() for job, details in found.items()}
 
 
 def problems(image: ImageResult) -> list[dict[str, str]]:
@@ -57,14 +62,31 @@ def problems(image: ImageResult) -> list[dict[str, str]]:
 def pass_details(images: Iterable[ImageResult], keep: int = PROBLEMS_KEPT) -> dict[str, Any]:
     """``statuses``, ``bytes_written``, ``problems`` (the first ``keep``) and ``problems_total``
     of one job's images in a pass (the extra fields of :class:`~.state.PassInfo`)."""
-    statuses = dict.fromkeys(SHOWN_STATUSES, 0)
-    written = 0
-    rows: list[dict[str, str]] = []
-    total = 0
+    details = _Details(keep)
     for image in images:
-        statuses[image.status] = statuses.get(image.status, 0) + 1
-        written += sum(d.bytes_written for d in image.destinations)
+        details.add(image)
+    return details.result()
+
+
+class _Details:
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.statuses = dict.fromkeys(SHOWN_STATUSES, 0)
+        self.written = 0
+        self.rows: list[dict[str, str]] = []
+        self.total = 0
+
+    def add(self, image: ImageResult) -> None:
+        self.statuses[image.status] = self.statuses.get(image.status, 0) + 1
+        self.written += sum(d.bytes_written for d in image.destinations)
         found = problems(image) if image.status not in FINE else []
-        total += len(found)
-        rows.extend(found[: max(0, keep - len(rows))])
-    return {"statuses": statuses, "bytes_written": written, "problems": rows, "problems_total": total}
+        self.total += len(found)
+        self.rows.extend(found[: max(0, self.keep - len(self.rows))])
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "statuses": self.statuses,
+            "bytes_written": self.written,
+            "problems": self.rows,
+            "problems_total": self.total,
+        }
