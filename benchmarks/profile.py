@@ -25,9 +25,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import workload as w
+from benchmarks.intrinsic import SyntheticServer
 from benchmarks.registries import Registries, Registry
-from benchmarks.run import ROOT, SyntheticServer, mirror_sync_config
+from benchmarks.tools import mirror_sync_config
 
+ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 RESULTS = w.RESULTS
 

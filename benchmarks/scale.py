@@ -188,3 +188,62 @@ def slopes(rows: list[dict[str, Any]]) -> dict[str, float]:
                 (mine[-1]["peak_rss"] - mine[0]["peak_rss"]) / (mine[-1]["tags"] - mine[0]["tags"]), 1
             )
     return out
+
+
+def scale_targets(scale: dict[str, Any] | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if not scale:
+        return out
+    for phase, limit in (("warm", 150), ("cold", 250)):
+        rows = [r for r in scale["rows"] if r["phase"] == phase]
+        if not rows:
+            continue
+        big = max(rows, key=lambda r: r["tags"])
+        rss = big["peak_rss"] / MiB
+        ok = big["ok"] and rss <= limit
+        got = f"{rss:.0f} MiB{'' if big['ok'] else ' (FAILED)'}"
+        out.append(
+            {
+                "target": f"scale {phase} {big['tags']} tags: peak RSS",
+                "want": f"<= {limit} MiB",
+                "got": got,
+                "met": ok,
+            }
+        )
+        if phase == "warm":
+            heads = big["source_manifest_heads"], big["destination_manifest_heads"], big["other_requests"]
+            ok = heads[0] <= big["tags"] and heads[1] <= big["tags"] and heads[2] == 0
+            out.append(
+                {
+                    "target": f"scale warm {big['tags']} tags: requests",
+                    "want": f"<= {big['tags']} HEADs per side + listings",
+                    "got": f"{heads[0]} + {heads[1]} HEADs, {big['listings']} listings, {heads[2]} other",
+                    "met": ok,
+                }
+            )
+    return out
+
+
+def scale_table(scale: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "| scale (synthetic fleet, `mirror sync --once`) | tags | wall s | tags/s | peak RSS | CPU s "
+        "| requests | source HEADs | destination HEADs | listings | other | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in scale["rows"]:
+        load = r.get("load_start_end", [0, 0])
+        lines.append(
+            f"| {r['phase']}{'' if r['ok'] else ' (FAILED)'} | {r['tags']} | {r['wall']:.1f} | "
+            f"{r['tags_per_second']:.0f} | {r['peak_rss'] / MiB:.0f} MiB | {r['cpu']:.1f} | "
+            f"{r['requests']} | "
+            f"{r['source_manifest_heads']} | {r['destination_manifest_heads']} | {r['listings']} | "
+            f"{r['other_requests']} | {load[0]:.1f} -> {load[1]:.1f} |"
+        )
+    slopes = scale.get("slopes", {})
+    if slopes:
+        lines += [
+            "",
+            "peak RSS slope: " + ", ".join(f"{k} {v / 1024:.2f} KiB per tag" for k, v in slopes.items()),
+        ]
+    return lines
