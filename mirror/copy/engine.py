@@ -67,6 +67,10 @@ class CopyTask:
     platforms: tuple[Platform, ...] = ()
     overwrite: bool = False
     job: str = ""
+    # The source digest a registry's listing named for the tag ``reference`` (Artifact
+    # Registry's dockerImages.list): the image is read by it and written under the tag, without
+    # looking the tag up (see :mod:`mirror.copy.resolve`).
+    listed_digest: str = ""
     # Told each image's result as soon as it has its outcome (its tag written, or not).
     on_done: Callable[[r.ImageResult], None] | None = field(default=None, compare=False, repr=False)
 

@@ -6,6 +6,13 @@ digest drops out; a destination tag that names another digest is a conflict unle
 allowed. For the remaining destinations the manifest, and an index's children down to
 :data:`MAX_INDEX_DEPTH` levels, are fetched by digest (verified, once per repository and run),
 and each destination gets a plan: the blobs it needs and the manifests to push, children first.
+
+A tag whose digest the source's listing named (:attr:`CopyTask.listed_digest`, from Artifact
+Registry's ``dockerImages.list``) is not looked up at the source: destinations already at that
+digest need nothing from it, and the others get the manifest read by that digest, verified --
+read by digest, written under the tag, as for an event that names a digest. A listing is a
+snapshot: a tag moved after it is seen by the next pass's listing, exactly as it would be after
+a HEAD made at listing time. A listed digest the source no longer has is read by tag.
 """
 
 from __future__ import annotations
@@ -103,6 +110,13 @@ class Resolver:
             heads: list[ManifestInfo | MirrorError | None] | None = None
             if is_digest(task.reference):
                 target = Digest.parse(task.reference)
+            elif task.listed_digest:
+                heads = await self._dest_heads(task)
+                target = Digest.parse(task.listed_digest)
+                held = all(isinstance(h, ManifestInfo) and h.digest == target for h in heads)
+                if task.platforms or not held:
+                    top = await self._fetch_listed(task, target)
+                    target = top.digest
             else:
                 if task.destinations and all(not is_digest(d.reference) for d in task.destinations):
                     # Destination tags first: when none exists the source manifest is needed
@@ -233,6 +247,15 @@ class Resolver:
             raise NotFound(f"{task.display} does not exist ({exc.message})", status=404) from None
         self._manifests.settle((task.source.name, str(top.digest)), top)
         return top
+
+    async def _fetch_listed(self, task: CopyTask, digest: Digest) -> Manifest:
+        """The source manifest by the digest a listing named for the tag (verified against it);
+        by tag when the source no longer has that digest."""
+        try:
+            return await self._fetch(task.source, str(digest))
+        except NotFound:
+            log.info("%s: %s, listed for the tag, is gone: reading the tag", task.display, digest.short)
+        return await self._fetch_tag(task)
 
     async def _walk(self, source: Repository, manifest: Manifest, depth: int) -> list[Manifest]:
         """Every manifest under ``manifest``, children before parents, ``manifest`` last."""

@@ -148,6 +148,9 @@ class SyncRun:
         self._ensured: dict[str, asyncio.Future[bool]] = {}  # what ensure_repository made, by key
         self.pulls = PullBudgets(events=events)  # Docker Hub's pull limit, for this pass
         self._listed_tags: dict[str, list[str]] = {}  # HOST/PATH -> tags, from a registry API listing
+        # HOST/PATH -> tag -> digest, where that listing named the digest: read by it (a snapshot,
+        # as a HEAD made at listing time would be; a later move is the next pass's)
+        self._listed_digests: dict[str, dict[str, str]] = {}
 
     def repository(self, ref: Ref, *, create: bool = False, max_blob_size: int | None = None) -> Repository:
         key = str(ref)
@@ -194,6 +197,7 @@ class SyncRun:
                 catalog = listing.repositories
                 for path, tags in listing.tags.items():
                     self._listed_tags[f"{spec.host}/{path}"] = tags
+                    self._listed_digests[f"{spec.host}/{path}"] = listing.digests.get(path, {})
             repos = spec.repositories(catalog)
         else:
             repos = [spec.path]
@@ -252,6 +256,7 @@ class SyncRun:
         dests = await self.destinations(job, repo_path)
         # An image source pinned to a tag keeps that tag; a digest-only source is pushed by digest.
         pinned_tag = spec.tag if spec.kind is SourceKind.IMAGE else None
+        digests = self._listed_digests.get(source.name, {}) if spec.kind is SourceKind.PREFIX else {}
         return [
             CopyTask(
                 source,
@@ -260,6 +265,7 @@ class SyncRun:
                 job.platforms,
                 job.overwrite,
                 job.name,
+                listed_digest=digests.get(reference, ""),
             )
             for reference in references
         ]

@@ -23,13 +23,15 @@ Sources of each value (Google Cloud documentation unless said otherwise):
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mirror.registry.arapi import ArtifactRegistryApi, DockerImage
 from mirror.registry.profiles.base import RegistryProfile, RepositoryListing
 from mirror.transport.client import Transport
 from mirror.types import hosts
-from mirror.types.errors import ConfigError, InputError
+from mirror.types.digest import Digest
+from mirror.types.errors import ConfigError, InputError, InvalidReference
 
 FIVE_TB = 5 * 10**12
 GOOGLE_API = "https://artifactregistry.googleapis.com"
@@ -57,6 +59,35 @@ def api_endpoint_of(host: str) -> str | None:
         if name.endswith(suffix):
             return api
     return None
+
+
+def listed_digests(images: Iterable[DockerImage]) -> dict[str, dict[str, str]]:
+    """The manifest digest of each listed tag (repository -> tag -> digest): the digest of the
+    image that lists it, as its ``name`` says and its ``uri`` (``...@sha256:...``) confirms when
+    it names one. A tag listed on two images (it moved while the pages were read) or an image whose
+    two fields disagree names no digest: such a tag is looked up by tag, as any other."""
+    digests: dict[str, dict[str, str]] = {}
+    ambiguous: set[tuple[str, str]] = set()
+    for image in images:
+        _, at, named = image.uri.rpartition("@")
+        if not _well_formed(image.digest) or (at and named != image.digest):
+            ambiguous.update((image.repository, tag) for tag in image.tags)
+            continue
+        by_tag = digests.setdefault(image.repository, {})
+        for tag in image.tags:
+            if by_tag.setdefault(tag, image.digest) != image.digest:
+                ambiguous.add((image.repository, tag))
+    for repository, tag in ambiguous:
+        digests.get(repository, {}).pop(tag, None)
+    return digests
+
+
+def _well_formed(digest: str) -> bool:
+    try:
+        Digest.parse(digest)
+    except InvalidReference:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -119,11 +150,13 @@ class ArtifactRegistryProfile(RegistryProfile):
 
         listing = RepositoryListing([])
         tags: dict[str, set[str]] = {}
-        for found in await asyncio.gather(*(images(r) for r in repositories)):
+        listed = await asyncio.gather(*(images(r) for r in repositories))
+        for found in listed:
             for image in found:
                 tags.setdefault(image.repository, set()).update(image.tags)
         listing.repositories = sorted(tags)
         listing.tags = {repo: sorted(names) for repo, names in tags.items()}
+        listing.digests = listed_digests(image for found in listed for image in found)
         return listing
 
     async def complete_tags(self, transport: Transport, repository: str, listed: list[str]) -> list[str]:

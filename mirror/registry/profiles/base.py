@@ -22,10 +22,12 @@ _NOT_A_TAG_REFUSAL = frozenset({401, 404, 408, 429})
 @dataclass
 class RepositoryListing:
     """The repositories a registry lists (``HOST``-relative paths), and the tags of each when the
-    listing gave them (a registry API that lists images with their tags)."""
+    listing gave them (a registry API that lists images with their tags), with the manifest
+    digest of each tag where the listing named one."""
 
     repositories: list[str]
     tags: dict[str, list[str]] = field(default_factory=dict)
+    digests: dict[str, dict[str, str]] = field(default_factory=dict)  # repository -> tag -> digest
 
 
 @dataclass(frozen=True)
