@@ -71,6 +71,9 @@ def collect(resolved: list[Resolved]) -> dict[Digest, BlobNeed]:
     return needs
 
 
+_IDLE: dict[str, Repository] = {}  # never written: sources and waiting of a flight at rest
+
+
 @dataclass(slots=True)
 class _Flight:
     """Everything about one digest: where it can be read, who wants it, what happened there."""
@@ -85,6 +88,27 @@ class _Flight:
     def take_waiting(self) -> dict[str, Repository]:
         taken, self.waiting = self.waiting, {}
         return taken
+
+    def wake(self, image: str) -> None:
+        """Ready a flight at rest for new sources and destinations (``image``: the one that
+        wants it now)."""
+        if self.sources is _IDLE:
+            self.sources = {}
+        if self.waiting is _IDLE:
+            self.waiting = {}
+        self.image = self.image or image
+
+    def rest(self) -> None:
+        """No round runs: what a pass keeps of a flight is its outcomes (one per destination
+        repository); a destination that comes later brings its own sources, and gets a new task."""
+        self.sources = _IDLE
+        self.waiting = _IDLE
+        self.image = ""
+        self.task = None
+
+
+def _succeeded(outcome: Outcome | None) -> bool:
+    return isinstance(outcome, str) and outcome in SUCCESS
 
 
 class MissingOutcome(MirrorError):
@@ -130,7 +154,8 @@ class BlobTransfers:
         self._flights: dict[Digest, _Flight] = {}
         self._has: SingleFlight[bool] = SingleFlight(keep=HEADS_KEPT)
         self._empty: SingleFlight[bool] = SingleFlight()
-        self._holders: dict[tuple[str, Digest], str] = {}  # (registry, digest) -> repository name
+        # registry -> digest -> a repository there that holds the blob (mounts come from it)
+        self._holders: defaultdict[str, dict[Digest, str]] = defaultdict(dict)
         self.no_mount: set[str] = set()  # registries that answered 202 to a mount we knew was valid
 
     @property
@@ -154,12 +179,13 @@ class BlobTransfers:
             if flight is None:
                 flight = self._flights[digest] = _Flight(need.desc, need.image)
                 self.stats.unique_blob_bytes += need.desc.size
+            wanted = [(n, repo) for n, repo in need.dests.items() if not _succeeded(flight.outcomes.get(n))]
+            if not wanted and flight.sources is _IDLE:
+                continue  # at rest, and every destination has it
+            flight.wake(need.image)
             for name, source in need.sources.items():
                 flight.sources.setdefault(name, source)
-            for name, repo in need.dests.items():
-                done = flight.outcomes.get(name)
-                if isinstance(done, str) and done in SUCCESS:
-                    continue
+            for name, repo in wanted:
                 flight.outcomes.pop(name, None)
                 flight.waiting.setdefault(name, repo)
             if flight.waiting and (flight.task is None or flight.task.done()):
@@ -224,11 +250,7 @@ class BlobTransfers:
                         f"blob {flight.desc.digest.short}: the transfer to {name} ended without an outcome"
                     ),
                 )
-        # Done: what a pass keeps of a flight is its outcomes. A destination that comes later
-        # brings its own source repositories (and image), and gets a new task.
-        flight.sources = {}
-        flight.image = ""
-        flight.task = None
+        flight.rest()
 
     def _record(self, flight: _Flight, repo: Repository, outcome: Outcome) -> None:
         flight.outcomes[repo.name] = outcome
@@ -258,7 +280,7 @@ class BlobTransfers:
                     outcomes[repo.name] = present
                 elif present:
                     outcomes[repo.name] = "skipped"
-                    self._holders.setdefault((repo.registry, desc.digest), _repository(repo))
+                    self._holders[repo.registry].setdefault(desc.digest, _repository(repo))
                     self._emit(ev.BLOB_SKIPPED, repo=repo, digest=str(desc.digest), size=desc.size)
                 else:
                     missing.append(repo)
@@ -268,7 +290,7 @@ class BlobTransfers:
         uploads: list[Repository] = []
         after: list[Repository] = []
         for registry, group in by_registry.items():
-            holder = self._holders.get((registry, desc.digest))
+            holder = self._holders[registry].get(desc.digest)
             if holder is None:
                 holder = next(
                     (_repository(s) for s in flight.sources.values() if s.registry == registry), None
@@ -312,7 +334,7 @@ class BlobTransfers:
         )
         for repo in repos:
             if outcomes.get(repo.name) == "pushed":
-                self._holders.setdefault((repo.registry, flight.desc.digest), _repository(repo))
+                self._holders[repo.registry].setdefault(flight.desc.digest, _repository(repo))
         return outcomes
 
     async def _exists(self, repo: Repository, desc: Descriptor) -> bool:
@@ -349,7 +371,7 @@ class BlobTransfers:
         except MirrorError:
             return False
         if mounted:
-            self._holders.setdefault((repo.registry, desc.digest), _repository(repo))
+            self._holders[repo.registry].setdefault(desc.digest, _repository(repo))
             self._emit(ev.BLOB_MOUNTED, repo=repo, digest=str(desc.digest), size=desc.size)
         elif known:
             self.no_mount.add(repo.registry)  # e.g. ECR: answers 202 to every mount

@@ -10,6 +10,8 @@ from mirror.types.errors import InvalidReference
 
 # Algorithms mirror can verify, with the exact hex length each one produces.
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
+# One string per algorithm name, shared by every digest parsed (a pass holds a digest per blob).
+_NAMES: dict[str, str] = {name: name for name in ALGORITHMS}
 _HEX = re.compile(r"^[a-f0-9]+$")
 
 
@@ -42,7 +44,7 @@ class Digest:
             raise InvalidReference(
                 f"digest {text!r} is not valid: {algorithm} needs exactly {want} lowercase hex digits"
             )
-        return cls(algorithm, hexpart)
+        return cls(_NAMES[algorithm], hexpart)
 
     @classmethod
     def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:

@@ -35,7 +35,7 @@ TRANSFER_FINISHED = "transfer_finished"
 TRANSFER_STALLED = "transfer_stalled"  # a source or destination made no progress (detail: which)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # many are made per blob: no __dict__ each
 class Event:
     kind: str
     host: str = ""

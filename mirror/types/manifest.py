@@ -7,6 +7,7 @@ needs (children, platforms) and validates it.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,7 +112,8 @@ def _descriptor(raw: Any, where: str) -> Descriptor:
     urls = raw.get("urls") or []
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         raise ManifestError(f"{where}: urls must be a list of strings")
-    return Descriptor(media_type, digest, size, platform, annotations, tuple(urls))
+    # Interned: a pass keeps a descriptor per blob, and a few media types name them all.
+    return Descriptor(sys.intern(media_type), digest, size, platform, annotations, tuple(urls))
 
 
 @dataclass(frozen=True)
