@@ -19,7 +19,7 @@ from mirror.copy.engine import CopyEngine, CopyTask, Destination
 from mirror.copy.synthetic import push_demo_image
 from mirror.registry.base import BlobReader
 from mirror.registry.distribution import RegistryRepository
-from mirror.registry.ecr import delete_tag, ensure_repository, parse_ecr_host
+from mirror.registry.ecr import delete_tag, ensure_repository, list_repositories, parse_ecr_host
 from mirror.registry.ocilayout import OciLayout
 from mirror.transport.client import HostOptions, Transport
 from mirror.types.errors import AuthError, InputError, InvalidReference
@@ -66,6 +66,20 @@ async def test_endpoint_from_the_environment(aws_env: str, monkeypatch: pytest.M
     assert ecr.describe_repositories(repositoryNames=[name])["repositories"]
 
 
+async def test_repositories_listed_through_describe_repositories(aws_env: str) -> None:
+    """moto's ECR API: the listing names every repository of the host's account and region (the
+    account sent as ``registryId``), and none of another account's."""
+    ecr = boto3.client("ecr", endpoint_url=aws_env, region_name="us-east-1")
+    team = f"team-{uuid.uuid4().hex[:8]}"
+    names = [f"{team}/api", f"{team}/web/front", f"{team}x/other"]
+    for name in names:
+        ecr.create_repository(repositoryName=name)
+    listed = await list_repositories(HOST, endpoint_url=aws_env)
+    assert set(names) <= set(listed) and len(listed) == len(set(listed))
+    elsewhere = await list_repositories(HOST.replace(ACCOUNT, "210987654321"), endpoint_url=aws_env)
+    assert not set(names) & set(elsewhere)
+
+
 async def test_bad_requests_fail_before_any_call(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InputError, match="not an Amazon ECR registry"):
         await ensure_repository("ghcr.io", "app")
@@ -75,6 +89,8 @@ async def test_bad_requests_fail_before_any_call(monkeypatch: pytest.MonkeyPatch
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(InputError, match="set AWS_REGION to delete tags there"):
         await delete_tag("127.0.0.1:5999", "app", "v1", any_name=True)
+    with pytest.raises(InputError, match="set AWS_REGION to list repositories there"):
+        await list_repositories("127.0.0.1:5999", any_name=True)
     with pytest.raises(InvalidReference, match="ECR repository"):
         await ensure_repository(HOST, "Bad/../Name")
 

@@ -1,6 +1,6 @@
 """ECR as a registry, through its emulator (tests/support/ecr_emulator.py): immutable tags, mounts
 that are off by default, upload sessions that cannot be continued, 0-byte blobs, repositories
-created and tags deleted through the ECR API."""
+created, listed and tags deleted through the ECR API."""
 
 from __future__ import annotations
 
@@ -199,6 +199,95 @@ def test_prune_removes_tags_through_the_ecr_api(
     assert (outcome.tag, outcome.outcome, outcome.how) == ("v1", "deleted", "api")
     assert api_calls(ecr, "BatchDeleteImage") == 1 and not ecr.select("DELETE")
     assert served_tags(ecr, "dr/web") == ["v2"]
+
+
+def describe_requests(ecr: EcrEmulator) -> list[dict[str, Any]]:
+    return [body for operation, body in ecr.api_requests if operation == "DescribeRepositories"]
+
+
+def test_a_prefix_job_lists_ecr_repositories_through_the_api(
+    ecr_factory: Any, registry: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``HOST/team/*`` on ECR (``kind: ecr`` on loopback): the repositories come from
+    ``DescribeRepositories``, every page of it (1,107 repositories, pages of 1,000), and the job
+    copies those strictly under ``team/``, wherever they fall in the pages; no ``_catalog``."""
+    ecr = ecr_factory()
+    aws_api_at(ecr, monkeypatch)
+    for name in ("team/api", "team", "teamwork/app"):
+        ecr.create_repository(name)
+    for i in range(1100):
+        ecr.create_repository(f"filler/r{i:04d}")
+    for name in ("team/web/front", "team/empty", "other/team/web"):  # on the second page
+        ecr.create_repository(name)
+    pushed = {
+        (repo, tag): push_image(ecr.upstream, repo, tag, seed=f"{repo}-{tag}")
+        for repo, tag in [("team/api", "v1"), ("team/api", "v2"), ("team/web/front", "v1")]
+    }
+    for repo in ("team", "teamwork/app", "other/team/web"):
+        push_image(ecr.upstream, repo, "v1", seed=repo)
+
+    result = sync_once(config_text(ecr, f"{ecr.host}/team/*", [f"{registry.host}/m"]))
+    assert result.ok, [j.error for j in result.jobs]
+    [job] = result.jobs
+    assert job.repositories == ["team/api", "team/empty", "team/web/front"]  # the empty one has no tag
+    assert sorted((i.source, i.status) for i in result.images) == [
+        (f"{ecr.host}/team/api:v1", "copied"),
+        (f"{ecr.host}/team/api:v2", "copied"),
+        (f"{ecr.host}/team/web/front:v1", "copied"),
+    ]
+    for (repo, tag), image in pushed.items():
+        assert fetch_manifest(registry, "m/" + repo.removeprefix("team/"), tag).digest == image.digest
+    # Two pages, the second asked for with the first's token; the caller's account (no registryId).
+    first, second = describe_requests(ecr)
+    assert first == {"maxResults": 1000} and set(second) == {"maxResults", "nextToken"}
+    assert not ecr.select("GET", "/_catalog")
+    listed = {r.path for r in ecr.select("GET", "/tags/list")}
+    assert listed == {f"/v2/{repo}/tags/list" for repo in job.repositories}
+
+
+@pytest.mark.parametrize("refusal", ["access-denied", "no-credentials"])
+def test_an_ecr_listing_refused_fails_the_job_naming_the_permission(
+    ecr_factory: Any, registry: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, refusal: str
+) -> None:
+    """A prefix job whose ``DescribeRepositories`` is refused (the principal lacks the permission,
+    or there is no AWS credential at all) fails, and says which permission the listing needs; it
+    never passes as a job that found nothing to copy."""
+    ecr = ecr_factory(denied={"DescribeRepositories"} if refusal == "access-denied" else set())
+    aws_api_at(ecr, monkeypatch)
+    if refusal == "no-credentials":
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    ecr.create_repository("team/api")
+    push_image(ecr.upstream, "team/api", "v1", seed="api")
+
+    result = sync_once(config_text(ecr, f"{ecr.host}/team/*", [f"{registry.host}/m"]))
+    assert not result.ok and not result.images
+    [job] = result.jobs
+    assert "needs the ecr:DescribeRepositories permission" in job.error and job.error_kind == "auth"
+    if refusal == "access-denied":
+        assert "not authorized to perform: ecr:DescribeRepositories" in job.error
+        assert len(describe_requests(ecr)) == 1  # a refusal is not retried
+    else:
+        assert "no usable AWS credentials" in job.error and not ecr.api_requests
+    assert not ecr.select("GET", "/_catalog") and not ecr.select("GET", "/tags/list")
+
+
+def test_an_ecr_listing_that_would_not_end_fails_the_job(
+    ecr_factory: Any, registry: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``DescribeRepositories`` giving back a ``nextToken`` already followed: the listing stops
+    there and the job fails, rather than asking for pages for ever."""
+    ecr = ecr_factory(stuck_pages=True)
+    aws_api_at(ecr, monkeypatch)
+    for i in range(1001):
+        ecr.create_repository(f"team/r{i:04d}")
+    result = sync_once(config_text(ecr, f"{ecr.host}/team/*", [f"{registry.host}/m"]))
+    [job] = result.jobs
+    assert not result.ok and not result.images and "a nextToken came back twice" in job.error
+    assert len(describe_requests(ecr)) == 2  # the second page gave back the token that asked for it
 
 
 def test_a_refused_upload_is_not_mistaken_for_an_empty_blob() -> None:

@@ -13,7 +13,13 @@ blob mounting is on, mounts work as on any other registry.
 
 Tags leave through ``BatchDeleteImage`` (:func:`delete_tag`), which removes the tag only.
 
-Both calls accept ECR under another host name (``any_name``: a proxy, a custom domain or an
+A prefix source lists its repositories through ``DescribeRepositories``
+(:func:`list_repositories`, paged with ``maxResults``/``nextToken``), not ``_catalog``: ECR's answer
+to ``_catalog`` is not documented; what is reported of its answer is that ``n`` above 1000 is refused
+(google/go-containerregistry#1091) and that it does not page (Quiq/registry-ui#48), so a
+registry with more repositories would be listed short.
+
+These calls accept ECR under another host name (``any_name``: a proxy, a custom domain or an
 emulator the config marks ``kind: ecr``): the region then comes from the AWS configuration and
 the account is the caller's.
 
@@ -35,7 +41,10 @@ from mirror.types.errors import InputError, InvalidReference, RegistryError
 from mirror.types.hosts import EcrHost, parse_ecr_host
 from mirror.types.reference import validate_repository
 
-__all__ = ["EcrHost", "delete_tag", "ensure_repository", "parse_ecr_host"]
+__all__ = ["EcrHost", "delete_tag", "ensure_repository", "list_repositories", "parse_ecr_host"]
+
+LIST_PAGE = 1000  # DescribeRepositories maxResults: 1 to 1000 (ECR API reference)
+LIST_PERMISSION = "ecr:DescribeRepositories"
 
 
 def registry_of(host: str, *, any_name: bool, needs: str) -> EcrHost:
@@ -152,3 +161,51 @@ async def delete_tag(
         code = str(failure.get("failureCode") or "")
         if code != "ImageNotFound":
             raise RegistryError(f"{what}: {code}: {failure.get('failureReason') or 'refused'}")
+
+
+async def list_repositories(
+    host: str,
+    *,
+    endpoint_url: str | None = None,
+    session: Any = None,
+    profile: str | None = None,
+    any_name: bool = False,
+) -> list[str]:
+    """Every repository of the ECR registry ``host``, through ``DescribeRepositories`` read page by
+    page (``maxResults``, then the ``nextToken`` of each page until a page gives none; a token
+    given twice is an error, so the walk always ends).
+
+    Host, credentials and client settings as for :func:`ensure_repository`. Any failure (a
+    refusal, no credentials, throttling past botocore's retries) raises a MirrorError whose
+    message names the permission the listing needs: a listing never comes back short."""
+    ecr = registry_of(host, any_name=any_name, needs="list repositories there")
+    what = (
+        f"ecr DescribeRepositories {_in(ecr)} (listing repositories needs the {LIST_PERMISSION} permission)"
+    )
+    request: dict[str, Any] = {"maxResults": LIST_PAGE}
+    if ecr.account:
+        request["registryId"] = ecr.account
+    names: list[str] = []
+    tokens: set[str] = set()
+    try:
+        async with ecr_client(ecr, endpoint_url=endpoint_url, session=session, profile=profile) as client:
+            while True:
+                page = await client.describe_repositories(**request)
+                names.extend(_repository_names(page, what))
+                token = page.get("nextToken")
+                if not token:
+                    return names
+                if not isinstance(token, str) or token in tokens:
+                    raise RegistryError(f"{what}: a nextToken came back twice (the listing would not end)")
+                tokens.add(token)
+                request["nextToken"] = token
+    except TRANSLATED as exc:
+        raise translate(exc, what) from None
+
+
+def _repository_names(page: dict[str, Any], what: str) -> list[str]:
+    repositories = page.get("repositories") or []
+    names = [r.get("repositoryName") if isinstance(r, dict) else None for r in repositories]
+    if not all(isinstance(name, str) and name for name in names):
+        raise RegistryError(f"{what}: a listed repository has no repositoryName")
+    return [str(name) for name in names]

@@ -31,6 +31,16 @@ Each behaviour, and where it comes from:
   -- documented (ECR API reference, `BatchDeleteImage`, `ImageFailure`). The front keeps the
   removed tags out of `tags/list` and answers `404 MANIFEST_UNKNOWN` for them until one is pushed
   again (distribution itself deletes manifests by digest only);
+- `DescribeRepositories` lists the repositories a page at a time: `maxResults` 1 to 1000 (100 when
+  not given; another value is `InvalidParameterException`), and a `nextToken` (opaque) while more
+  remain -- documented (ECR API reference, `DescribeRepositories`); the order is not documented,
+  here it is the order of creation;
+- a principal without a permission gets `AccessDeniedException` "User: ARN is not authorized to
+  perform: ecr:ACTION on resource: ARN because no identity-based policy allows the ecr:ACTION
+  action" -- documented (IAM User Guide, "Troubleshoot access denied error messages");
+  `denied={"DescribeRepositories"}` refuses those calls;
+- `stuck_pages=True` makes `DescribeRepositories` give the same `nextToken` on every page (a
+  paging fault no documentation describes; a client must still stop);
 - errors in the OCI shape `{"errors": [{"code", "message"}]}` -- documented (ECR follows the
   Docker Registry HTTP API V2).
 """
@@ -55,8 +65,18 @@ ACCOUNT = "123456789012"
 class EcrEmulator(RegistryProxy):
     thread_name = "ecr-emulator"
 
-    def __init__(self, upstream: Any, *, mounting: bool = False, empty_uploads: str = "refuse") -> None:
+    def __init__(
+        self,
+        upstream: Any,
+        *,
+        mounting: bool = False,
+        empty_uploads: str = "refuse",
+        denied: frozenset[str] | set[str] = frozenset(),
+        stuck_pages: bool = False,
+    ) -> None:
         super().__init__(upstream)
+        self.denied = set(denied)  # ECR API operations answered AccessDeniedException
+        self.stuck_pages = stuck_pages
         self.mounting = mounting
         self.empty_uploads = empty_uploads
         self.repositories: dict[str, str] = {}  # name -> MUTABLE | IMMUTABLE
@@ -65,6 +85,7 @@ class EcrEmulator(RegistryProxy):
         self.sessions_put: list[str] = []  # the session of every blob PUT, in order
         self.refusals: list[str] = []
         self.removed: dict[str, set[str]] = {}  # repository -> tags BatchDeleteImage removed
+        self.api_requests: list[tuple[str, dict[str, Any]]] = []  # (operation, request body)
 
     def create_repository(self, name: str, *, immutable: bool = False) -> None:
         self.repositories[name] = "IMMUTABLE" if immutable else "MUTABLE"
@@ -189,6 +210,18 @@ class EcrEmulator(RegistryProxy):
     async def _api(self, request: web.BaseRequest) -> web.Response:
         target = request.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
         body = json.loads(await request.read() or b"{}")
+        self.api_requests.append((target, body))
+        if target in self.denied:
+            # the region the request was signed for: Credential=KEY/DATE/REGION/ecr/aws4_request
+            scope = request.headers.get("Authorization", "").partition("Credential=")[2].split("/")
+            arn = f"arn:aws:ecr:{scope[2] if len(scope) > 2 else 'eu-west-3'}:{ACCOUNT}:repository/*"
+            message = (
+                f"User: arn:aws:iam::{ACCOUNT}:user/mirror is not authorized to perform: ecr:{target} "
+                f"on resource: {arn} because no identity-based policy allows the ecr:{target} action"
+            )
+            return self._json({"__type": "AccessDeniedException", "message": message}, status=400)
+        if target == "DescribeRepositories":
+            return self._describe(body)
         if target == "GetAuthorizationToken":
             token = base64.b64encode(f"AWS:{self.authorization_token()}".encode()).decode()
             data = {
@@ -217,6 +250,30 @@ class EcrEmulator(RegistryProxy):
         if target == "BatchDeleteImage":
             return await self._batch_delete(body)
         return self._json({"__type": "UnknownOperationException", "message": target}, status=400)
+
+    def _describe(self, body: dict[str, Any]) -> web.Response:
+        size = body.get("maxResults", 100)
+        if not isinstance(size, int) or not 1 <= size <= 1000:
+            message = f"Invalid parameter at 'maxResults' failed to satisfy constraint: {size!r}"
+            return self._json({"__type": "InvalidParameterException", "message": message}, status=400)
+        names = list(self.repositories)
+        start = int(base64.b64decode(body["nextToken"]).decode()) if body.get("nextToken") else 0
+        page = names[start : start + size]
+        doc: dict[str, Any] = {
+            "repositories": [
+                {
+                    "repositoryName": name,
+                    "registryId": body.get("registryId", ACCOUNT),
+                    "repositoryArn": f"arn:aws:ecr:eu-west-3:{ACCOUNT}:repository/{name}",
+                    "imageTagMutability": self.repositories[name],
+                }
+                for name in page
+            ]
+        }
+        if start + size < len(names) or self.stuck_pages:
+            following = size if self.stuck_pages else start + size
+            doc["nextToken"] = base64.b64encode(str(following).encode()).decode()
+        return self._json(doc)
 
     async def _batch_delete(self, body: dict[str, Any]) -> web.Response:
         name = str(body.get("repositoryName", ""))

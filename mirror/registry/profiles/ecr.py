@@ -15,14 +15,16 @@ Sources (Amazon ECR User Guide unless said otherwise):
   needs a fresh session;
 - an upload that carries no bytes is refused: ``400 BLOB_UPLOAD_INVALID`` "... cannot be
   completed because it does not have any parts" (reported in radius-project/radius#7855; the ECR
-  API documents ``EmptyUploadException`` for a layer upload without parts).
+  API documents ``EmptyUploadException`` for a layer upload without parts);
+- repositories are listed with ``DescribeRepositories`` (``maxResults`` 1 to 1000, ``nextToken``)
+  (ECR API Reference); ECR's ``_catalog`` is not documented (see :mod:`mirror.registry.ecr`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mirror.registry.profiles.base import RegistryProfile
+from mirror.registry.profiles.base import RegistryProfile, RepositoryListing
 from mirror.transport.client import Transport
 from mirror.types import hosts
 from mirror.types.errors import MirrorError, RegistryError
@@ -31,6 +33,15 @@ from mirror.types.errors import MirrorError, RegistryError
 @dataclass(frozen=True)
 class EcrProfile(RegistryProfile):
     kind: str = hosts.ECR
+
+    async def list_repositories(self, transport: Transport, prefix: str) -> RepositoryListing:
+        """Every repository of the registry, through ``DescribeRepositories`` (credentials from the
+        AWS chain; the region from the host, or the AWS configuration for ECR under another name):
+        the job keeps those under its prefix, as it does with a ``_catalog``. The tags of each come
+        from its tag listing. A failure fails the job, naming the permission needed."""
+        from mirror.registry.ecr import list_repositories
+
+        return RepositoryListing(await list_repositories(self.host, any_name=True))
 
     async def ensure_repository(self, transport: Transport, repository: str) -> bool:
         """``CreateRepository`` (credentials from the AWS chain), unless it exists."""
