@@ -5,8 +5,10 @@ A job's **source** is one of (:func:`parse_source`):
 - an image: ``HOST/PATH:TAG``, ``HOST/PATH@sha256:...`` or both (``kind == "image"``);
 - a repository: ``HOST/PATH`` without tag or digest -- every tag, subject to the tag filter
   (``kind == "repository"``);
-- a prefix: ``HOST/PATH/*`` -- every repository strictly under ``PATH`` that the registry's
-  ``_catalog`` lists, or ``HOST/*`` for every repository of the registry (``kind == "prefix"``);
+- a prefix: ``HOST/PATH/*`` -- every repository strictly under ``PATH`` that the registry
+  lists (``_catalog``, or the registry's own API where its profile says so: Artifact Registry's
+  ``dockerImages``, ECR's ``DescribeRepositories``), or ``HOST/*`` for every repository of the
+  registry (``kind == "prefix"``);
 - an OCI image layout: ``oci:DIR`` / ``s3://BUCKET/PREFIX`` (every tag in the layout,
   ``kind == "repository"``) or with ``:TAG`` / ``@DIGEST`` (``kind == "image"``).
 
@@ -128,7 +130,7 @@ class SourceSpec:
         return repository == self.path
 
     def repositories(self, catalog: Iterable[str]) -> list[str]:
-        """The repositories of a ``_catalog`` listing this source covers, sorted and distinct."""
+        """The repositories of a registry's listing this source covers, sorted and distinct."""
         return sorted({repo for repo in catalog if self.covers(repo)})
 
     def suffix(self, repository: str) -> str:
@@ -305,7 +307,7 @@ def parse_destination(text: str) -> DestinationSpec:
 def map_repository(source: SourceSpec, repository: str, destination: DestinationSpec) -> Ref:
     """The destination repository for a source repository (see the module docs for the rules).
 
-    ``repository`` is a path the source covers: one from ``_catalog`` for a prefix, otherwise
+    ``repository`` is a path the source covers: one the registry listed for a prefix, otherwise
     ``source.path``.
     """
     return destination.join(source.suffix(repository))
