@@ -4,16 +4,13 @@ Also the handle on a synthetic registry process (:mod:`benchmarks.synthetic_serv
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from benchmarks import workload as w
-from benchmarks.measure import ProcessStats, run_measured, terminate
+from benchmarks.measure import ProcessStats, run_measured
+from benchmarks.synthetic_process import SyntheticProcess
 from benchmarks.tools import mirror_report
 from benchmarks.trials import Context, Sample, medians, sample, say
 
@@ -23,53 +20,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
-class SyntheticServer:
-    """A synthetic registry process (see :mod:`benchmarks.synthetic_server`)."""
+class SyntheticServer(SyntheticProcess):
+    """A synthetic registry serving one generated layer ``seed`` of ``size`` bytes (a sink
+    when the size is tiny: it receives and discards uploads)."""
 
     def __init__(
         self, seed: str, size: int, *, token_ttl: float | None = None, stop_after: float = 6 * 3600
     ) -> None:
-        digest = w.cached_digest(seed, size)
-        self.digest = digest
-        argv = [
-            PY,
-            "-m",
-            "benchmarks.synthetic_server",
-            "--seed",
-            seed,
-            "--size",
-            str(size),
-            "--digest",
-            str(digest),
-            "--stop-after",
-            str(stop_after),
-        ]
+        self.digest = w.cached_digest(seed, size)
+        argv = ["--seed", seed, "--size", str(size), "--digest", str(self.digest)]
         if token_ttl:
             argv += ["--token-ttl", str(token_ttl)]
-        self.proc = subprocess.Popen(
-            argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("READY "):
-            terminate(self.proc)
-            raise RuntimeError("synthetic server did not start")
-        self.port = int(line.split()[1])
-        self.host = f"127.0.0.1:{self.port}"
-
-    def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://{self.host}/_stats", timeout=30) as resp:
-            return json.loads(resp.read())  # type: ignore[no-any-return]
-
-    def cpu_seconds(self) -> float:
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def close(self) -> None:
-        terminate(self.proc)
+        super().__init__(argv, stop_after=stop_after)
 
 
 def _synthetic_copy(

@@ -11,14 +11,13 @@ whether the sink verified the digest; wall time and peak RSS under GNU time.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from benchmarks import workload as w
-from benchmarks.measure import run_measured, terminate
+from benchmarks.measure import run_measured
+from benchmarks.synthetic_process import SyntheticProcess
 
 GiB = 1024**3
 MiB = 1024**2
@@ -35,38 +34,18 @@ CASES: list[tuple[str, list[float]]] = [
 ]
 
 
-class Server:
-    def __init__(self, argv: list[str]) -> None:
-        cmd = [PY, "-m", "benchmarks.synthetic_server", "--stop-after", "3600", *argv]
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("READY "):
-            terminate(self.proc)
-            raise RuntimeError("synthetic server did not start")
-        self.host = f"127.0.0.1:{int(line.split()[1])}"
-
-    def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://{self.host}/_stats", timeout=60) as resp:
-            return json.loads(resp.read())  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        terminate(self.proc)
-
-
 def scenario_resume(tmp: Path, quick: bool, say: Any) -> dict[str, Any]:
     size = QUICK_SIZE if quick else SIZE
     digest = w.cached_digest("resume", size)
     rows: list[dict[str, Any]] = []
     for name, fractions in CASES:
         offsets = [int(size * f) for f in fractions]
-        source = Server(
+        source = SyntheticProcess(
             ["--seed", "resume", "--size", str(size), "--digest", str(digest)]
-            + (["--reset-at", ",".join(map(str, offsets))] if offsets else [])
+            + (["--reset-at", ",".join(map(str, offsets))] if offsets else []),
+            stop_after=3600,
         )
-        sink = Server(["--verify"])
+        sink = SyntheticProcess(["--verify"], stop_after=3600)
         report = tmp / "resume.json"
         try:
             stats = run_measured(

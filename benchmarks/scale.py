@@ -16,13 +16,12 @@ tags. Requests are counted by the servers per route; peak RSS and CPU come from 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks.measure import ProcessStats, run_measured, terminate
+from benchmarks.measure import ProcessStats, run_measured
+from benchmarks.synthetic_process import SyntheticProcess
 
 MiB = 1024**2
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,29 +32,12 @@ QUICK_SIZES = [4, 12]
 LISTING_ROUTES = ("GET catalog", "GET tags", "GET ping")
 
 
-class FleetServer:
+class FleetServer(SyntheticProcess):
     """A synthetic registry process serving a generated fleet (or, without one, a sink)."""
 
     def __init__(self, repos: int = 0, tags: int = TAGS, *, prefix: str = "fleet") -> None:
-        argv = [PY, "-m", "benchmarks.synthetic_server", "--stop-after", str(4 * 3600)]
-        if repos:
-            argv += ["--fleet", f"{repos}x{tags}", "--fleet-prefix", prefix]
-        self.proc = subprocess.Popen(
-            argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()  # the fleet's digests are indexed before READY
-        if not line.startswith("READY "):
-            terminate(self.proc)
-            raise RuntimeError("synthetic fleet server did not start")
-        self.host = f"127.0.0.1:{int(line.split()[1])}"
-
-    def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://{self.host}/_stats", timeout=60) as resp:
-            return json.loads(resp.read())  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        terminate(self.proc)
+        argv = ["--fleet", f"{repos}x{tags}", "--fleet-prefix", prefix] if repos else []
+        super().__init__(argv, stop_after=4 * 3600, what="synthetic fleet server")
 
 
 def sync_config(path: Path, source: str, dest: str) -> Path:
