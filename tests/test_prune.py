@@ -14,6 +14,7 @@ import requests
 from mirror.cli.main import main
 from mirror.jobs.config import parse_config
 from mirror.jobs.drift import Listing, Pair, RepoState
+from mirror.jobs.mapping import map_repository
 from mirror.jobs.prune import (
     OVER_CAP,
     SHARED_DESTINATION,
@@ -109,6 +110,27 @@ jobs:
         shared_with=lambda _t: writers(jobs, target, besides="a"),
     )
     assert plan.deletions == [] and [r.reason for r in plan.refusals] == [SHARED_DESTINATION]
+
+
+@pytest.mark.parametrize(
+    ("mine", "theirs"),
+    [
+        ("oci:/srv/m", "oci:/srv/x/../m/"),
+        ("oci:/srv/m", "oci:/srv//m"),
+        ("s3://bkt1/m", "s3://bkt1//m/"),
+    ],
+)
+def test_a_prefix_job_writing_into_a_layout_spelled_otherwise_is_a_writer(mine: str, theirs: str) -> None:
+    config = parse_config(f"""
+version: 1
+jobs:
+  - {{name: a, source: src.example/team/app, destinations: ["{mine}"], prune: true}}
+  - {{name: b, source: "src.example/team/*", destinations: ["{theirs}"]}}
+  - {{name: c, source: "src.example/other/*", destinations: ["{theirs}x"]}}
+""")
+    jobs = [job_spec(config, j) for j in config.jobs]
+    target = map_repository(jobs[0].source, jobs[0].source.path, jobs[0].destinations[0])
+    assert writers(jobs, target, besides="a") == ["b"]
 
 
 def test_prune_on_a_single_image_source_is_a_config_error() -> None:

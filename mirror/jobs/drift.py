@@ -28,11 +28,13 @@ listings were read: a source that cannot be listed says nothing about what is go
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mirror.jobs.places import place_of
 from mirror.types.digest import is_digest
 
 IN_SYNC = "in_sync"
@@ -174,13 +176,15 @@ def in_sync(rows: Iterable[DriftEntry]) -> bool:
 
 def claimed_elsewhere(states: Iterable[RepoState]) -> Callable[[RepoState, str], bool]:
     """Whether a destination tag of ``state`` is the source tag of another job or source writing
-    into the same destination repository (then it is that one's image, not an extra)."""
+    into the same destination repository (then it is that one's image, not an extra). The same
+    repository is the same place (:mod:`.places`: a layout directory spelled two ways is one)."""
+    place = functools.cache(place_of)  # one layout directory spelled two ways is one place
     by_destination: dict[str, list[RepoState]] = {}
     for state in states:
-        by_destination.setdefault(state.destination, []).append(state)
+        by_destination.setdefault(place(state.destination), []).append(state)
 
     def claimed(state: RepoState, tag: str) -> bool:
-        for other in by_destination.get(state.destination, ()):
+        for other in by_destination.get(place(state.destination), ()):
             if (other.job, other.source) == (state.job, state.source):
                 continue
             listing = other.source_listing

@@ -1,4 +1,5 @@
-"""Prune: which destination tags a pass deletes, and why it deletes nothing. Pure.
+"""Prune: which destination tags a pass deletes, and why it deletes nothing. Pure, but
+for resolving a layout directory's path (:mod:`.places`) to see two spellings of it as one.
 
 A job with ``prune: true`` deletes the destination tags it covers whose source tag is gone (the
 *extras* of :mod:`.drift`). The guard rails, each a :class:`Refusal` with its reason:
@@ -25,8 +26,9 @@ from typing import Any
 
 from mirror.jobs.drift import RepoState, extras
 from mirror.jobs.mapping import SourceKind, map_repository
+from mirror.jobs.places import layout_path, store_and_path
 from mirror.jobs.syncrun import JobSpec
-from mirror.types.reference import ImageRef, LayoutRef, Ref
+from mirror.types.reference import Ref
 
 DEFAULT_SHARE = 0.10  # of a job's covered destination tags, per pass, when prune_max is unset
 
@@ -148,22 +150,17 @@ def plan_prune(
 # -- who else writes into a destination repository ---------------------------------------------
 
 
-def _store_and_path(ref: Ref) -> tuple[str, str]:
-    if isinstance(ref, ImageRef):
-        return ref.host, ref.repository
-    assert isinstance(ref, LayoutRef)
-    return f"{ref.scheme}:", ref.location
-
-
 def may_write(job: JobSpec, target: Ref) -> bool:
     """Whether ``job`` could write into the destination repository ``target``."""
-    store, path = _store_and_path(target)
+    store, path = store_and_path(target)
     for dest in job.destinations:
         if job.source.kind is SourceKind.PREFIX:
-            root = dest.path.rstrip("/")
-            if (dest.host or f"{dest.scheme}:") == store and (not root or path.startswith(root + "/")):
+            root = layout_path(dest.scheme, dest.path) if dest.scheme else dest.path.rstrip("/")
+            if (dest.host or f"{dest.scheme}:") == store and (
+                not root or path.startswith(root.rstrip("/") + "/")
+            ):
                 return True
-        elif _store_and_path(map_repository(job.source, job.source.path, dest)) == (store, path):
+        elif store_and_path(map_repository(job.source, job.source.path, dest)) == (store, path):
             return True
     return False
 
