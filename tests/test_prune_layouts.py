@@ -222,8 +222,8 @@ def test_prune_of_a_layout_holds_its_guard_rails(registry: Any, layout: Layout, 
 
 @pytest.mark.parametrize(
     "spelling",
-    ["{root}/", "{root}/../layout", "{root}//.", "{relative}", "s3:{bucket}//backup/"],
-    ids=["trailing-slash", "dot-dot", "dot", "relative", "s3-empty-parts"],
+    ["{root}/", "{root}/../layout", "{root}//.", "{relative}", "{link}", "s3:{bucket}//backup/"],
+    ids=["trailing-slash", "dot-dot", "dot", "relative", "symlink", "s3-empty-parts"],
 )
 def test_a_layout_another_job_writes_into_is_not_pruned_however_it_is_spelled(
     registry: Any,
@@ -245,7 +245,10 @@ def test_a_layout_another_job_writes_into_is_not_pruned_however_it_is_spelled(
     else:
         monkeypatch.chdir(tmp_path)
         root = tmp_path / "layout"
-        mine, theirs = f"oci:{root}", "oci:" + spelling.format(root=root, relative="layout")
+        root.mkdir()
+        (tmp_path / "alias").symlink_to(root)
+        theirs = "oci:" + spelling.format(root=root, relative="layout", link=tmp_path / "alias")
+        mine = f"oci:{root}"
     config = tmp_path / "c.yaml"
     config.write_text(f"""
 version: 1
