@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
@@ -475,9 +475,14 @@ def test_any_link_stays_on_the_host_or_is_refused(target: str, rel: str) -> None
 
 @settings(max_examples=500, deadline=None)
 @given(st.text(max_size=60))
+@example("::1")  # a bare IPv6 address: its colons are no port separator
+@example("[::1]:5000")
 def test_loopback_is_only_localhost_127_and_v6_one(host: str) -> None:
     if is_loopback_host(host):
-        name = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+        if host.startswith("["):
+            name = host[1 : host.find("]")]
+        else:
+            name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
         assert name == "localhost" or ipaddress.ip_address(name).is_loopback
 
 
