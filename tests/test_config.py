@@ -483,6 +483,16 @@ ERRORS = [
         "jobs[0].destinations[0]",
         "would copy onto itself",
     ),
+    (  # one layout, spelled two ways
+        J + "{name: a, source: 'oci:layout', destinations: ['oci:./sub/../layout/']}\n",
+        "jobs[0].destinations[0]",
+        "lies inside source oci:layout",
+    ),
+    (
+        J + "{name: a, source: 's3://bkt/p', destinations: ['s3://bkt//p/']}\n",
+        "jobs[0].destinations[0]",
+        "lies inside source s3://bkt/p",
+    ),
     (
         BASE + "  - {name: apps, source: h.io/b, destinations: [d.io/m]}\n",
         "jobs[1].name",

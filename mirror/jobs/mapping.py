@@ -40,6 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from mirror.jobs.places import layout_path
 from mirror.types.digest import Digest
 from mirror.types.errors import InvalidReference
 from mirror.types.reference import (
@@ -317,8 +318,10 @@ def overlaps(source: SourceSpec, destination: DestinationSpec) -> bool:
     """Whether mirroring would write into the source itself (a loop, or a copy onto itself)."""
     if source.scheme != destination.scheme or source.host != destination.host:
         return False
-    if source.scheme:
-        return destination.path == source.path or destination.path.startswith(source.path + "/")
+    if source.scheme:  # layouts: by where they are (``oci:layout`` is ``oci:./layout``)
+        here = layout_path(source.scheme, source.path)
+        there = layout_path(destination.scheme, destination.path)
+        return there == here or there.startswith(here.rstrip("/") + "/")
     if source.kind is SourceKind.PREFIX:
         return source.covers(destination.path) or destination.path == source.path or not source.path
     target = map_repository(source, source.path, destination)
