@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mirror.jobs.places import place_of
+from mirror.jobs.report import brief
 from mirror.types.digest import is_digest
 
 IN_SYNC = "in_sync"
@@ -158,8 +159,7 @@ def _image_row(state: RepoState, pair: Pair) -> DriftEntry:
         return dataclasses.replace(row, state=DIFFERENT)
     gaps = state.dest_gaps.get(pair.destination, ())
     if gaps:
-        more = f"; and {len(gaps) - GAPS_SHOWN} more" if len(gaps) > GAPS_SHOWN else ""
-        return dataclasses.replace(row, state=INCOMPLETE, error="; ".join(gaps[:GAPS_SHOWN]) + more)
+        return dataclasses.replace(row, state=INCOMPLETE, error=brief(gaps, GAPS_SHOWN))
     return row
 
 

@@ -96,6 +96,12 @@ def _pieces(doc: dict[str, Any]) -> Iterator[str]:
     yield "\n}\n"
 
 
+def brief(messages: Sequence[str], shown: int) -> str:
+    """The first ``shown`` of ``messages`` joined by ``; ``, then how many more there are."""
+    more = f"; and {len(messages) - shown} more" if len(messages) > shown else ""
+    return "; ".join(messages[:shown]) + more
+
+
 def summary_lines(images: Iterable[ImageResult], stats: RunStats) -> list[str]:
     lines = []
     for image in images:

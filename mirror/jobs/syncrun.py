@@ -27,6 +27,7 @@ from mirror.jobs.filters import TagFilter
 from mirror.jobs.imagelocks import Held, ImageLocks, Key
 from mirror.jobs.mapping import DestinationSpec, SourceKind, SourceSpec, map_repository
 from mirror.jobs.referrers import copy_referrers
+from mirror.jobs.report import brief
 from mirror.jobs.resultlog import ImageResults
 from mirror.jobs.selection import select_references
 from mirror.jobs.stores import close_stores, open_repository, store_requests
@@ -43,6 +44,7 @@ from mirror.types.reference import ImageRef, LayoutRef, Ref
 log = logging.getLogger("mirror")
 
 PLAN_CONCURRENCY = 16  # repositories whose tags are listed at the same time
+ERRORS_SHOWN = 5  # repositories a job's error names (then how many more)
 
 
 @dataclass(frozen=True)
@@ -228,8 +230,7 @@ class SyncRun:
             else:
                 tasks.extend(result)
         if errors:
-            more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
-            outcome.error = "; ".join(errors[:5]) + more
+            outcome.error = brief(errors, ERRORS_SHOWN)
         return tasks
 
     async def plan_repository(self, job: JobSpec, repo_path: str) -> list[CopyTask]:
@@ -394,8 +395,7 @@ class SyncRun:
         for outcome in outcomes:
             failed = errors.get(outcome.name)
             if failed:
-                more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
-                outcome.error = "; ".join(failed[:5]) + more
+                outcome.error = brief(failed, ERRORS_SHOWN)
         return copier.results()
 
     def _stopping(self) -> bool:
