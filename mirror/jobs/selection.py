@@ -17,8 +17,9 @@ import re
 from collections.abc import Iterable
 
 from mirror.jobs.filters import TagFilter, select_tags
+from mirror.types.referrers import REFERRERS_TAG
 
-FALLBACK_TAG = re.compile(r"^(?:sha256|sha512)-[a-f0-9]{64}(?:\.[A-Za-z0-9_.-]+)?$")
+FALLBACK_TAG = re.compile(rf"^{REFERRERS_TAG}(?:\.[A-Za-z0-9_.-]+)?$")
 """Tags of the referrers fallback scheme: ``sha256-<hex>`` (a sha512 digest's hex truncated to 64
 characters) with an optional suffix (``.sig``, ...)."""
 

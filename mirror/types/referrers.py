@@ -34,10 +34,7 @@ def subject_of(raw: bytes) -> Digest | None:
     bytes are not a JSON manifest: that is for the parser to say, not this check)."""
     if b'"subject"' not in raw:
         return None
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
+    doc = _json(raw)
     subject = doc.get("subject") if isinstance(doc, dict) else None
     if not isinstance(subject, dict) or not isinstance(subject.get("digest"), str):
         return None
@@ -66,11 +63,16 @@ def referrer_entry(raw: bytes, media_type: str, digest: Digest) -> dict[str, Any
     return entry
 
 
-def _index_doc(raw: bytes, where: str) -> dict[str, Any]:
+def _json(raw: bytes) -> Any:
+    """``raw`` parsed as JSON, or None when it is not JSON."""
     try:
-        doc = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        doc = None
+        return None
+
+
+def _index_doc(raw: bytes, where: str) -> dict[str, Any]:
+    doc = _json(raw)
     if (
         not isinstance(doc, dict)
         or doc.get("mediaType", mt.OCI_INDEX) != mt.OCI_INDEX
@@ -89,12 +91,7 @@ def _index_doc(raw: bytes, where: str) -> dict[str, Any]:
 
 def listed(raw: bytes | None, digest: str) -> bool:
     """Whether the referrers index ``raw`` lists ``digest`` (False when there is no index)."""
-    if raw is None:
-        return False
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return False
+    doc = None if raw is None else _json(raw)
     entries = doc.get("manifests") if isinstance(doc, dict) else None
     return isinstance(entries, list) and any(
         isinstance(m, dict) and m.get("digest") == digest for m in entries
@@ -116,7 +113,10 @@ def with_referrer(raw: bytes | None, entry: dict[str, Any], where: str) -> bytes
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-_REFERRERS_TAG = re.compile(r"^(?:sha256|sha512)-[a-f0-9]{64}$")
+REFERRERS_TAG = r"(?:sha256|sha512)-[a-f0-9]{64}"
+"""The shape of a referrers tag (a sha512 digest's hex truncated to 64 characters), as a pattern
+for the tags built on it too (cosign's ``.sig``, ``.att``, ``.sbom`` suffixes)."""
+_REFERRERS_TAG = re.compile(f"^{REFERRERS_TAG}$")
 
 
 def is_referrers_tag(tag: str) -> bool:
