@@ -155,10 +155,8 @@ def may_write(job: JobSpec, target: Ref) -> bool:
     store, path = store_and_path(target)
     for dest in job.destinations:
         if job.source.kind is SourceKind.PREFIX:
-            root = layout_path(dest.scheme, dest.path) if dest.scheme else dest.path.rstrip("/")
-            if (dest.host or f"{dest.scheme}:") == store and (
-                not root or path.startswith(root.rstrip("/") + "/")
-            ):
+            root = (layout_path(dest.scheme, dest.path) if dest.scheme else dest.path).rstrip("/")
+            if (dest.host or f"{dest.scheme}:") == store and (not root or path.startswith(root + "/")):
                 return True
         elif store_and_path(map_repository(job.source, job.source.path, dest)) == (store, path):
             return True

@@ -169,10 +169,8 @@ async def _survey_repository(
         kept = await _kept_referrers_tags(job, source, dest, source_listing, dest_listing, limit)
         dest_digests: dict[str, Lookup] = {}
         expected = dict(source_digests)
+        state = RepoState(job.name, source.name, dest.name, pairs, source_listing, dest_listing, kept=kept)
         if digests:
-            state = RepoState(
-                job.name, source.name, dest.name, pairs, source_listing, dest_listing, kept=kept
-            )
             refs = {p.destination for p in pairs}
             if known is None:
                 refs |= set(extras(state, lambda t: job_covers(job, t)))
@@ -181,7 +179,6 @@ async def _survey_repository(
             )
             dest_digests = dict(zip(sorted(refs), found, strict=True))
             await _same_bytes(source, pairs, expected, dest_digests, limit)
-        state = RepoState(job.name, source.name, dest.name, pairs, source_listing, dest_listing, kept=kept)
         states.append(dataclasses.replace(state, source_digests=expected, dest_digests=dest_digests))
     return states
 
