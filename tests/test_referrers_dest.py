@@ -237,12 +237,10 @@ def signed_with_api(evil: EvilRegistry, repo: str) -> Signed:
 
 
 def test_referrers_are_findable_in_a_registry_and_layouts_and_copied_onward(
-    registry_pair: Any, s3: Any, tmp_path: Path
+    registry_pair: Any, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     src, dst = registry_pair
     signed = signed_in_registry(src, "apps/app")
-    bucket = f"mirror-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=bucket)
     layout = tmp_path / "layout"
     out = (f"{dst.host}/m/app:v1", f"oci:{layout}:v1", f"s3://{bucket}/backup/app:v1")
     assert copy(f"{src.host}/apps/app:v1", *out) == 0
@@ -265,13 +263,11 @@ def test_referrers_are_findable_in_a_registry_and_layouts_and_copied_onward(
 
 
 def test_referrers_found_through_the_api_are_listed_by_mirror(
-    evil: EvilRegistry, registry: Any, s3: Any, tmp_path: Path
+    evil: EvilRegistry, registry: Any, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     """A source with the referrers API names no referrers tag: mirror writes the index itself,
     once per referrer, with the descriptor the spec asks for; a second copy changes nothing."""
     signed = signed_with_api(evil, "app")
-    bucket = f"mirror-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=bucket)
     layout = tmp_path / "layout"
     out = (f"{registry.host}/m/app:v1", f"oci:{layout}:v1", f"s3://{bucket}/app:v1")
     assert copy(f"{evil.host}/app:v1", *out) == 0
@@ -400,14 +396,12 @@ def test_a_referrer_found_twice_is_pushed_once(
 
 
 def test_referrers_stored_but_not_listed_are_listed_by_the_next_copy(
-    evil: EvilRegistry, registry: Any, s3: Any, tmp_path: Path
+    evil: EvilRegistry, registry: Any, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     """A referrer already at the destination is skipped, yet made sure to be listed: one stored
     by an earlier run whose listing failed (or by a version that listed nothing) is found from
     the next run on. Before, a skipped referrer stayed unlisted for good."""
     signed = signed_with_api(evil, "app")
-    bucket = f"mirror-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=bucket)
     layout = tmp_path / "layout"
     out = (f"{registry.host}/m/app:v1", f"oci:{layout}:v1", f"s3://{bucket}/app:v1")
     assert copy(f"{evil.host}/app:v1", *out) == 0
