@@ -34,9 +34,11 @@ class SyntheticServer(SyntheticProcess):
         super().__init__(argv, stop_after=stop_after)
 
 
-def _synthetic_copy(
-    source: SyntheticServer, sink: SyntheticServer, tag: str, report: Path, timeout: float
+def synthetic_copy(
+    source: SyntheticProcess, sink: SyntheticProcess, tag: str, report: Path, timeout: float
 ) -> tuple[ProcessStats, dict[str, Any]]:
+    """``mirror copy`` of the synthetic source's layer image to ``sink/TAG:v1``, measured, with its
+    report (empty when there is none)."""
     stats = run_measured(
         [
             PY,
@@ -63,7 +65,7 @@ def scenario_intrinsic(ctx: Context) -> dict[str, Any]:
         try:
             for i in range(ctx.runs):
                 c0 = source.cpu_seconds() + sink.cpu_seconds()
-                stats, doc = _synthetic_copy(
+                stats, doc = synthetic_copy(
                     source, sink, f"i{size}-{i}", ctx.tmp / "intrinsic.json", timeout=max(600, size / 50e6)
                 )
                 seconds = float(doc.get("duration_seconds") or 0) or stats.wall

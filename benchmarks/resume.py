@@ -10,19 +10,15 @@ whether the sink verified the digest; wall time and peak RSS under GNU time.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from benchmarks import workload as w
-from benchmarks.measure import run_measured
+from benchmarks.intrinsic import synthetic_copy
 from benchmarks.synthetic_process import SyntheticProcess
 
 GiB = 1024**3
 MiB = 1024**2
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
 SIZE = 2 * GiB
 QUICK_SIZE = 256 * MiB
 CASES: list[tuple[str, list[float]]] = [
@@ -48,29 +44,11 @@ def scenario_resume(tmp: Path, quick: bool, say: Any) -> dict[str, Any]:
         sink = SyntheticProcess(["--verify"], stop_after=3600)
         report = tmp / "resume.json"
         try:
-            stats = run_measured(
-                [
-                    PY,
-                    "-m",
-                    "mirror",
-                    "copy",
-                    f"{source.host}/synthetic/blob:latest",
-                    f"{sink.host}/sink/resume:v1",
-                    "-q",
-                    "--report",
-                    str(report),
-                ],
-                timeout=1800,
-                cwd=ROOT,
-            )
+            stats, doc = synthetic_copy(source, sink, "resume", report, timeout=1800)
             src, dst = source.stats(), sink.stats()
         finally:
             source.close()
             sink.close()
-        try:
-            doc = json.loads(report.read_text())
-        except (OSError, ValueError):
-            doc = {}
         read = sum(sent for _, sent in src["layer_gets"])
         puts = dst["received_digests"].count(str(digest))
         verified = puts == 1 and dst["digest_rejected"] == 0 and dst["blobs_received"] >= 1
