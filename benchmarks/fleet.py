@@ -14,6 +14,7 @@ from typing import Any
 
 from benchmarks import workload as w
 from benchmarks.measure import TrafficWatch, run_measured, terminate
+from benchmarks.registries import Registry
 from benchmarks.tools import (
     as_mirror_repo,
     check_copied,
@@ -51,6 +52,7 @@ def scenario_fleet(ctx: Context) -> dict[str, Any]:
     cold: list[Sample] = []
     warm: list[Sample] = []
     passes: list[float] = []
+    floor: dict[str, list[float]] = {"import": [], "lean": [], "lean_requests": []}
     for i, tool in enumerate(alternate(["mirror", "skopeo sync"], ctx.runs)):
         dst = ctx.regs.start()
         for phase, into in (("cold", cold), ("warm", warm)):
@@ -87,6 +89,7 @@ def scenario_fleet(ctx: Context) -> dict[str, Any]:
             got = serve_passes(cfg, ctx.tmp / f"fleet-{i}-serve.json", count=4)
             passes.extend(got)
             say(f"    warm mirror (serve): passes of {', '.join(f'{p:.2f}' for p in got)}s")
+            measure_floor(floor, src, dst, spec.prefix)
         dst.destroy()
     src.destroy()
     workload = {
@@ -101,7 +104,28 @@ def scenario_fleet(ctx: Context) -> dict[str, Any]:
     warm_summary = summary(warm, workload, "skopeo sync")
     if passes:
         warm_summary["serve_passes"] = {"median": round(statistics.median(passes), 3), "passes": passes}
+    if floor["lean"]:
+        warm_summary["floor"] = {
+            "import_asyncio_aiohttp": round(statistics.median(floor["import"]), 3),
+            "lean_check": round(statistics.median(floor["lean"]), 3),
+            "lean_check_requests": round(statistics.median(floor["lean_requests"]), 3),
+            "runs": floor,
+        }
     return {"fleet-cold": summary(cold, workload, "skopeo sync"), "fleet-warm": warm_summary}
+
+
+def measure_floor(into: dict[str, list[float]], src: Registry, dst: Registry, prefix: str) -> None:
+    """One sample of each floor: the interpreter importing asyncio and aiohttp, and the lean check
+    (its whole run, and its request phase as it timed it) against the same, now warm, pair."""
+    stats = run_measured([PY, "-c", "import asyncio, aiohttp"], timeout=60)
+    into["import"].append(round(stats.wall, 3))
+    argv = [PY, str(ROOT / "benchmarks" / "lean_check.py"), src.host, dst.host, prefix, "mirror", "32"]
+    stats = run_measured(argv, timeout=120)
+    if stats.returncode != 0:
+        raise RuntimeError(f"lean check failed: {stats.stdout} {stats.stderr[-500:]}")
+    into["lean"].append(round(stats.wall, 3))
+    into["lean_requests"].append(json.loads(stats.stdout)["seconds"])
+    say(f"    floor: import asyncio+aiohttp {into['import'][-1]:.2f}s, lean check {stats.wall:.2f}s")
 
 
 def serve_passes(config: Path, report: Path, *, count: int, timeout: float = 300.0) -> list[float]:

@@ -76,6 +76,25 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def floor_lines(warm: dict[str, Any] | None) -> list[str]:
+    """What the warm one-shot run cannot go below: the same requests from the leanest aiohttp
+    program (:mod:`benchmarks.lean_check`), in the same trials."""
+    floor = (warm or {}).get("floor")
+    peer_wall = (warm or {}).get("tools", {}).get("skopeo sync", {}).get("wall") or 0.0
+    mine = (warm or {}).get("tools", {}).get("mirror", {}).get("wall") or 0.0
+    if not floor or not peer_wall:
+        return []
+    lean = floor["lean_check"]
+    return [
+        "",
+        f"fleet warm floor (medians of {len(floor['runs']['lean'])} samples taken in the mirror trials): "
+        f"`python -c 'import asyncio, aiohttp'` {floor['import_asyncio_aiohttp']:.2f} s; "
+        f"`benchmarks/lean_check.py`, the same requests as mirror's warm pass and nothing else, "
+        f"{lean:.2f} s (its requests {floor['lean_check_requests']:.2f} s) = {lean / peer_wall:.2f} x "
+        f"skopeo sync; mirror's one-shot run is {mine - lean:+.2f} s from it.",
+    ]
+
+
 def _mb(n: float) -> str:
     return f"{n / MiB:.0f} MiB"
 
@@ -128,6 +147,7 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{len(serve['passes'])} passes, timed by mirror from planning to the end): "
             f"{serve['median']:.2f} s per pass{share}; no process start-up per pass.",
         ]
+    lines += floor_lines(res.get("fleet-warm"))
     intr = res.get("intrinsic")
     if intr:
         lines += [
