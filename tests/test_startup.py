@@ -56,14 +56,19 @@ def test_version_and_help_load_no_command() -> None:
     for argv in (["--version"], ["--help"]):
         code, mods, _ = loaded(argv)
         assert code == 0
-        assert mods["cli"] == ["mirror.cli.main"], mods
+        assert mods["cli"] == ["mirror.cli.collector", "mirror.cli.main"], mods
         assert mods["heavy"] == [], mods
 
 
 def test_a_command_loads_only_its_own_module() -> None:
     code, mods, _ = loaded(["ls", "--help"])
     assert code == 0
-    assert set(mods["cli"]) <= {"mirror.cli.main", "mirror.cli.ls", "mirror.cli.options"}, mods
+    assert set(mods["cli"]) <= {
+        "mirror.cli.collector",
+        "mirror.cli.main",
+        "mirror.cli.ls",
+        "mirror.cli.options",
+    }, mods
 
 
 def test_command_in_finds_the_command_word() -> None:
@@ -102,3 +107,56 @@ def test_copy_and_sync_once_load_neither_metrics_nor_cloud_sdks(registry_pair: A
     for name in ("prometheus_client", "google.auth", "aiobotocore", "aiohttp.web", "croniter"):
         assert name not in mods["heavy"], mods
     assert "mirror.cli.copy" not in mods["cli"]
+
+
+_GC_PROBE = """
+import gc, json, sys
+import mirror.cli.main as cli
+seen = {{}}
+def probe(parser, words):
+    seen.update(enabled=gc.isenabled(), frozen=gc.get_freeze_count(), loaded="mirror.cli.sync" in sys.modules)
+    return 0
+cli._main = probe
+{call}
+seen["tracked"] = sum(len(gc.get_objects(generation=g)) for g in range(3))
+print(json.dumps(seen))
+"""
+
+
+def _gc_seen(call: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-c", _GC_PROBE.format(call=call)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_the_mirror_process_loads_without_collections_then_freezes_what_loading_made() -> None:
+    """The process entry (``python -m mirror`` and the installed command) keeps the collector
+    off while the command's modules load, then freezes those objects and turns it back on; at
+    exit what is left is frozen too. Checked on the collector's state, not on timings."""
+    seen = _gc_seen(
+        "import sys; sys.argv = ['mirror', 'sync', '--once']\nfrom mirror.__main__ import main\nmain()"
+    )
+    assert seen["loaded"] is True
+    assert seen["enabled"] is True  # the run itself is collected as usual
+    assert seen["frozen"] > 10_000  # the command's modules, classes and validators
+    assert seen["tracked"] < 100  # at exit nearly everything is frozen: no final walk over it
+
+
+def test_calling_main_in_a_program_leaves_its_collector_alone() -> None:
+    seen = _gc_seen("cli.main(['sync', '--once'])")
+    assert seen["enabled"] is True and seen["loaded"] is True
+    assert seen["frozen"] == 0
+    assert seen["tracked"] > 10_000
+
+
+def test_the_installed_command_is_the_process_entry() -> None:
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["mirror"] == "mirror.__main__:main"

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from mirror import __version__
+from mirror.cli import collector
 from mirror.service.signals import remembered_stop_signals
 from mirror.types.errors import InputError, MirrorError
 
@@ -70,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = command_in(words)
     # The commands that copy stop in order on SIGTERM/SIGINT, even one received while starting.
     with remembered_stop_signals() if command in ("copy", "sync") else contextlib.nullcontext():
-        return _main(build_parser(command), words)
+        parser = build_parser(command)  # imports the command's path
+        collector.started()
+        return _main(parser, words)
 
 
 def _main(parser: argparse.ArgumentParser, words: list[str]) -> int:
