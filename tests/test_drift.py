@@ -128,6 +128,19 @@ def test_extras_follow_the_filter_and_another_sources_tags() -> None:
     assert claimed(covered, "v0") and not claimed(covered, "v1") and not claimed(other, "v0")
 
 
+def test_a_destination_host_spelled_otherwise_is_the_same_repository() -> None:
+    """Another source copying into ``DST.example:443/app`` claims tags of ``dst.example/app``."""
+    mine = state(destination="dst.example/app", dest_listing=Listing(frozenset({"v0", "v1"})))
+    theirs = state(
+        source="other/app",
+        destination="DST.example:443/app",
+        source_listing=Listing(frozenset({"v0"})),
+        pairs=(),
+    )
+    claimed = claimed_elsewhere([mine, theirs])
+    assert claimed(mine, "v0") and not claimed(mine, "v1")
+
+
 def test_selection_and_coverage_agree_on_fallback_tags() -> None:
     tags = ["v1.0.0", "v2.0.0", FALLBACK, "dev"]
     only_v = TagFilter.build(include=["^v"], latest=1)
@@ -213,7 +226,7 @@ version: 1
 jobs:
   - name: web
     source: {src.host}/apps/web
-    destinations: [{dst.host}/m, "oci:{tmp_path / 'layout'}"]
+    destinations: [{dst.host}/m, "oci:{tmp_path / "layout"}"]
 """)
     assert main(["sync", "--config", str(config), "--once"]) == 0
     assert verify(config) == 0

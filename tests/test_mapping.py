@@ -223,6 +223,9 @@ def test_destination_str_round_trips(text: str) -> None:
         ("oci:/srv/web", "oci:/srv/web/copy", True),
         ("oci:/srv/web", "oci:/srv/other", False),
         ("oci:/srv/web", "s3://srv/web", False),
+        ("h.io/apps/*", "H.IO/apps/mirror", True),  # host names are not case-sensitive
+        ("h.io:443/apps/web", "h.io/apps", True),  # :443 is the default port
+        ("h.io:5000/apps/web", "h.io/apps", False),
     ],
 )
 def test_overlaps(source: str, destination: str, loops: bool) -> None:

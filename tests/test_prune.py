@@ -293,3 +293,20 @@ async def test_ecr_tags_are_deleted_through_its_api(
     images = ecr.describe_images(repositoryName=name)["imageDetails"]
     assert [sorted(i.get("imageTags", [])) for i in images] == [["keep"]]
     assert await Untagger().delete(repo, "v1", kept=["keep"]) == API  # already gone: not an error
+
+
+@pytest.mark.parametrize("theirs", ["DST.example/m", "dst.example:443/m", "Dst.Example:443/m"])
+def test_a_registry_host_spelled_otherwise_is_one_destination(theirs: str) -> None:
+    """Host names are not case-sensitive, and ``:443`` is the registry API's default port: a
+    second job writing through another spelling of the host still shares the repository."""
+    config = parse_config(f"""
+version: 1
+jobs:
+  - {{name: a, source: src.example/team/app, destinations: [dst.example/m], prune: true}}
+  - {{name: b, source: other.example/app, destinations: ["{theirs}"]}}
+  - {{name: c, source: "src.example/apps/*", destinations: ["{theirs}"]}}
+  - {{name: d, source: other.example/app, destinations: ["dst.example:5000/m"]}}
+""")
+    jobs = [job_spec(config, j) for j in config.jobs]
+    target = parse_repository("dst.example/m/app")
+    assert writers(jobs, target, besides="a") == ["b", "c"]

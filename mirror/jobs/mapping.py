@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from mirror.jobs.places import layout_path
+from mirror.jobs.places import host_place, layout_path
 from mirror.types.digest import Digest
 from mirror.types.errors import InvalidReference
 from mirror.types.reference import (
@@ -316,7 +316,7 @@ def map_repository(source: SourceSpec, repository: str, destination: Destination
 
 def overlaps(source: SourceSpec, destination: DestinationSpec) -> bool:
     """Whether mirroring would write into the source itself (a loop, or a copy onto itself)."""
-    if source.scheme != destination.scheme or source.host != destination.host:
+    if source.scheme != destination.scheme or host_place(source.host) != host_place(destination.host):
         return False
     if source.scheme:  # layouts: by where they are (``oci:layout`` is ``oci:./layout``)
         here = layout_path(source.scheme, source.path)

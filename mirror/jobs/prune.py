@@ -26,7 +26,7 @@ from typing import Any
 
 from mirror.jobs.drift import RepoState, extras
 from mirror.jobs.mapping import SourceKind, map_repository
-from mirror.jobs.places import layout_path, store_and_path
+from mirror.jobs.places import host_place, layout_path, store_and_path
 from mirror.jobs.syncrun import JobSpec
 from mirror.types.reference import Ref
 
@@ -156,7 +156,9 @@ def may_write(job: JobSpec, target: Ref) -> bool:
     for dest in job.destinations:
         if job.source.kind is SourceKind.PREFIX:
             root = (layout_path(dest.scheme, dest.path) if dest.scheme else dest.path).rstrip("/")
-            if (dest.host or f"{dest.scheme}:") == store and (not root or path.startswith(root + "/")):
+            if (host_place(dest.host) if dest.host else f"{dest.scheme}:") == store and (
+                not root or path.startswith(root + "/")
+            ):
                 return True
         elif store_and_path(map_repository(job.source, job.source.path, dest)) == (store, path):
             return True
