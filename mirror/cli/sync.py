@@ -51,8 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def print_plan(result: SyncResult) -> None:
     out = sys.stdout
-    copy = [i for i in result.images if i.status == "planned"]
-    print(f"plan: {len(copy)} of {len(result.images)} images to copy", file=out)
+    planned = sum(j.statuses.get("planned", 0) for j in result.jobs)  # counted as results were kept
+    print(f"plan: {planned} of {len(result.images)} images to copy", file=out)
     for image in result.images:
         for dest in image.destinations:
             if dest.status != "planned":

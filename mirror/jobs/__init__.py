@@ -6,6 +6,7 @@
 - ``schedule``: a job's schedule (interval or cron) and when its next run starts (pure);
 - ``stores``: opening a repository of any store (registry, ``oci:``, ``s3://``) from a reference;
 - ``syncrun``: one pass: jobs into copy tasks, run through one engine, with outcomes per job;
+  ``resultlog``: its results, packed; ``tally``: what they add up to per job, counted as kept;
 - ``selection``: which tags a job copies from a listing, and which destination tags it covers;
 - ``drift`` (pure) and ``survey`` (reads both sides): where each destination stands against its
   source, for ``mirror verify``, the drift metric and prune;

@@ -20,15 +20,24 @@ from mirror.types.sizes import human_bytes
 
 
 def build_report(
-    command: str, images: Sequence[ImageResult], stats: RunStats, **extra: Any
+    command: str,
+    images: Sequence[ImageResult],
+    stats: RunStats,
+    *,
+    ok: bool | None = None,
+    each: Callable[[ImageResult], None] | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
+    """The report of a run of ``command``. ``ok``: whether every image is ok, when that is known
+    already (``images`` is then read only as the report is written); ``each`` is handed each
+    image as its entry is written."""
     doc: dict[str, Any] = {
         "mirror_version": __version__,
         "command": command,
-        "ok": all(i.ok for i in images),
+        "ok": all(i.ok for i in images) if ok is None else ok,
         **extra,
         "totals": asdict(stats),
-        "images": Rows(images, ImageResult.to_dict),
+        "images": Rows(images, ImageResult.to_dict, each),
     }
     if command == "copy" and len(images) == 1 and len(images[0].destinations) == 1:
         image, dest = images[0], images[0].destinations[0]
@@ -51,14 +60,20 @@ def build_report(
 
 class Rows:
     """A list of a report made one entry at a time from ``items`` (each turned into JSON by
-    ``row``) as the report is written."""
+    ``row``, and handed to ``each`` first when given) as the report is written."""
 
-    def __init__(self, items: Iterable[Any], row: Callable[[Any], Any]) -> None:
+    def __init__(
+        self, items: Iterable[Any], row: Callable[[Any], Any], each: Callable[[Any], None] | None = None
+    ) -> None:
         self.items = items
         self.row = row
+        self.each = each
 
     def __iter__(self) -> Iterator[Any]:
-        return (self.row(item) for item in self.items)
+        for item in self.items:
+            if self.each is not None:
+                self.each(item)
+            yield self.row(item)
 
 
 def write_report(path: str | Path, doc: dict[str, Any], redact: Any = None) -> None:

@@ -13,61 +13,54 @@ from __future__ import annotations
 import json
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import fields
 from typing import Any, overload
 
 from mirror.copy.results import DestinationResult, ImageResult
+from mirror.jobs.tally import PassTally
 
-_IMAGE = ("source", "digest", "source_digest", "job", "note", "error", "error_kind")
-_IMAGE_TAIL = ("blobs", "bytes_total")
-_DEST = (
-    "destination",
-    "status",
-    "digest",
-    "error",
-    "error_kind",
-    "blobs_pushed",
-    "blobs_mounted",
-    "blobs_skipped",
-    "bytes_written",
-    "manifests_pushed",
-)
+# Field values in the dataclasses' order, so that a result is made again from them by position.
+_IMAGE = tuple(f.name for f in fields(ImageResult))
+_DEST = tuple(f.name for f in fields(DestinationResult))
+_DESTINATIONS = _IMAGE.index("destinations")
+_IMAGE_DIGEST = _IMAGE.index("digest")
 _DIGEST = _DEST.index("digest")
 
 
 def pack(result: ImageResult) -> bytes:
+    values: list[Any] = [getattr(result, name) for name in _IMAGE]
     dests = []
     for dest in result.destinations:
-        values: list[Any] = [getattr(dest, name) for name in _DEST]
-        if values[_DIGEST] == result.digest:
-            values[_DIGEST] = None  # the image's own digest
-        dests.append(values)
-    values = [getattr(result, name) for name in _IMAGE]
-    values.append(dests)
-    values.extend(getattr(result, name) for name in _IMAGE_TAIL)
+        dest_values: list[Any] = [getattr(dest, name) for name in _DEST]
+        if dest_values[_DIGEST] == result.digest:
+            dest_values[_DIGEST] = None  # the image's own digest
+        dests.append(dest_values)
+    values[_DESTINATIONS] = dests
     return json.dumps(values, separators=(",", ":")).encode()
 
 
 def unpack(data: bytes | bytearray) -> ImageResult:
     values = json.loads(data)
-    image: dict[str, Any] = dict(zip(_IMAGE, values, strict=False))
-    image.update(zip(_IMAGE_TAIL, values[len(_IMAGE) + 1 :], strict=True))
+    digest = values[_IMAGE_DIGEST]
     destinations = []
-    for dest in values[len(_IMAGE)]:
-        fields: dict[str, Any] = dict(zip(_DEST, dest, strict=True))
-        if fields["digest"] is None:
-            fields["digest"] = image["digest"]
-        destinations.append(DestinationResult(**fields))
-    return ImageResult(**image, destinations=destinations)
+    for dest in values[_DESTINATIONS]:
+        if dest[_DIGEST] is None:
+            dest[_DIGEST] = digest
+        destinations.append(DestinationResult(*dest))
+    values[_DESTINATIONS] = destinations
+    return ImageResult(*values)
 
 
 class _Pack:
-    """Packed results: their text, one after the other, and where each ends."""
+    """Packed results: their text, one after the other, where each ends, and which of them
+    need attention (their indexes)."""
 
-    __slots__ = ("data", "ends")
+    __slots__ = ("data", "ends", "marked")
 
     def __init__(self) -> None:
         self.data = bytearray()
         self.ends = array("Q")
+        self.marked = array("Q")
 
     def __len__(self) -> int:
         return len(self.ends)
@@ -80,16 +73,23 @@ class _Pack:
 class ImageResults(Sequence[ImageResult]):
     """A packed, append-only list of image results (see the module).
 
+    ``tally`` counts each job's results as they are stored (:mod:`.tally`), and
+    :meth:`attention` reads only the results that need attention: what a pass's outcomes, log
+    lines and status page need, without unpacking every result again.
+
     ``extend`` with another :class:`ImageResults` shares its packs as they are, without a copy
     (what either gets later is its own)."""
 
     def __init__(self, results: Iterable[ImageResult] = ()) -> None:
         self._packs: list[_Pack] = [_Pack()]
+        self.tally = PassTally()
         self.extend(results)
 
     def append(self, result: ImageResult) -> None:
         pack_ = self._packs[-1]
         pack_.data += pack(result)
+        if self.tally.add(result):
+            pack_.marked.append(len(pack_))
         pack_.ends.append(len(pack_.data))
 
     def extend(self, results: Iterable[ImageResult]) -> None:
@@ -98,6 +98,7 @@ class ImageResults(Sequence[ImageResult]):
                 self._packs.pop()
             self._packs.extend(p for p in results._packs if len(p))
             self._packs.append(_Pack())
+            self.tally.merge(results.tally)
             results._packs.append(_Pack())  # what it gets later is its own
             return
         for result in results:
@@ -134,6 +135,13 @@ class ImageResults(Sequence[ImageResult]):
                 yield pack_.get(index)
                 index += 1
             part += 1
+
+    def attention(self) -> Iterator[ImageResult]:
+        """The results that need attention (see :meth:`~.tally.JobTally.add`), in order; the
+        others are not unpacked."""
+        for pack_ in self._packs:
+            for index in pack_.marked:
+                yield pack_.get(index)
 
     @property
     def size(self) -> int:

@@ -253,15 +253,25 @@ def known_from(images: Iterable[ImageResult]) -> dict[tuple[str, str], Lookup]:
     """What a pass's results say of each image: the digest its source gives (after a platform
     filter) and, where it was copied or found equal, the digest each destination now holds.
     Conflicts, failures and unreadable sources are left out (looked up again)."""
-    known: dict[tuple[str, str], Lookup] = {}
+    known = KnownDigests()
     for image in images:
+        known.add(image)
+    return known.found
+
+
+class KnownDigests:
+    """:func:`known_from`, one image at a time (fed by another reading of the results)."""
+
+    def __init__(self) -> None:
+        self.found: dict[tuple[str, str], Lookup] = {}
+
+    def add(self, image: ImageResult) -> None:
         if image.error or not image.digest:
-            continue
-        known[_split(image.source)] = Lookup(image.digest)
+            return
+        self.found[_split(image.source)] = Lookup(image.digest)
         for dest in image.destinations:
             if dest.status in (COPIED, SKIPPED):
-                known[_split(dest.destination)] = Lookup(image.digest)
-    return known
+                self.found[_split(dest.destination)] = Lookup(image.digest)
 
 
 def _split(display: str) -> tuple[str, str]:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
-from mirror.copy.results import DEFERRED, ImageResult, RunStats
+from mirror.copy.results import ImageResult, RunStats
 from mirror.copy.stall import DEFAULT_STALL_TIMEOUT
 from mirror.jobs.batches import PassBatches
 from mirror.jobs.config import Config, Job
@@ -75,6 +75,8 @@ class JobOutcome:
     error_kind: str = ""
     repositories: list[str] = field(default_factory=list)
     duration_seconds: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)  # images by status, as first met
+    bytes_written: int = 0  # to the job's destinations
 
     @property
     def ok(self) -> bool:
@@ -84,7 +86,7 @@ class JobOutcome:
 @dataclass
 class SyncResult:
     jobs: list[JobOutcome]
-    images: Sequence[ImageResult]  # a pass's are packed (ImageResults)
+    images: ImageResults
     stats: RunStats
 
     @property
@@ -312,13 +314,14 @@ class SyncRun:
         else:
             images = await self._planned(jobs, outcomes, planner)
         by_job = {o.name: o for o in outcomes}
-        for image in images:
-            outcome = by_job[image.job]
-            outcome.images += 1
-            if not image.ok:
-                outcome.failed += 1
-            elif image.status == DEFERRED:
-                outcome.deferred += 1
+        for name, counted in images.tally.jobs.items():  # counted as the results were kept
+            outcome = by_job[name]
+            outcome.images, outcome.failed, outcome.deferred = (
+                counted.images,
+                counted.failed,
+                counted.deferred,
+            )
+            outcome.statuses, outcome.bytes_written = counted.statuses, counted.bytes_written
         stats = self.engine.stats
         stats.requests = self.request_count() - requests_before
         stats.duration_seconds = time.monotonic() - started

@@ -6,6 +6,7 @@
 - ``metrics`` (+ ``labels``): Prometheus metrics fed by events; ``replication``: drift, lag,
   event and prune metrics;
 - ``state``: what the service knows of each job now (last pass, lag, drift), for status pages;
+  ``passes``: what it keeps of a pass for them; ``passlog``: what it logs of a pass;
 - ``reconcile``: after a pass, the drift check (and prune);
 - ``events`` (HTTP endpoints), ``dispatch`` (queue, coalesce, copy, measure the lag) and
   ``forward`` (hand an event to the replica that owns its repository): event triggers;

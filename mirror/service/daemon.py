@@ -14,7 +14,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,14 +28,15 @@ from mirror.jobs.imagelocks import ImageLocks
 from mirror.jobs.inflight import InFlight
 from mirror.jobs.progress import Progress
 from mirror.jobs.pruning import PruneResult
-from mirror.jobs.report import build_report, summary_lines, write_report
+from mirror.jobs.report import build_report, write_report
 from mirror.jobs.schedule import next_start
-from mirror.jobs.survey import Verification, known_from, verify_jobs
+from mirror.jobs.survey import KnownDigests, Verification, known_from, verify_jobs
 from mirror.jobs.syncrun import JobSpec, SyncResult, SyncRun, job_spec
 from mirror.service.dispatch import Dispatcher
 from mirror.service.forward import Forwarder
 from mirror.service.lifecycle import SkippedSlots, interrupted_result, mark_interrupted, wind_down
-from mirror.service.passes import details_by_job, pass_details
+from mirror.service.passes import PassProblems
+from mirror.service.passlog import log_failure, log_outcome
 from mirror.service.reconcile import Reconciler
 from mirror.service.shard import Shard, describe
 from mirror.service.signals import install_stop_signals, on_stop_signals
@@ -139,11 +140,17 @@ class Daemon:
         elapsed = time.monotonic() - started
         if self.stop_requested.is_set():
             mark_interrupted(result, self.stopped_by)
-        details = details_by_job(result.images)
         for job, outcome in zip(jobs, result.jobs, strict=True):
             if self.metrics is not None:
                 self.metrics.job_finished(job, outcome.ok, elapsed)
             self.owned[job.name] = outcome.repositories
+            log_outcome(outcome, elapsed)
+        found = PassProblems()
+        for image in result.images.attention():  # one reading, of the images needing attention
+            found.add(image)
+            if not image.ok:
+                log_failure(image)
+        for job, outcome in zip(jobs, result.jobs, strict=True):
             self.state.job(job.name).last_pass = PassInfo(
                 "schedule",
                 started_at,
@@ -152,35 +159,15 @@ class Daemon:
                 outcome.images,
                 outcome.failed,
                 outcome.error,
-                **(details.get(job.name) or pass_details(())),
+                **found.details(job.name, outcome.statuses, outcome.bytes_written),
             )
-            fields = {
-                "job": job.name,
-                "ok": outcome.ok,
-                "images": outcome.images,
-                "failed": outcome.failed,
-                "deferred": outcome.deferred,
-                "seconds": round(elapsed, 3),
-            }
-            if outcome.error:
-                fields["error"] = outcome.error
-                log.error("job %s failed: %s", job.name, outcome.error, extra={"fields": fields})
-            else:
-                log.info(
-                    "job %s: %d images, %d failed%s",
-                    job.name,
-                    outcome.images,
-                    outcome.failed,
-                    f", {outcome.deferred} deferred to a later pass" if outcome.deferred else "",
-                    extra={"fields": fields},
-                )
-        for image in result.images:
-            if not image.ok:
-                for line in summary_lines([image], RunStats())[:-1]:
-                    log.warning(line, extra={"fields": {"job": image.job, "status": image.status}})
         pruned = await self._prune(transport, specs)
-        self._write_report(result.images, result.stats, result, pruned)
-        await self._check_drift(transport, specs, result.images)
+        # The report is the one reading of every result; the drift check learns from it.
+        known = KnownDigests() if self.check_drift and not self.dry_run else None
+        written = self._write_report(
+            result.images, result.stats, result, pruned, each=known.add if known else None
+        )
+        await self._check_drift(transport, specs, result.images, known if written else None)
         return result
 
     def reconciler(self) -> Reconciler:
@@ -201,16 +188,21 @@ class Daemon:
         return self.last_prune
 
     async def _check_drift(
-        self, transport: Transport, specs: list[JobSpec], images: Sequence[ImageResult]
+        self,
+        transport: Transport,
+        specs: list[JobSpec],
+        images: Sequence[ImageResult],
+        known: KnownDigests | None = None,
     ) -> None:
         """The drift check of a pass's jobs; a failure here is logged, never ends the service.
-        What the pass's results already tell is looked up only when the check runs."""
+        What the pass's results already tell is ``known`` (fed every result), or looked up only
+        when the check runs."""
         if not self.check_drift or self.dry_run or self.stop_requested.is_set():
             return
-        known = known_from(images)
+        found = known.found if known is not None else known_from(images)
         try:
             await self.reconciler().check_drift(
-                lambda: self.new_run(transport, discard, dry_run=True), specs, known
+                lambda: self.new_run(transport, discard, dry_run=True), specs, found
             )
         except Exception:
             log.exception("the drift check after a pass failed")
@@ -238,9 +230,12 @@ class Daemon:
         *,
         trigger: str = "schedule",
         lags: list[dict[str, Any]] | None = None,
-    ) -> None:
+        each: Callable[[ImageResult], None] | None = None,
+    ) -> bool:
+        """Write the run report, if one is asked for (whether it was); ``each`` is handed every
+        image as its entry is written."""
         if not self.report_path:
-            return
+            return False
         jobs = [
             {
                 "name": j.name,
@@ -257,6 +252,8 @@ class Daemon:
             "sync",
             images,
             stats,
+            ok=all(j.failed == 0 for j in result.jobs),  # as counted when each result was kept
+            each=each,
             jobs=jobs,
             dry_run=self.dry_run,
             shard=str(self.shard) if self.shard else None,
@@ -266,6 +263,7 @@ class Daemon:
             lags=lags or [],
         )
         write_report(self.report_path, doc, redact=self.redactor.redact)
+        return True
 
     def owns(self, key: str) -> bool:
         """Whether this replica copies the source repository ``key`` (every one when unsharded)."""

@@ -285,8 +285,8 @@ class Dispatcher:
         )
 
     def _log_batch(self, job: str, repo_path: str, result: SyncResult, lags: list[dict[str, Any]]) -> None:
-        copied = sum(1 for i in result.images if i.status == COPIED)
-        failed = sum(1 for i in result.images if not i.ok)
+        copied = sum(o.statuses.get(COPIED, 0) for o in result.jobs)  # counted as results were kept
+        failed = sum(o.failed for o in result.jobs)
         worst = max((entry["lag_seconds"] for entry in lags), default=None)
         fields = {
             "job": job,

@@ -65,8 +65,9 @@ def mark_interrupted(result: SyncResult, sig: signal.Signals | None) -> None:
 def interrupted_result(jobs: Iterable[Job], sig: signal.Signals | None) -> SyncResult:
     """The result of a pass that had to be cancelled: each job failed, saying why."""
     from mirror.copy.results import RunStats
+    from mirror.jobs.resultlog import ImageResults
 
-    result = SyncResult([JobOutcome(j.name) for j in jobs], [], RunStats())
+    result = SyncResult([JobOutcome(j.name) for j in jobs], ImageResults(), RunStats())
     mark_interrupted(result, sig)
     for outcome in result.jobs:
         outcome.error += " (cancelled: what it copied is not in this report)"

@@ -1,34 +1,57 @@
 """What the service keeps of a pass for its status page: per job, images by status, bytes
 written, and the images that did not end copied or skipped, each with its error.
 
-Counted from the same :class:`~mirror.copy.results.ImageResult` list the run report is written
-from, so the page and the report of a pass agree: an image's status is the report's
+Counted from the same results the run report is written from (as each was kept, by
+:mod:`mirror.jobs.tally`; the rows from the few that need attention, without unpacking the
+others), so the page and the report of a pass agree: an image's status is the report's
 ``images[].status``, the bytes are the sum of its ``destinations[].bytes_written``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
-from mirror.copy.results import COPIED, PLANNED, SKIPPED, ImageResult
+from mirror.copy.results import ImageResult
+from mirror.jobs.tally import FINE, JobTally
 
 # Always present in a pass's counts (zero when none), in this order; others follow as they occur.
 SHOWN_STATUSES = ("copied", "skipped", "failed", "deferred", "conflict")
-FINE = (COPIED, SKIPPED, PLANNED)
 PROBLEMS_KEPT = 200  # rows of images needing attention kept per job and pass
 
 
-def details_by_job(images: Iterable[ImageResult], keep: int = PROBLEMS_KEPT) -> dict[str, dict[str, Any]]:
-    """:func:`pass_details` of each job's images, in one reading of a pass's results (which may
-    be 100,000 images: they are not grouped in memory first)."""
-    found: dict[str, _Details] = {}
-    for image in images:
-        details = found.get(image.job)
-        if details is None:
-            details = found[image.job] = _Details(keep)
-        details.add(image)
-    return {job: details.result() for job, details in found.items()}
+class PassProblems:
+    """The rows (:func:`problems`) of a pass's images that need attention, per job: the first
+    ``keep`` and how many there are. Fed those images in the pass's order
+    (:meth:`~mirror.jobs.resultlog.ImageResults.attention`); an image that needs none adds
+    nothing."""
+
+    def __init__(self, keep: int = PROBLEMS_KEPT) -> None:
+        self.keep = keep
+        self.rows: dict[str, list[dict[str, str]]] = {}
+        self.totals: dict[str, int] = {}
+
+    def add(self, image: ImageResult) -> None:
+        if image.status in FINE:
+            return
+        found = problems(image)
+        rows = self.rows.setdefault(image.job, [])
+        self.totals[image.job] = self.totals.get(image.job, 0) + len(found)
+        rows.extend(found[: max(0, self.keep - len(rows))])
+
+    def details(self, job: str, statuses: Mapping[str, int], bytes_written: int) -> dict[str, Any]:
+        """``statuses``, ``bytes_written``, ``problems`` and ``problems_total`` of ``job`` in
+        the pass (the extra fields of :class:`~.state.PassInfo`), given its images by status and
+        the bytes written to its destinations (see :class:`~mirror.jobs.tally.JobTally`)."""
+        shown = dict.fromkeys(SHOWN_STATUSES, 0)
+        shown.update(statuses)
+        return {
+            "statuses": shown,
+            "bytes_written": bytes_written,
+            "problems": self.rows.get(job, []),
+            "problems_total": self.totals.get(job, 0),
+        }
 
 
 def problems(image: ImageResult) -> list[dict[str, str]]:
@@ -60,33 +83,9 @@ def problems(image: ImageResult) -> list[dict[str, str]]:
 
 
 def pass_details(images: Iterable[ImageResult], keep: int = PROBLEMS_KEPT) -> dict[str, Any]:
-    """``statuses``, ``bytes_written``, ``problems`` (the first ``keep``) and ``problems_total``
-    of one job's images in a pass (the extra fields of :class:`~.state.PassInfo`)."""
-    details = _Details(keep)
+    """:meth:`PassProblems.details` of ``images``, taken as one job's."""
+    counted, found = JobTally(), PassProblems(keep)
     for image in images:
-        details.add(image)
-    return details.result()
-
-
-class _Details:
-    def __init__(self, keep: int) -> None:
-        self.keep = keep
-        self.statuses = dict.fromkeys(SHOWN_STATUSES, 0)
-        self.written = 0
-        self.rows: list[dict[str, str]] = []
-        self.total = 0
-
-    def add(self, image: ImageResult) -> None:
-        self.statuses[image.status] = self.statuses.get(image.status, 0) + 1
-        self.written += sum(d.bytes_written for d in image.destinations)
-        found = problems(image) if image.status not in FINE else []
-        self.total += len(found)
-        self.rows.extend(found[: max(0, self.keep - len(self.rows))])
-
-    def result(self) -> dict[str, Any]:
-        return {
-            "statuses": self.statuses,
-            "bytes_written": self.written,
-            "problems": self.rows,
-            "problems_total": self.total,
-        }
+        if counted.add(image):
+            found.add(replace(image, job=""))
+    return found.details("", counted.statuses, counted.bytes_written)
