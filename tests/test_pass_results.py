@@ -155,3 +155,20 @@ def _images(doc: dict[str, Any]) -> list[dict[str, Any]]:
         fields["destinations"] = [DestinationResult(**d) for d in entry["destinations"]]
         found.append(fields)
     return found
+
+
+def test_a_result_as_a_report_row_is_its_fields_in_order_and_its_status() -> None:
+    """``to_dict`` (one per image in every report) is ``dataclasses.asdict`` plus ``status``, key
+    order included, without asdict's deep copy."""
+    import dataclasses
+
+    for result in (
+        image("a", "web", "copied", "skipped"),
+        image("a", "api", "failed"),
+        image("b", "db", error="source gone", kind="not_found"),
+        ImageResult("src/x:v1", D1, "sha256:" + "2" * 64, "j", "filtered", destinations=[]),
+    ):
+        want = dataclasses.asdict(result) | {"status": result.status}
+        got = result.to_dict()
+        assert json.dumps(got) == json.dumps(want)
+        assert got["destinations"] is not result.destinations
