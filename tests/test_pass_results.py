@@ -172,3 +172,16 @@ def test_a_result_as_a_report_row_is_its_fields_in_order_and_its_status() -> Non
         got = result.to_dict()
         assert json.dumps(got) == json.dumps(want)
         assert got["destinations"] is not result.destinations
+
+
+def test_a_report_has_one_image_per_line(tmp_path: Path) -> None:
+    """Each image's row is one line (``grep`` shows an image's whole row); the file is JSON."""
+    from mirror.jobs.report import Rows, write_report
+
+    results = [image("a", "web", "copied"), image("a", "api", "failed"), image("b", "db", error="gone")]
+    doc = {"totals": {"images": 3}, "images": Rows(results, ImageResult.to_dict)}
+    write_report(tmp_path / "r.json", doc)
+    text = (tmp_path / "r.json").read_text()
+    assert json.loads(text) == {"totals": {"images": 3}, "images": [r.to_dict() for r in results]}
+    rows = [line.strip().rstrip(",") for line in text.splitlines() if '"source":' in line]
+    assert [json.loads(row)["source"] for row in rows] == [r.source for r in results]
