@@ -13,11 +13,16 @@ from typing import Any
 
 from mirror.auth.credentials import StaticProvider
 from mirror.cli.main import main
+from mirror.copy.manifestmemo import ManifestMemo
 from mirror.jobs.config import parse_config
 from mirror.jobs.syncrun import JobOutcome, JobSpec, SyncResult, SyncRun, job_spec
 from mirror.registry.arapi import DockerImage
 from mirror.registry.profiles.artifact_registry import listed_digests
+from mirror.service.daemon import Daemon
 from mirror.transport.client import Transport
+from mirror.types.digest import Digest
+from mirror.types.events import Fanout
+from mirror.types.manifest import parse_manifest
 from tests.support.ar_emulator import ArtifactRegistryEmulator
 from tests.support.faults import ErrorReply, FlipBytes
 from tests.support.images import fetch_manifest, list_tags, push_image, push_index
@@ -133,6 +138,77 @@ jobs:
     assert [(r.method, r.path) for r in by_tag(ar)] == [("HEAD", "/v2/proj/other/solo/manifests/v1")]
     assert sorted((r.method, r.path) for r in by_digest(ar)) == [("GET", p) for p in tops]
     assert sorted(r.method for r in by_tag(plain)) == ["HEAD"] * 3
+
+
+def test_a_daemon_filtering_to_a_platform_reads_each_listed_index_once_across_passes(
+    ar: ArtifactRegistryEmulator, registry: Any
+) -> None:
+    digests = seed_apps(ar)
+    tops = sorted(
+        f"/v2/proj/apps/{key.split(':')[0]}/manifests/{d}"
+        for key, d in digests.items()
+        if "stable" not in key
+    )
+    config = parse_config(
+        f"""
+version: 1
+registries:
+  {registry_entry(ar, ar.access_token())}
+jobs:
+  - name: amd64
+    source: "{ar.host}/proj/apps/*"
+    destinations: ["{registry.host}/amd64"]
+    platforms: [linux/amd64]
+"""
+    )
+    daemon = Daemon(config, list(config.jobs), metrics=None)
+    passes: list[tuple[SyncResult, list[Any]]] = []
+
+    async def two_scheduled_passes() -> None:  # as serve runs them: one transport, one daemon
+        events = Fanout()
+        async with daemon.transport(events) as transport:
+            for _ in range(2):
+                result = await daemon.run_jobs(transport, events, daemon.jobs)
+                passes.append((result, list(ar.records)))
+                ar.clear()
+
+    asyncio.run(two_scheduled_passes())
+    (first, first_records), (second, second_records) = passes
+
+    # First pass: each listed manifest is read once, by the listed digest, to filter it.
+    assert first.ok and {i.status for i in first.images} == {"copied"}
+    assert sorted((r.method, r.path) for r in first_records if r.path in tops) == [("GET", p) for p in tops]
+    copied = {i.source: i.digest for i in first.images}
+    filtered = fetch_manifest(registry, "amd64/multi", "v1")
+    assert filtered.digest != digests["multi:v1"] and len(json.loads(filtered.data)["manifests"]) == 1
+
+    # Second pass: only the listing pages reach the source; every manifest comes from the memo.
+    assert second.ok and {i.status for i in second.images} == {"skipped"}
+    assert {i.source: i.digest for i in second.images} == copied
+    assert [r for r in second_records if "/manifests/" in r.path] == []
+    assert second_records and all(r.path.endswith("/dockerImages") for r in second_records)
+    assert fetch_manifest(registry, "amd64/multi", "v1").digest == filtered.digest
+
+
+def test_the_manifest_memo_stays_within_its_count_and_bytes() -> None:
+    def manifest(i: int, padding: int = 0) -> Any:
+        raw = json.dumps({"schemaVersion": 2, "manifests": [], "n": i, "pad": "x" * padding}).encode()
+        return parse_manifest(raw, "application/vnd.oci.image.index.v1+json")
+
+    memo = ManifestMemo(keep=3, max_bytes=1000)
+    kept = [manifest(i) for i in range(4)]
+    for m in kept:
+        memo.put("h/r", m)
+    assert len(memo) == 3 and memo.get("h/r", kept[0].digest) is None
+    assert memo.get("h/r", kept[1].digest) is kept[1]  # now the most recently used
+    assert memo.get("h/other", kept[1].digest) is None  # by repository and digest
+    small = kept[0].size
+    big = manifest(9, padding=1000 - 2 * small - small // 2)  # room for it and one small one
+    memo.put("h/r", big)  # the fourth: the oldest goes for the count, the next for the bytes
+    assert memo.bytes <= 1000 and memo.get("h/r", big.digest) is big
+    assert [memo.get("h/r", m.digest) is not None for m in kept[1:]] == [True, False, False]
+    memo.put("h/r", manifest(10, padding=2000))  # larger than the whole memo: not kept
+    assert memo.get("h/r", big.digest) is big and memo.get("h/r", Digest.of(b"absent")) is None
 
 
 def config_text(ar: ArtifactRegistryEmulator, registry: Any, *, overwrite: bool = False) -> str:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from mirror.copy import results as r
 from mirror.copy.blobs import BlobTransfers, collect
 from mirror.copy.emit import Emitter
+from mirror.copy.manifestmemo import ManifestMemo
 from mirror.copy.resolve import Plan, Resolved, Resolver
 from mirror.copy.stall import DEFAULT_STALL_TIMEOUT
 from mirror.registry.base import Repository
@@ -91,6 +92,7 @@ class CopyEngine:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         dry_run: bool = False,
         stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
+        memo: ManifestMemo | None = None,  # verified manifests kept across passes (a daemon's)
     ) -> None:
         self.events = events
         self._emit = Emitter(events)
@@ -100,7 +102,7 @@ class CopyEngine:
         self.stats = r.RunStats()
         slots = asyncio.Semaphore(max(1, lookups))
         self._tag_absent: set[str] = set()  # destination repositories where a tag HEAD found nothing
-        self._resolver = Resolver(events=events, lookups=slots, tag_absent=self._tag_absent)
+        self._resolver = Resolver(events=events, lookups=slots, tag_absent=self._tag_absent, memo=memo)
         self._resolver.stopping = lambda: self._blobs.stopping
         self._blobs = BlobTransfers(
             events=events,

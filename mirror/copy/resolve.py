@@ -13,6 +13,11 @@ digest need nothing from it, and the others get the manifest read by that digest
 read by digest, written under the tag, as for an event that names a digest. A listing is a
 snapshot: a tag moved after it is seen by the next pass's listing, exactly as it would be after
 a HEAD made at listing time. A listed digest the source no longer has is read by tag.
+
+Every manifest read and verified goes into the :class:`~mirror.copy.manifestmemo.ManifestMemo`
+under its digest, and a read by digest is answered from it: a resident daemon keeps one across
+its passes, so a warm pass that must read a listed index to filter it to platforms reads it from
+memory, not from the source.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from mirror.copy import results as r
 from mirror.copy.emit import Emitter
+from mirror.copy.manifestmemo import ManifestMemo
 from mirror.copy.singleflight import SingleFlight
 from mirror.registry.base import ManifestInfo, Repository
 from mirror.types import events as ev
@@ -67,11 +73,20 @@ MANIFESTS_KEPT = 4096
 class Resolver:
     """Resolves the images of a run; a manifest is fetched once per repository and reference.
 
-    ``tag_absent`` collects the destination repositories where a tag HEAD found nothing.
+    ``tag_absent`` collects the destination repositories where a tag HEAD found nothing. ``memo``
+    holds the verified manifests read by earlier passes (see :mod:`mirror.copy.manifestmemo`).
     """
 
-    def __init__(self, *, events: EventSink, lookups: asyncio.Semaphore, tag_absent: set[str]) -> None:
+    def __init__(
+        self,
+        *,
+        events: EventSink,
+        lookups: asyncio.Semaphore,
+        tag_absent: set[str],
+        memo: ManifestMemo | None = None,
+    ) -> None:
         self._emit = Emitter(events)
+        self._memo = memo if memo is not None else ManifestMemo()
         self._lookups = lookups
         # Manifests read recently (tags of one image, an index's children shared by its tags);
         # a pass does not keep every manifest it read.
@@ -83,6 +98,11 @@ class Resolver:
         await self._manifests.cancel_all()
 
     async def _fetch(self, repo: Repository, reference: str) -> Manifest:
+        if is_digest(reference):
+            kept = self._memo.get(repo.name, Digest.parse(reference))
+            if kept is not None:  # read and verified before (an earlier pass): its bytes never change
+                return kept
+
         async def fetch() -> Manifest:
             async with self._lookups:
                 _check_running(self.stopping)
@@ -90,7 +110,9 @@ class Resolver:
             # By tag, the store's digest (a verified Docker-Content-Digest, or the layout's own,
             # perhaps sha512) names the manifest, as a HEAD would have.
             expected = Digest.parse(reference) if is_digest(reference) else fetched.digest
-            return parse_manifest(fetched.raw, fetched.media_type, digest=expected)
+            manifest = parse_manifest(fetched.raw, fetched.media_type, digest=expected)
+            self._memo.put(repo.name, manifest)
+            return manifest
 
         return await self._manifests.run((repo.name, reference), fetch)
 

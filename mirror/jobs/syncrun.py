@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mirror.copy.engine import CopyEngine, CopyTask, Destination
+from mirror.copy.manifestmemo import ManifestMemo
 from mirror.copy.results import ImageResult, RunStats
 from mirror.copy.stall import DEFAULT_STALL_TIMEOUT
 from mirror.jobs.batches import PassBatches
@@ -123,7 +124,8 @@ class SyncRun:
     ``owns`` (a source repository's :func:`ownership_key` -> bool) limits the run to the
     repositories this replica owns when the service is sharded. ``profiles`` gives each
     registry host's profile (the config's; by default the one the host name says). With
-    ``locks``, an image is copied by one run at a time (see :mod:`.imagelocks`)."""
+    ``locks``, an image is copied by one run at a time (see :mod:`.imagelocks`). ``memo``: the
+    verified manifests a daemon keeps across its passes (by default, this run's own)."""
 
     def __init__(
         self,
@@ -137,6 +139,7 @@ class SyncRun:
         profiles: Callable[[str], RegistryProfile] = profile_for,
         locks: ImageLocks | None = None,
         stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
+        memo: ManifestMemo | None = None,
     ) -> None:
         self.transport = transport
         self.locks = locks
@@ -145,7 +148,7 @@ class SyncRun:
         self.events = events
         self.owns = owns
         self.engine = CopyEngine(
-            events=events, transfers=transfers, dry_run=dry_run, stall_timeout=stall_timeout
+            events=events, transfers=transfers, dry_run=dry_run, stall_timeout=stall_timeout, memo=memo
         )
         self._repos: dict[str, Repository] = {}
         self._layouts: set[str] = set()  # names of the repositories that are OCI layouts

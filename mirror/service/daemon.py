@@ -22,6 +22,7 @@ from mirror import __version__
 from mirror.auth.chain import default_chain
 from mirror.auth.credentials import StaticProvider
 from mirror.auth.redact import RedactingProvider, Redactor
+from mirror.copy.manifestmemo import ManifestMemo
 from mirror.copy.results import ImageResult, RunStats
 from mirror.jobs.config import Config, Job
 from mirror.jobs.imagelocks import ImageLocks
@@ -97,6 +98,8 @@ class Daemon:
     dispatcher: Dispatcher | None = None  # event-triggered copies (serve mode, events: configured)
     stopped_by: signal.Signals | None = None  # the stop signal received, if any
     _active: set[SyncRun] = field(default_factory=set)
+    # Manifests read by digest, verified, for every pass of this daemon's life (one for --once).
+    memo: ManifestMemo = field(default_factory=ManifestMemo)
 
     def transport(self, events: Fanout) -> Transport:
         static = StaticProvider(self.config.credentials())
@@ -116,6 +119,7 @@ class Daemon:
             profiles=self.config.profile,
             locks=None if dry_run else self.locks,
             stall_timeout=self.config.stall_timeout,
+            memo=self.memo,
         )
 
     async def run_jobs(self, transport: Transport, events: Fanout, jobs: list[Job]) -> SyncResult:
