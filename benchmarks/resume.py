@@ -46,11 +46,7 @@ def scenario_resume(tmp: Path, quick: bool, say: Any) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for name, fractions in CASES:
         offsets = [int(size * f) for f in fractions]
-        source = SyntheticProcess(
-            ["--seed", "resume", "--size", str(size), "--digest", str(digest)]
-            + (["--reset-at", ",".join(map(str, offsets))] if offsets else []),
-            stop_after=3600,
-        )
+        source = resetting_source(size, digest, offsets)
         sink = SyntheticProcess(["--verify"], stop_after=3600)
         report = tmp / "resume.json"
         try:
@@ -93,17 +89,22 @@ def scenario_resume(tmp: Path, quick: bool, say: Any) -> dict[str, Any]:
     return {"resume": {"workload": {"size": size}, "rows": rows}}
 
 
+def resetting_source(size: int, digest: Digest, offsets: list[int]) -> SyntheticProcess:
+    """The synthetic source of the resume image, cutting the layer's read once at each offset."""
+    return SyntheticProcess(
+        ["--seed", "resume", "--size", str(size), "--digest", str(digest)]
+        + (["--reset-at", ",".join(map(str, offsets))] if offsets else []),
+        stop_after=3600,
+    )
+
+
 SKOPEO_RUNS = 3
 
 
 def skopeo_case(tmp: Path, size: int, digest: Digest, offsets: list[int]) -> dict[str, Any]:
     """skopeo copy from a source with the same resets, run again after a failure (up to
     :data:`SKOPEO_RUNS` runs): the layer bytes the source sent, the runs, the first error."""
-    source = SyntheticProcess(
-        ["--seed", "resume", "--size", str(size), "--digest", str(digest)]
-        + (["--reset-at", ",".join(map(str, offsets))] if offsets else []),
-        stop_after=3600,
-    )
+    source = resetting_source(size, digest, offsets)
     out = tmp / "skopeo-resume"
     runs, errors, wall, ok = 0, [], 0.0, False
     try:
