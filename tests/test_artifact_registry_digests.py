@@ -59,6 +59,12 @@ def seed_apps(ar: ArtifactRegistryEmulator) -> dict[str, str]:
     return digests
 
 
+def listed_tops(digests: dict[str, str]) -> list[str]:
+    """The manifest path of each seeded image by its digest (``stable`` names img0:v1's)."""
+    listed = [(key.split(":")[0], d) for key, d in digests.items() if "stable" not in key]
+    return sorted(f"/v2/proj/apps/{name}/manifests/{d}" for name, d in listed)
+
+
 def sync(config: Path, report: Path, *more: str) -> dict[str, Any]:
     code = main(["sync", "--config", str(config), "--once", "--report", str(report), *more])
     doc: dict[str, Any] = json.loads(report.read_text())
@@ -70,11 +76,7 @@ def test_a_cold_pass_reads_listed_tags_by_digest_and_a_warm_pass_asks_the_source
     ar: ArtifactRegistryEmulator, registry: Any, proxy_factory: Any, tmp_path: Path
 ) -> None:
     digests = seed_apps(ar)
-    tops = sorted(
-        f"/v2/proj/apps/{key.split(':')[0]}/manifests/{d}"
-        for key, d in digests.items()
-        if "stable" not in key
-    )
+    tops = listed_tops(digests)
     # Tags not listed by the API: an Artifact Registry job naming one image (its Docker tag
     # listing), and a prefix job over another kind of registry (its _catalog and tag lists).
     ar.create_repository("proj", "other")
@@ -144,11 +146,7 @@ def test_a_daemon_filtering_to_a_platform_reads_each_listed_index_once_across_pa
     ar: ArtifactRegistryEmulator, registry: Any
 ) -> None:
     digests = seed_apps(ar)
-    tops = sorted(
-        f"/v2/proj/apps/{key.split(':')[0]}/manifests/{d}"
-        for key, d in digests.items()
-        if "stable" not in key
-    )
+    tops = listed_tops(digests)
     config = parse_config(
         f"""
 version: 1
