@@ -17,8 +17,8 @@ from mirror.jobs.drift import DIFFERENT, IN_SYNC
 from mirror.jobs.resultlog import ImageResults
 from mirror.jobs.survey import known_from
 from mirror.service import reconcile
-from mirror.service.passes import pass_details
 from tests.support.images import push_image
+from tests.support.passdetails import pass_details
 
 D1 = "sha256:" + "1" * 64
 

@@ -18,7 +18,6 @@ from mirror.jobs.config.load import parse_config
 from mirror.jobs.drift import DriftEntry
 from mirror.jobs.inflight import InFlight
 from mirror.service.metrics import Metrics
-from mirror.service.passes import pass_details
 from mirror.service.server import HealthServer
 from mirror.service.shard import Shard
 from mirror.service.state import PassInfo, ServiceState
@@ -26,6 +25,7 @@ from mirror.service.status import drift_document, shard_summary, status_document
 from mirror.service.statuspage import STYLE_HASH, render_drift, render_status
 from mirror.types import events as ev
 from mirror.types.events import Event
+from tests.support.passdetails import pass_details
 
 NOW = 1_750_000_000.0
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)> \"dq\" 'sq' & &amp; </li></ul>"

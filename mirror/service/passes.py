@@ -9,12 +9,11 @@ others), so the page and the report of a pass agree: an image's status is the re
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Mapping
 from typing import Any
 
 from mirror.copy.results import ImageResult
-from mirror.jobs.tally import FINE, JobTally
+from mirror.jobs.tally import FINE
 
 # Always present in a pass's counts (zero when none), in this order; others follow as they occur.
 SHOWN_STATUSES = ("copied", "skipped", "failed", "deferred", "conflict")
@@ -80,12 +79,3 @@ def problems(image: ImageResult) -> list[dict[str, str]]:
                 }
             )
     return rows
-
-
-def pass_details(images: Iterable[ImageResult], keep: int = PROBLEMS_KEPT) -> dict[str, Any]:
-    """:meth:`PassProblems.details` of ``images``, taken as one job's."""
-    counted, found = JobTally(), PassProblems(keep)
-    for image in images:
-        if counted.add(image):
-            found.add(replace(image, job=""))
-    return found.details("", counted.statuses, counted.bytes_written)
